@@ -1,0 +1,25 @@
+# Sourced by scripts/demo and scripts/test: installs what is missing and sets the build up.
+# - libtorch comes from PyPI's torch==2.11.0 (the version tch 0.24 binds), installed only when
+#   the Python at hand lacks it; cargo finds it through LIBTORCH_USE_PYTORCH=1.
+# - With `--test`, also the Python packages of the interoperability tests (transformers, pyarrow).
+# The binaries carry an rpath to torch's lib folder, so they run without LD_LIBRARY_PATH.
+set -euo pipefail
+export PYTHON="${PYTHON:-python3}"
+export LIBTORCH_USE_PYTORCH=1
+
+if ! "$PYTHON" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.11.0")' 2>/dev/null; then
+  echo "setup: installing torch==2.11.0 from PyPI into $("$PYTHON" -c 'import sys; print(sys.prefix)')" >&2
+  "$PYTHON" -m pip install --quiet --disable-pip-version-check 'torch==2.11.0'
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  if ! "$PYTHON" -c 'import transformers, pyarrow, safetensors, pytest' 2>/dev/null; then
+    echo "setup: installing the test requirements (scripts/requirements-test.txt)" >&2
+    "$PYTHON" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  fi
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo is required (https://rustup.rs)" >&2
+  exit 1
+fi

@@ -1,0 +1,58 @@
+//! Schema constants of the shard formats. The single source of truth is `data-spec/README.md`
+//! (data-spec version 1); every name here is defined there, and a change to either is a change
+//! to both.
+
+/// Version of `data-spec/` these constants implement. Written into every manifest and every
+/// Parquet file's key-value metadata (`fast_electra.data_spec_version`).
+pub const DATA_SPEC_VERSION: u32 = 1;
+
+/// A folder's manifest; written last, so its presence means the folder is complete.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Name of shard number `index` in a folder: `part-00000.parquet`, ...
+pub fn shard_file_name(index: usize) -> String {
+    format!("part-{index:05}.parquet")
+}
+
+/// Prefix of every key this project writes into Parquet key-value metadata.
+pub const METADATA_PREFIX: &str = "fast_electra.";
+
+/// Parquet key-value metadata key holding the data-spec version.
+pub const META_DATA_SPEC_VERSION: &str = "fast_electra.data_spec_version";
+/// Parquet key-value metadata key holding the kind of shard: `tokens` or `epoch`.
+pub const META_KIND: &str = "fast_electra.kind";
+
+/// Columns of a token shard (`data/tokens/part-*.parquet`), data-spec section "Token shards".
+pub mod tokens {
+    /// `UInt64`, not null: the sequence's index in its dataset (0..num_sequences, corpus order).
+    /// Keys the corruption RNG, so it never changes once written.
+    pub const SEQUENCE_ID: &str = "sequence_id";
+    /// `UInt64`, not null: index of the source document in corpus order.
+    pub const DOC_ID: &str = "doc_id";
+    /// `List<Int32>` (items not null): `[CLS] tokens [SEP]`, no padding, length 3..=max_seq_len.
+    pub const INPUT_IDS: &str = "input_ids";
+    /// Value of [`super::META_KIND`] for token shards.
+    pub const KIND: &str = "tokens";
+}
+
+/// Columns of an epoch (corrupted) shard (`data/epoch-EEE/part-*.parquet`), data-spec section
+/// "Epoch shards".
+pub mod epoch {
+    /// `UInt64`, not null: the token shard's `sequence_id` this row was made from.
+    pub const SEQUENCE_ID: &str = "sequence_id";
+    /// `List<Int32>`: the corrupted sequence, same length as the original, no padding.
+    pub const INPUT_IDS: &str = "input_ids";
+    /// `List<Int8>`: 1 where `input_ids` differs from the original token, else 0; same length.
+    pub const TARGETS: &str = "targets";
+    /// `List<Int32>`: the masked positions, ascending.
+    pub const MASKED_POSITIONS: &str = "masked_positions";
+    /// `List<Int32>`: the original token ids at `masked_positions`, same length as it.
+    pub const ORIGINAL_IDS: &str = "original_ids";
+    /// Value of [`super::META_KIND`] for epoch shards.
+    pub const KIND: &str = "epoch";
+
+    /// Folder name of epoch `e` under the output root: `epoch-003`.
+    pub fn folder_name(epoch: u32) -> String {
+        format!("epoch-{epoch:03}")
+    }
+}
