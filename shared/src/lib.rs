@@ -3,5 +3,9 @@
 pub mod atomic;
 pub mod hash;
 pub mod manifest;
+pub mod parquet_write;
 pub mod rng;
+pub mod shard_file;
 pub mod spec;
+pub mod token_shards;
+pub mod tokenizer;
