@@ -5,6 +5,8 @@ pub mod epoch_meta;
 pub mod epoch_shards;
 pub mod hash;
 pub mod manifest;
+pub mod masking;
 pub mod rng;
+pub mod sampling;
 pub mod schedule;
 pub mod spec;
