@@ -41,7 +41,12 @@ pub fn expand_inputs(inputs: &[String]) -> anyhow::Result<Vec<Source>> {
         if path.exists() {
             add_path(path, input, true, &mut out)?;
         } else if input.contains(['*', '?', '[']) {
-            let mut matches = glob::glob(input)
+            // As a shell does: `*` does not match a leading dot (hidden files stay out).
+            let options = glob::MatchOptions {
+                require_literal_leading_dot: true,
+                ..glob::MatchOptions::new()
+            };
+            let mut matches = glob::glob_with(input, options)
                 .with_context(|| format!("--input {input}: not a valid glob pattern"))?
                 .collect::<Result<Vec<_>, _>>()
                 .with_context(|| format!("--input {input}: listing matches"))?;
