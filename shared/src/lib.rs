@@ -1,7 +1,9 @@
 //! Code shared by `preprocess` and `trainer`: the shard formats of `data-spec/`, manifests,
 //! atomic writes, the encoder model with Hugging Face checkpoint I/O, schedules and the cost model.
 pub mod atomic;
+pub mod device;
 pub mod hash;
 pub mod manifest;
+pub mod model;
 pub mod rng;
 pub mod spec;
