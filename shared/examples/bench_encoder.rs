@@ -109,6 +109,23 @@ fn main() -> anyhow::Result<()> {
         }
     }
     times.sort_by(f64::total_cmp);
+    if device.is_cuda() && args.model == "discriminator" {
+        // How far bf16 mixed precision moves the eval logits from fp32 on this batch.
+        let m = init_discriminator(&cfg, device)?;
+        let ids = Tensor::randint(args.vocab, [b, s], (Kind::Int64, device));
+        let mask = Tensor::ones([b, s], (Kind::Int64, device));
+        let (full, mixed) = tch::no_grad(|| {
+            let full = m.model.forward_t(&ids, &mask, false);
+            let mixed = with_autocast(device, || m.model.forward_t(&ids, &mask, false));
+            (full, mixed)
+        });
+        println!(
+            "bf16 vs fp32 eval logits: max |diff| {:.4}, max |logit| {:.4}, output dtype {:?}",
+            (&full - &mixed).abs().max().double_value(&[]),
+            full.abs().max().double_value(&[]),
+            mixed.kind()
+        );
+    }
     let median = times[times.len() / 2];
     println!(
         "{} {} ({params} parameters) batch {b} x seq {s} on {device:?}{}: forward+backward \

@@ -14,6 +14,17 @@ pub struct Pretrained<M> {
     pub architecture: Architecture,
 }
 
+impl<M> std::fmt::Debug for Pretrained<M> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pretrained")
+            .field("architecture", &self.architecture)
+            .field("device", &self.vs.device())
+            .field("variables", &self.vs.len())
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<M> Pretrained<M> {
     /// Saves this model as a Hugging Face folder (see [`save_pretrained`]).
     pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
