@@ -9,7 +9,11 @@ fn dynamic_section(binary: &std::path::Path) -> String {
         .arg(binary)
         .output()
         .expect("readelf (binutils) is needed for this test");
-    assert!(out.status.success(), "readelf -d {} failed", binary.display());
+    assert!(
+        out.status.success(),
+        "readelf -d {} failed",
+        binary.display()
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
