@@ -61,6 +61,7 @@ fn read_rows(dir: &Path) -> (TokenManifest, TokenRows) {
     for (path, entry) in paths.iter().zip(&manifest.shards) {
         assert_eq!(shared::hash::sha256_file(path).unwrap(), entry.sha256);
         let shard = ShardFile::open(path).unwrap();
+        shared::token_shards::check_token_shard(&shard, &manifest).unwrap();
         assert_eq!(shard.num_rows(), entry.rows);
         for g in 0..shard.num_row_groups() {
             let rows = TokenRows::from_batch(&shard.read_row_group(g).unwrap(), path).unwrap();
@@ -610,4 +611,33 @@ fn interrupted_run_leaves_no_manifest_and_a_rerun_finishes() {
         expected,
         "the re-run finishes with the reference output"
     );
+}
+
+#[test]
+fn a_shard_of_another_dataset_is_refused_by_check_token_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (jsonl, _) = sotu_slice(tmp.path(), 1);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(tokenize(&[
+        "--input",
+        s(&jsonl),
+        "--out",
+        s(&a),
+        "--max-seq-len",
+        "128",
+    ]));
+    ok(tokenize(&[
+        "--input",
+        s(&jsonl),
+        "--out",
+        s(&b),
+        "--max-seq-len",
+        "64",
+    ]));
+    let (manifest_a, _) = open_token_dir(&a).unwrap();
+    let shard_b = ShardFile::open(&b.join("part-00000.parquet")).unwrap();
+    let err = shared::token_shards::check_token_shard(&shard_b, &manifest_a).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("b/part-00000.parquet"), "{msg}");
+    assert!(msg.contains("fast_electra.dataset_fingerprint"), "{msg}");
 }
