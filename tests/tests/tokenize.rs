@@ -641,3 +641,31 @@ fn a_shard_of_another_dataset_is_refused_by_check_token_shard() {
     assert!(msg.contains("b/part-00000.parquet"), "{msg}");
     assert!(msg.contains("fast_electra.dataset_fingerprint"), "{msg}");
 }
+
+#[test]
+fn special_token_strings_in_the_text_are_plain_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = "The word [MASK] and [CLS] or [SEP] and [PAD] are just text here, like [UNK].";
+    let jsonl = tmp.path().join("specials.jsonl");
+    std::fs::write(&jsonl, serde_json::json!({ "text": doc }).to_string()).unwrap();
+    let out = tmp.path().join("tokens");
+    ok(tokenize(&[
+        "--input",
+        s(&jsonl),
+        "--out",
+        s(&out),
+        "--min-tail",
+        "1",
+    ]));
+    let (manifest, rows) = read_rows(&out);
+    check_invariants(&manifest, &rows); // no CLS/SEP/MASK/PAD id inside a row
+    assert_eq!(rows.len(), 1);
+    let tok = shared::tokenizer::load_tokenizer(&bert_tokenizer()).unwrap();
+    let row = rows.row(0);
+    let ids: Vec<u32> = row[1..row.len() - 1].iter().map(|&t| t as u32).collect();
+    let decoded = tok.tokenizer.decode(&ids, false).unwrap();
+    assert!(
+        decoded.contains("[ mask ]") && decoded.contains("[ unk ]"),
+        "{decoded}"
+    );
+}
