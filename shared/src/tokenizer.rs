@@ -20,7 +20,8 @@ pub const MASK_NAMES: &[&str] = &["[MASK]", "<mask>"];
 pub const PAD_NAMES: &[&str] = &["[PAD]", "<pad>"];
 pub const UNK_NAMES: &[&str] = &["[UNK]", "<unk>"];
 
-/// Loads `path`, switches truncation and padding off, finds the special tokens and fingerprints
+/// Loads `path`, switches truncation and padding off, makes special-token strings in the text
+/// encode as plain text, finds the special tokens and fingerprints
 /// the file (SHA-256). Refuses a tokenizer without a mask, CLS, SEP or PAD token.
 pub fn load_tokenizer(path: &Path) -> anyhow::Result<LoadedTokenizer> {
     let sha256 = crate::hash::sha256_file(path)
@@ -39,6 +40,9 @@ pub fn load_tokenizer(path: &Path) -> anyhow::Result<LoadedTokenizer> {
         )
     })?;
     tokenizer.with_padding(None);
+    // Special-token strings inside a document ("[MASK]" written in the text) are tokenized as
+    // ordinary text, so a row holds CLS/SEP only at its ends and never the mask id.
+    tokenizer.set_encode_special_tokens(true);
 
     let find = |role: &str, names: &[&str]| -> anyhow::Result<u32> {
         names

@@ -1,10 +1,30 @@
-//! `trainer`: trains the main model on dumped epochs (RTD), or a masked LM on token shards.
+//! `trainer`: trains the main model on dumped epochs (RTD), or a masked LM on token shards;
+//! `trainer cost` prints the cost model, `trainer loader-bench` measures the loader.
+use clap::Parser;
 use std::process::ExitCode;
 
+mod checkpoint;
+mod cli;
+mod cost_cmd;
+mod loader;
+mod lr;
+mod metrics;
+mod optim;
+mod plots;
+mod train;
+
 fn main() -> ExitCode {
-    eprintln!(
-        "trainer: not built yet (cuda available: {})",
-        tch::Cuda::is_available()
-    );
-    ExitCode::FAILURE
+    let cli = cli::Cli::parse();
+    let result = match &cli.command {
+        Some(cli::Command::Cost(args)) => cost_cmd::run(args),
+        Some(cli::Command::LoaderBench(args)) => train::bench::run(args),
+        None => train::run(&cli.train),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("trainer: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,165 @@
+//! Command-line flags of `trainer` (training) and `trainer cost` / `trainer loader-bench`.
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Trains the Fast-ELECTRA main model (replaced-token detection) on dumped epochs, or a masked
+/// LM on token shards; `trainer cost` prints the cost model.
+#[derive(Debug, Parser)]
+#[command(
+    name = "trainer",
+    version,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Prints training FLOPs per sequence per update and memory of the main model and of the
+    /// auxiliary model (jointly trained vs frozen).
+    Cost(CostArgs),
+    /// Measures the loader alone (decode, shuffle, collate; no model): sequences per second.
+    LoaderBench(BenchArgs),
+}
+
+/// The training objective.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Objective {
+    /// Replaced-token detection on epoch folders (Fast-ELECTRA's main model).
+    Rtd,
+    /// Masked LM on token folders (to make an auxiliary model).
+    Mlm,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TrainArgs {
+    /// Shard folders: epoch folders (`data/epoch-*`, rtd) or token folders (mlm). Any number;
+    /// epochs are trained in the order of the epoch number in their manifests.
+    #[arg(long, num_args = 1.., required = true)]
+    pub shards: Vec<PathBuf>,
+    /// The run folder (metrics.jsonl, checkpoints/, plots, export/). Refused if it holds
+    /// another run, unless --resume.
+    #[arg(long, required = true)]
+    pub run_dir: Option<PathBuf>,
+    /// Model size: tiny, small, base or large, or a Hugging Face config.json.
+    #[arg(long, default_value = "base")]
+    pub model: String,
+    /// Training objective.
+    #[arg(long, value_enum, default_value_t = Objective::Rtd)]
+    pub objective: Objective,
+    /// Sequences per micro-batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Micro-batches per update (gradient accumulation); an update sees batch-size x this.
+    #[arg(long, default_value_t = 1)]
+    pub grad_accum: usize,
+    /// Peak learning rate (after warm-up; then linear decay to 0 at the last update).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Linear warm-up, in updates.
+    #[arg(long, default_value_t = 10_000)]
+    pub warmup_steps: u64,
+    /// Updates to run [default: as many as the epochs give, one pass each].
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// AdamW weight decay (not on biases and LayerNorm weights).
+    #[arg(long, default_value_t = 0.01)]
+    pub weight_decay: f64,
+    /// Global gradient-norm clipping threshold (0 = off).
+    #[arg(long, default_value_t = 2.0)]
+    pub clip_norm: f64,
+    /// MLM: fraction of tokens masked per sequence (80% [MASK], 10% random, 10% kept).
+    #[arg(long, default_value_t = 0.15)]
+    pub mask_rate: f64,
+    /// Validation data: an epoch folder of the validation split (rtd) or the validation token
+    /// folder (mlm).
+    #[arg(long)]
+    pub validation: Option<PathBuf>,
+    /// Validate every N updates (and at the end) when --validation is given.
+    #[arg(long, default_value_t = 1000)]
+    pub validate_every: u64,
+    /// At most this many validation sequences per validation pass.
+    #[arg(long, default_value_t = 10_000)]
+    pub validation_rows: u64,
+    /// Write a checkpoint every N updates (and at the end).
+    #[arg(long, default_value_t = 1000)]
+    pub checkpoint_every: u64,
+    /// Log a metrics line every N updates (a host sync happens only then).
+    #[arg(long, default_value_t = 50)]
+    pub log_every: u64,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Seed of initialisation, shuffling, dropout and MLM masking.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Continue the run in --run-dir from its latest checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// When the updates need more rows than the epochs hold, pass over the last epoch again
+    /// (reshuffled) instead of failing.
+    #[arg(long)]
+    pub repeat_last_epoch: bool,
+    /// Row groups whose rows are shuffled together.
+    #[arg(long, default_value_t = 8)]
+    pub shuffle_window: usize,
+    /// Micro-batches the loader prepares ahead of the model.
+    #[arg(long, default_value_t = 16)]
+    pub prefetch: usize,
+    /// Loader threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub loader_threads: usize,
+    /// Testing aid: make the loss of this update NaN, to exercise the non-finite-loss stop.
+    #[arg(long, hide = true)]
+    pub debug_nan_at_step: Option<u64>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CostArgs {
+    /// Main model: tiny, small, base or large, or a Hugging Face config.json.
+    #[arg(long, default_value = "base")]
+    pub model: String,
+    /// Layers of the auxiliary model (same width as the main model).
+    #[arg(long, default_value_t = 4)]
+    pub aux_layers: u64,
+    /// Sequence length in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: u64,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = 30522)]
+    pub vocab: u64,
+    /// Sequences per batch (for activation memory).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: u64,
+    /// Fraction of positions the auxiliary model predicts (its vocabulary logits).
+    #[arg(long, default_value_t = 0.15)]
+    pub mask_rate: f64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Epoch folders (or token folders with --objective mlm).
+    #[arg(long, num_args = 1.., required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Kind of folders.
+    #[arg(long, value_enum, default_value_t = Objective::Rtd)]
+    pub objective: Objective,
+    /// Decoding threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Sequences to load (at most one pass over the folders).
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: u64,
+    /// Row groups whose rows are shuffled together.
+    #[arg(long, default_value_t = 8)]
+    pub shuffle_window: usize,
+}

@@ -1,0 +1,97 @@
+//! `trainer cost`: the table of shared::cost for a main model and an auxiliary model.
+use anyhow::Context;
+use shared::cost::{cost_report, EncoderShape, ModelCost};
+use std::path::Path;
+
+use crate::cli::CostArgs;
+
+/// The encoder shape of a preset name or of a Hugging Face `config.json`, with `vocab` tokens.
+pub fn encoder_shape(model: &str, vocab: u64) -> anyhow::Result<EncoderShape> {
+    if let Some(s) = EncoderShape::preset(model, vocab) {
+        return Ok(s);
+    }
+    let path = Path::new(model);
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!("--model {model}: expected tiny, small, base, large or a config.json file")
+    })?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let field = |k: &str| {
+        v.get(k).and_then(|x| x.as_u64()).with_context(|| {
+            format!(
+                "{}: field {k}: expected an integer, found {}",
+                path.display(),
+                v.get(k).map_or("nothing".into(), |x| x.to_string())
+            )
+        })
+    };
+    let hidden = field("hidden_size")?;
+    Ok(EncoderShape {
+        hidden,
+        layers: field("num_hidden_layers")?,
+        heads: field("num_attention_heads")?,
+        intermediate: field("intermediate_size")?,
+        embedding: v
+            .get("embedding_size")
+            .and_then(|x| x.as_u64())
+            .unwrap_or(hidden),
+        vocab,
+        max_positions: field("max_position_embeddings")?,
+        type_vocab: v
+            .get("type_vocab_size")
+            .and_then(|x| x.as_u64())
+            .unwrap_or(2),
+    })
+}
+
+fn gib(b: u64) -> f64 {
+    b as f64 / (1u64 << 30) as f64
+}
+
+fn row(name: &str, c: &ModelCost) -> String {
+    format!(
+        "{name:<28} {:>8.1}M {:>12.3} {:>12.3} {:>9.2} {:>9.2} {:>9.2}",
+        c.params as f64 / 1e6,
+        c.forward_flops as f64 / 1e9,
+        c.flops_per_sequence as f64 / 1e9,
+        gib(c.param_bytes),
+        gib(c.activation_bytes),
+        gib(c.memory_bytes()),
+    )
+}
+
+/// Runs `trainer cost`.
+pub fn run(args: &CostArgs) -> anyhow::Result<()> {
+    let main = encoder_shape(&args.model, args.vocab)?;
+    let aux = main.with_layers(args.aux_layers);
+    let r = cost_report(&main, &aux, args.seq_len, args.batch_size, args.mask_rate);
+    println!(
+        "main model {} ({} layers, hidden {}), auxiliary model {} layers, seq len {}, vocab {}, batch {}, aux logits at {:.0}% of positions",
+        args.model, main.layers, main.hidden, aux.layers, args.seq_len, args.vocab, args.batch_size, args.mask_rate * 100.0
+    );
+    println!(
+        "{:<28} {:>9} {:>12} {:>12} {:>9} {:>9} {:>9}",
+        "model", "params", "fwd GFLOP", "GFLOP/seq", "param GiB", "act GiB", "total GiB"
+    );
+    println!("{}", row("main (trained)", &r.main));
+    println!("{}", row("aux, joint (fwd+bwd)", &r.aux_joint));
+    println!("{}", row("aux, frozen (fwd only)", &r.aux_frozen));
+    let m = r.main.flops_per_sequence as f64;
+    let joint = m + r.aux_joint.flops_per_sequence as f64;
+    let frozen = m + r.aux_frozen.flops_per_sequence as f64;
+    println!(
+        "per update: ELECTRA (joint) {:.3} GFLOP/seq, Fast-ELECTRA {:.3} GFLOP/seq with the frozen aux online ({:.1}% of joint), {:.3} with dumped epochs ({:.1}%)",
+        joint / 1e9,
+        frozen / 1e9,
+        100.0 * frozen / joint,
+        m / 1e9,
+        100.0 * m / joint
+    );
+    println!(
+        "memory: joint {:.2} GiB, frozen aux online {:.2} GiB, dumped epochs {:.2} GiB",
+        gib(r.main.memory_bytes() + r.aux_joint.memory_bytes()),
+        gib(r.main.memory_bytes() + r.aux_frozen.memory_bytes()),
+        gib(r.main.memory_bytes())
+    );
+    Ok(())
+}

@@ -1,0 +1,169 @@
+//! Micro-batches: rows padded to the longest row of the batch, with an attention mask; RTD
+//! targets or MLM masked positions and labels.
+use shared::rng::{domain, CounterRng};
+
+use super::rows::{Cursor, Rows};
+
+/// What the batches are for.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BatchKind {
+    /// Replaced-token detection on epoch shards: targets per token.
+    Rtd,
+    /// Masked LM on token shards with dynamic masking.
+    Mlm(MlmMasking),
+}
+
+/// Dynamic masking of the MLM objective: `rate` of the real tokens other than [CLS]/[SEP]
+/// (at least one), chosen and replaced by a [`CounterRng`] keyed (seed, MLM, pass,
+/// sequence_id); of the chosen ones 80% become [MASK], 10% a uniform random token and 10% stay.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MlmMasking {
+    pub seed: u64,
+    pub rate: f64,
+    pub mask_id: i32,
+    pub vocab: u32,
+}
+
+/// A collated micro-batch on the host.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostBatch {
+    pub rows: usize,
+    /// Padded length (the batch's longest row).
+    pub len: usize,
+    /// `[rows, len]`, padded with the pad id.
+    pub input_ids: Vec<i64>,
+    /// `[rows, len]`: 1 on real tokens, 0 on padding.
+    pub attention_mask: Vec<i64>,
+    /// RTD: `[rows, len]`, 1.0 = replaced (0 on padding).
+    pub targets: Vec<f32>,
+    /// MLM: flat indices `row * len + position` of the masked positions.
+    pub positions: Vec<i64>,
+    /// MLM: the original ids at `positions`.
+    pub labels: Vec<i64>,
+    /// Real (non-padding) tokens.
+    pub real_tokens: u64,
+    /// Epoch number the rows come from.
+    pub epoch: u32,
+    /// Where the next micro-batch starts.
+    pub cursor_after: Cursor,
+}
+
+/// Collates `rows` (each a decoded group and a row index in it).
+pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64) -> HostBatch {
+    let len = rows.iter().map(|(r, i)| r.ids(*i).len()).max().unwrap_or(0);
+    let n = rows.len();
+    let mut b = HostBatch {
+        rows: n,
+        len,
+        input_ids: vec![pad_id as i64; n * len],
+        attention_mask: vec![0; n * len],
+        ..Default::default()
+    };
+    if kind == BatchKind::Rtd {
+        b.targets = vec![0.0; n * len];
+    }
+    for (k, (r, i)) in rows.iter().enumerate() {
+        let ids = r.ids(*i);
+        let base = k * len;
+        for (j, &t) in ids.iter().enumerate() {
+            b.input_ids[base + j] = t as i64;
+            b.attention_mask[base + j] = 1;
+        }
+        b.real_tokens += ids.len() as u64;
+        match kind {
+            BatchKind::Rtd => {
+                for (j, &t) in r.targets(*i).iter().enumerate() {
+                    b.targets[base + j] = t as f32;
+                }
+            }
+            BatchKind::Mlm(m) => {
+                mask_row(&m, pass, r.sequence_ids[*i], ids, base, &mut b);
+            }
+        }
+    }
+    b
+}
+
+fn mask_row(m: &MlmMasking, pass: u64, sequence_id: u64, ids: &[i32], base: usize, b: &mut HostBatch) {
+    // Candidates: every position but the first ([CLS]) and the last ([SEP]).
+    let candidates = ids.len().saturating_sub(2);
+    if candidates == 0 {
+        return;
+    }
+    let mut rng = CounterRng::new(m.seed, &[domain::MLM, pass, sequence_id]);
+    let count = ((m.rate * candidates as f64).round() as usize).clamp(1, candidates);
+    let mut positions: Vec<usize> = (1..=candidates).collect();
+    // Partial Fisher-Yates: the first `count` entries are a uniform sample.
+    for k in 0..count {
+        let j = k + rng.below((candidates - k) as u64) as usize;
+        positions.swap(k, j);
+    }
+    let chosen = &mut positions[..count];
+    chosen.sort_unstable();
+    for &p in chosen.iter() {
+        b.positions.push((base + p) as i64);
+        b.labels.push(ids[p] as i64);
+        let u = rng.next_f64();
+        let replacement = if u < 0.8 {
+            m.mask_id as i64
+        } else if u < 0.9 {
+            rng.below(m.vocab as u64) as i64
+        } else {
+            ids[p] as i64
+        };
+        b.input_ids[base + p] = replacement;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows() -> Rows {
+        Rows {
+            sequence_ids: vec![10, 11],
+            offsets: vec![0, 3, 8],
+            ids: vec![101, 5, 102, 101, 6, 7, 8, 102],
+            targets: vec![0, 1, 0, 0, 0, 1, 1, 0],
+        }
+    }
+
+    #[test]
+    fn pads_to_longest_with_mask_and_targets() {
+        let r = rows();
+        let b = collate(&[(&r, 0), (&r, 1)], 0, BatchKind::Rtd, 0);
+        assert_eq!((b.rows, b.len, b.real_tokens), (2, 5, 8));
+        assert_eq!(b.input_ids, vec![101, 5, 102, 0, 0, 101, 6, 7, 8, 102]);
+        assert_eq!(b.attention_mask, vec![1, 1, 1, 0, 0, 1, 1, 1, 1, 1]);
+        assert_eq!(
+            b.targets,
+            vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn mlm_masks_inner_positions_deterministically() {
+        let r = Rows {
+            sequence_ids: vec![3],
+            offsets: vec![0, 102],
+            ids: (0..102).map(|i| 1000 + i).collect(),
+            targets: vec![],
+        };
+        let m = MlmMasking {
+            seed: 1,
+            rate: 0.15,
+            mask_id: 103,
+            vocab: 30522,
+        };
+        let a = collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 0);
+        assert_eq!(a.positions.len(), 15);
+        assert!(a.positions.iter().all(|&p| p >= 1 && p <= 100));
+        for (p, l) in a.positions.iter().zip(&a.labels) {
+            assert_eq!(*l, 1000 + *p);
+        }
+        let masked = a.positions.iter().filter(|&&p| a.input_ids[p as usize] == 103).count();
+        assert!(masked >= 8, "{masked} of 15 became [MASK]");
+        assert_eq!(a, collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 0));
+        assert_ne!(a.positions, collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 1).positions);
+    }
+}
