@@ -26,8 +26,11 @@ struct Fixture {
     rows: HashMap<u64, Vec<i32>>,
 }
 
+/// Runs `preprocess`. OpenMP threads sleep instead of spinning while they wait: on a busy 2-core
+/// machine spinning torch threads make a 2-thread run 20 times slower (same output).
 fn run(args: &[&str]) -> Output {
     Command::new(binary("preprocess"))
+        .env("OMP_WAIT_POLICY", "passive")
         .args(args)
         .output()
         .expect("preprocess runs")

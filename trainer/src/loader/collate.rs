@@ -84,7 +84,14 @@ pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64)
     b
 }
 
-fn mask_row(m: &MlmMasking, pass: u64, sequence_id: u64, ids: &[i32], base: usize, b: &mut HostBatch) {
+fn mask_row(
+    m: &MlmMasking,
+    pass: u64,
+    sequence_id: u64,
+    ids: &[i32],
+    base: usize,
+    b: &mut HostBatch,
+) {
     // Candidates: every position but the first ([CLS]) and the last ([SEP]).
     let candidates = ids.len().saturating_sub(2);
     if candidates == 0 {
@@ -161,9 +168,16 @@ mod tests {
         for (p, l) in a.positions.iter().zip(&a.labels) {
             assert_eq!(*l, 1000 + *p);
         }
-        let masked = a.positions.iter().filter(|&&p| a.input_ids[p as usize] == 103).count();
+        let masked = a
+            .positions
+            .iter()
+            .filter(|&&p| a.input_ids[p as usize] == 103)
+            .count();
         assert!(masked >= 8, "{masked} of 15 became [MASK]");
         assert_eq!(a, collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 0));
-        assert_ne!(a.positions, collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 1).positions);
+        assert_ne!(
+            a.positions,
+            collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 1).positions
+        );
     }
 }
