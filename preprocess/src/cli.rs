@@ -22,12 +22,15 @@ pub struct Cli {
 pub enum Command {
     /// Tokenize and pack a corpus into token shards (once per corpus and tokenizer).
     Tokenize(crate::tokenize::TokenizeArgs),
+    /// Measure the corruption's sequences per second on random data (median after warm-up).
+    Bench(crate::bench::BenchArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Tokenize(args)) => crate::tokenize::run(args),
+        Some(Command::Bench(args)) => crate::bench::run(args),
         None => crate::corrupt::run(cli.corrupt),
     }
 }

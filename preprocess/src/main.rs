@@ -1,5 +1,6 @@
 //! `preprocess`: turns a corpus into token shards (`preprocess tokenize`) and corrupts one epoch
 //! of them with the frozen auxiliary model (`preprocess --epoch E`).
+mod bench;
 mod cli;
 mod corrupt;
 mod tokenize;

@@ -125,6 +125,13 @@ pub struct EpochManifest {
     pub tokenizer: TokenizerInfo,
     /// `dataset_fingerprint` of the token folder this epoch was made from.
     pub tokens_fingerprint: String,
+    /// `split` of that token folder (`train` or `validation`).
+    #[serde(default)]
+    pub split: String,
+    /// SHA-256 of the settings that decided the content (data-spec/epoch.md, "Settings"); equal
+    /// to every shard's `fast_electra.settings_fingerprint`.
+    #[serde(default)]
+    pub settings_fingerprint: String,
     pub max_seq_len: u32,
     pub vocab_size: u32,
     pub num_sequences: u64,

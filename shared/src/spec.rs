@@ -56,3 +56,27 @@ pub mod epoch {
         format!("epoch-{epoch:03}")
     }
 }
+
+/// Token-folder conventions beyond the columns (data-spec "Token shards", "Token manifest").
+/// Kept in their own module so other shard kinds can add theirs without clashing.
+pub mod token_dir {
+    /// Subfolder of a token folder holding the validation split (its own shards and manifest).
+    pub const VALIDATION_DIR: &str = "validation";
+    /// Value of the manifest's `split` and of [`META_SPLIT`] for the training split.
+    pub const SPLIT_TRAIN: &str = "train";
+    /// Value of the manifest's `split` and of [`META_SPLIT`] for the validation split.
+    pub const SPLIT_VALIDATION: &str = "validation";
+    /// Rows per row group of token shards (the trainer's loader decodes row groups in parallel).
+    pub const DEFAULT_ROW_GROUP_ROWS: usize = 1024;
+
+    /// Parquet key-value metadata of a token shard: the dataset fingerprint of its manifest.
+    pub const META_DATASET_FINGERPRINT: &str = "fast_electra.dataset_fingerprint";
+    /// Parquet key-value metadata of a token shard: `train` or `validation`.
+    pub const META_SPLIT: &str = "fast_electra.split";
+    /// Parquet key-value metadata of a token shard: SHA-256 of the tokenizer.json.
+    pub const META_TOKENIZER_SHA256: &str = "fast_electra.tokenizer_sha256";
+    /// Parquet key-value metadata of a token shard: the maximum sequence length (decimal).
+    pub const META_MAX_SEQ_LEN: &str = "fast_electra.max_seq_len";
+    /// Parquet key-value metadata of a token shard: vocabulary size incl. added tokens (decimal).
+    pub const META_VOCAB_SIZE: &str = "fast_electra.vocab_size";
+}

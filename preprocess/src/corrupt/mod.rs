@@ -1,9 +1,106 @@
-//! `preprocess --epoch E`: corrupt one epoch of token shards with the frozen auxiliary model.
-use clap::Args;
+//! `preprocess --epoch E`: corrupt one epoch of token shards with the frozen auxiliary model at
+//! that epoch's temperature (data-spec/epoch.md).
+mod args;
+pub mod aux;
+pub mod batch;
+mod finish;
+mod pipeline;
+mod plan;
+mod shard;
 
-#[derive(Debug, Args)]
-pub struct CorruptArgs {}
+use anyhow::Context;
 
-pub fn run(_args: CorruptArgs) -> anyhow::Result<()> {
-    anyhow::bail!("preprocess --epoch is not built yet")
+pub use args::{CorruptArgs, CorruptConfig};
+
+pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
+    let config = CorruptConfig::try_from(args)?;
+    let device = shared::device::parse_device(&config.device)
+        .with_context(|| format!("--device {}", config.device))?;
+    let plan = plan::plan(config)?;
+    let c = &plan.config;
+    eprintln!(
+        "epoch {} of {}: schedule {}, T = {:.6}; {} token shards, part {}/{} makes {} of them \
+         on {device:?}",
+        c.epoch,
+        c.epochs,
+        c.schedule,
+        c.temperature,
+        plan.token_paths.len(),
+        c.part.index,
+        c.part.count,
+        plan.todo.len()
+    );
+    if plan.complete {
+        let m: shared::manifest::EpochManifest = shared::manifest::read_manifest(&c.out_dir)?;
+        eprintln!(
+            "{}: already complete with these settings",
+            c.out_dir.display()
+        );
+        finish::print_report(c.epoch, c.temperature, &m.report);
+        return Ok(());
+    }
+
+    // Thread counts do not change the output (see data-spec/epoch.md, "Determinism").
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(c.threads)
+        .build_global()
+        .context("starting the encoding threads")?;
+    tch::set_num_threads(c.threads as i32);
+
+    std::fs::create_dir_all(&c.out_dir)
+        .with_context(|| format!("creating {}", c.out_dir.display()))?;
+    for path in &plan.stale {
+        std::fs::remove_file(path).with_context(|| format!("removing {}", path.display()))?;
+    }
+    remove_own_temps(&plan)?;
+
+    let made = if plan.todo.is_empty() {
+        pipeline::Made::default()
+    } else {
+        let model = aux::AuxModel::load(&c.aux_model, device)?;
+        pipeline::run(&plan, &model)?
+    };
+    match finish::finish(&plan, &made)? {
+        Some(m) => {
+            finish::print_report(c.epoch, c.temperature, &m.report);
+            eprintln!(
+                "{}: complete ({} sequences)",
+                c.out_dir.display(),
+                m.num_sequences
+            );
+        }
+        None => {
+            let mut report = made.stats.report();
+            if made.seconds > 0.0 {
+                report.insert(
+                    finish::REPORT_THROUGHPUT.into(),
+                    made.stats.rows as f64 / made.seconds,
+                );
+            }
+            finish::print_report(c.epoch, c.temperature, &report);
+        }
+    }
+    Ok(())
+}
+
+/// Removes temporary files of this part's shards left by an interrupted run (another part's
+/// in-progress files are left alone).
+fn remove_own_temps(plan: &plan::Plan) -> anyhow::Result<()> {
+    let dir = &plan.config.out_dir;
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let index = name
+            .strip_prefix(".part-")
+            .filter(|_| name.ends_with(".tmp"))
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|n| n.parse::<usize>().ok());
+        if let Some(k) = index {
+            if plan.config.part.owns(k) {
+                std::fs::remove_file(entry.path())
+                    .with_context(|| format!("removing {}", entry.path().display()))?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -1,9 +1,15 @@
-//! `preprocess tokenize`: corpus to packed token shards.
-use clap::Args;
+//! `preprocess tokenize`: corpus to packed token shards (data-spec "Token shards").
+mod args;
+mod inputs;
+mod output;
+mod pack;
+mod reader;
+mod run;
+mod writer;
 
-#[derive(Debug, Args)]
-pub struct TokenizeArgs {}
+pub use args::{TokenizeArgs, TokenizeConfig};
 
-pub fn run(_args: TokenizeArgs) -> anyhow::Result<()> {
-    anyhow::bail!("preprocess tokenize is not built yet")
+/// Checks the flags, then tokenizes.
+pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
+    run::run(TokenizeConfig::try_from(args)?)
 }

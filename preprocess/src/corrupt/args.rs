@@ -1,0 +1,220 @@
+//! The flags of `preprocess --epoch E` and the checked configuration made from them before any
+//! work starts.
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use shared::schedule::{TemperatureSchedule, SCHEDULE_NAMES};
+
+/// Corrupt one epoch of token shards with the frozen auxiliary model (no subcommand).
+#[derive(Debug, Clone, Args)]
+pub struct CorruptArgs {
+    /// Epoch to corrupt, 0-based, below --epochs. Writes OUT/epoch-EEE/.
+    #[arg(long, required = true)]
+    pub epoch: Option<u32>,
+    /// Temperature schedule: exp (T = 1 + (T0-1) exp(-u/tau)), const (T = T0),
+    /// poly (T = 1 + (T0-1) (1-u)^k) or step (k equal steps down from T0), u = epoch / epochs.
+    #[arg(long, default_value = "exp", value_parser = SCHEDULE_NAMES)]
+    pub temperature_schedule: String,
+    /// Token folder made by `preprocess tokenize` (its manifest.json must be present), e.g.
+    /// data/tokens or data/tokens/validation.
+    #[arg(long, default_value = "data/tokens")]
+    pub tokens: PathBuf,
+    /// Auxiliary masked LM: a Hugging Face folder (config.json + model.safetensors) of
+    /// ElectraForMaskedLM or BertForMaskedLM.
+    #[arg(long, default_value = "models/aux")]
+    pub aux_model: PathBuf,
+    /// Output root; the epoch goes to OUT/epoch-EEE/.
+    #[arg(long, default_value = "data")]
+    pub out: PathBuf,
+    /// Number of epochs of the whole training (u = epoch / epochs).
+    #[arg(long, default_value_t = 10)]
+    pub epochs: u32,
+    /// Starting temperature T0 (>= 1).
+    #[arg(long, default_value_t = 2.0)]
+    pub t0: f64,
+    /// Decay constant tau of the exp schedule (> 0; 0.5 suits a deep auxiliary model).
+    #[arg(long, default_value_t = 0.1)]
+    pub tau: f64,
+    /// Exponent of the poly schedule (> 0), or number of steps of the step schedule (whole, >= 1).
+    #[arg(long, default_value_t = 2.0)]
+    pub k: f64,
+    /// Fraction of each sequence's non-special tokens to mask, in (0, 1]; rounded half up, at
+    /// least one token per sequence.
+    #[arg(long, default_value_t = 0.15)]
+    pub mask_rate: f64,
+    /// Seed of masking, sampling and row shuffling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device of the auxiliary model: auto (CUDA when present, else CPU), cpu, cuda or cuda:N.
+    /// CUDA runs in bf16 autocast, the CPU in fp32.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Sequences per auxiliary-model batch. Does not change the output.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// CPU threads for Parquet encoding and CPU inference [default: all cores]. Does not change
+    /// the output.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Share the epoch among N processes: this one makes the shards k with k % N == I. The
+    /// manifest appears when the last part finishes.
+    #[arg(long, value_name = "I/N", default_value = "0/1")]
+    pub part: String,
+    /// Replace shards (and the manifest) of this epoch made with other settings instead of
+    /// refusing.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Testing aid: abort the process (as a crash would) right after writing this many shards.
+    #[arg(long, hide = true)]
+    pub abort_after_shards: Option<usize>,
+}
+
+/// The checked configuration of one corruption run.
+#[derive(Debug, Clone)]
+pub struct CorruptConfig {
+    pub epoch: u32,
+    pub epochs: u32,
+    pub schedule: TemperatureSchedule,
+    /// This epoch's temperature.
+    pub temperature: f64,
+    pub tokens: PathBuf,
+    pub aux_model: PathBuf,
+    /// OUT/epoch-EEE.
+    pub out_dir: PathBuf,
+    pub mask_rate: f64,
+    pub seed: u64,
+    pub device: String,
+    pub batch_size: usize,
+    pub threads: usize,
+    pub part: Part,
+    pub overwrite: bool,
+    pub abort_after_shards: Option<usize>,
+}
+
+/// `--part I/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Part {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Part {
+    /// Whether shard `k` belongs to this part.
+    pub fn owns(&self, k: usize) -> bool {
+        k % self.count == self.index
+    }
+}
+
+impl std::str::FromStr for Part {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        let parsed = s
+            .split_once('/')
+            .and_then(|(i, n)| Some((i.trim().parse().ok()?, n.trim().parse().ok()?)));
+        match parsed {
+            Some((index, count)) if count >= 1 && index < count => Ok(Self { index, count }),
+            _ => bail!("--part: expected I/N with N >= 1 and 0 <= I < N, found {s:?}"),
+        }
+    }
+}
+
+impl TryFrom<CorruptArgs> for CorruptConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(a: CorruptArgs) -> anyhow::Result<Self> {
+        let epoch = a
+            .epoch
+            .context("--epoch: expected an epoch number, found nothing")?;
+        if a.epochs == 0 {
+            bail!("--epochs: expected at least 1, found 0");
+        }
+        if epoch >= a.epochs {
+            bail!(
+                "--epoch: expected an epoch in 0..{} (below --epochs {}), found {epoch}",
+                a.epochs,
+                a.epochs
+            );
+        }
+        let schedule = TemperatureSchedule::new(&a.temperature_schedule, a.t0, a.tau, a.k)
+            .map_err(|e| anyhow::anyhow!("--temperature-schedule: {e}"))?;
+        let temperature = schedule.temperature(epoch, a.epochs);
+        if !(temperature.is_finite() && temperature >= 1.0) {
+            bail!("temperature of epoch {epoch}: expected a finite T >= 1, found {temperature}");
+        }
+        if !(a.mask_rate.is_finite() && a.mask_rate > 0.0 && a.mask_rate <= 1.0) {
+            bail!(
+                "--mask-rate: expected a fraction in (0, 1], found {}",
+                a.mask_rate
+            );
+        }
+        if a.batch_size == 0 {
+            bail!("--batch-size: expected at least 1 sequence, found 0");
+        }
+        let threads = match a.threads {
+            Some(0) => bail!("--threads: expected at least 1, found 0"),
+            Some(n) => n,
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let part: Part = a.part.parse()?;
+        Ok(Self {
+            epoch,
+            epochs: a.epochs,
+            schedule,
+            temperature,
+            tokens: a.tokens,
+            aux_model: a.aux_model,
+            out_dir: a.out.join(shared::spec::epoch::folder_name(epoch)),
+            mask_rate: a.mask_rate,
+            seed: a.seed,
+            device: a.device,
+            batch_size: a.batch_size,
+            threads,
+            part,
+            overwrite: a.overwrite,
+            abort_after_shards: a.abort_after_shards,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: CorruptArgs,
+    }
+
+    fn config(flags: &[&str]) -> anyhow::Result<CorruptConfig> {
+        let cli = Cli::try_parse_from(std::iter::once("preprocess").chain(flags.iter().copied()))?;
+        CorruptConfig::try_from(cli.args)
+    }
+
+    #[test]
+    fn defaults_follow_the_issue() {
+        let c = config(&["--epoch", "3", "--temperature-schedule", "exp"]).unwrap();
+        assert_eq!(c.out_dir, PathBuf::from("data/epoch-003"));
+        assert_eq!(c.tokens, PathBuf::from("data/tokens"));
+        assert_eq!(c.aux_model, PathBuf::from("models/aux"));
+        assert_eq!((c.epochs, c.mask_rate, c.seed), (10, 0.15, 0));
+        assert!((c.temperature - (1.0 + (-3.0f64).exp())).abs() < 1e-12);
+        assert_eq!(c.part, Part { index: 0, count: 1 });
+    }
+
+    #[test]
+    fn bad_flags_are_refused() {
+        let err = |f: &[&str]| config(f).unwrap_err().to_string();
+        assert!(err(&["--epoch", "10"]).contains("0..10"));
+        assert!(err(&["--epoch", "0", "--t0", "0.5"]).contains("t0"));
+        assert!(err(&["--epoch", "0", "--tau", "nan"]).contains("tau"));
+        assert!(err(&["--epoch", "0", "--mask-rate", "0"]).contains("--mask-rate"));
+        assert!(err(&["--epoch", "0", "--part", "2/2"]).contains("--part"));
+        assert!(err(&["--epoch", "0", "--batch-size", "0"]).contains("--batch-size"));
+        assert!(config(&["--epoch", "0", "--temperature-schedule", "cosine"]).is_err());
+        let p: Part = "1/3".parse().unwrap();
+        assert!(p.owns(4) && !p.owns(3));
+    }
+}

@@ -1,0 +1,263 @@
+//! The corruption pipeline: a reader thread decodes and masks token row groups into batches ->
+//! bounded channel -> this thread runs the auxiliary model and samples (the tch model is not
+//! `Sync`, so it stays on one thread) -> bounded channel -> a writer thread gathers each shard's
+//! rows and hands complete shards to rayon tasks that shuffle, encode and write them.
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::Context;
+use crossbeam_channel::{bounded, Receiver, Sender};
+use indicatif::{ProgressBar, ProgressStyle};
+use shared::epoch_meta::ShardStats;
+use shared::manifest::ShardEntry;
+use shared::shard_file::ShardFile;
+use shared::token_shards::TokenRows;
+
+use super::aux::AuxModel;
+use super::batch::{apply, build_inputs, CorruptedRow, Keys, Seq};
+use super::plan::Plan;
+use super::shard::write_epoch_shard;
+
+/// Batches queued between reader and model, and between model and writer.
+const QUEUE: usize = 4;
+
+enum ToModel {
+    /// Shard `shard` starts; it has `rows` rows.
+    Begin {
+        shard: usize,
+        rows: usize,
+    },
+    Batch {
+        shard: usize,
+        seqs: Vec<Seq>,
+    },
+}
+
+enum ToWriter {
+    Begin {
+        shard: usize,
+        rows: usize,
+    },
+    Rows {
+        shard: usize,
+        rows: Vec<CorruptedRow>,
+    },
+}
+
+/// What this process made.
+#[derive(Debug, Default)]
+pub struct Made {
+    pub entries: BTreeMap<usize, ShardEntry>,
+    pub stats: ShardStats,
+    pub seconds: f64,
+}
+
+/// Corrupts the shards of `plan.todo` with `model`.
+pub fn run(plan: &Plan, model: &AuxModel) -> anyhow::Result<Made> {
+    let start = Instant::now();
+    let keys = Keys {
+        seed: plan.config.seed,
+        epoch: plan.config.epoch,
+        mask_rate: plan.config.mask_rate,
+        special: plan.special,
+    };
+    let total_rows: u64 = plan.todo.iter().map(|&k| plan.tokens.shards[k].rows).sum();
+    let progress = ProgressBar::new(total_rows).with_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} sequences ({per_sec}, eta {eta})",
+        )
+        .expect("valid template"),
+    );
+    progress.set_prefix(format!("epoch {}", plan.config.epoch));
+    let (to_model, from_reader) = bounded::<ToModel>(QUEUE);
+    let (to_writer, from_model) = bounded::<ToWriter>(QUEUE);
+
+    let (read, infer, write) = std::thread::scope(|s| {
+        let reader = s.spawn(|| read(plan, &keys, to_model));
+        let writer = s.spawn(|| write(plan, from_model, &progress));
+        let infer = infer(plan, model, from_reader, to_writer);
+        (join(reader), infer, join(writer))
+    });
+    progress.finish_and_clear();
+    // The first real failure wins: a stage that stops early only closes its channels.
+    read.context("reading token shards")?;
+    infer.context("running the auxiliary model")?;
+    let (entries, stats) = write.context("writing epoch shards")?;
+    Ok(Made {
+        entries,
+        stats,
+        seconds: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn join<T>(h: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::Result<T> {
+    h.join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("a pipeline thread panicked")))
+}
+
+/// Reader: token shards of `plan.todo` -> masked batches. Stops quietly if the model stage has
+/// gone (its error is reported instead).
+fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<()> {
+    let batch_size = plan.config.batch_size;
+    for &k in &plan.todo {
+        let path = &plan.token_paths[k];
+        let file = ShardFile::open(path)?;
+        let rows = file.num_rows() as usize;
+        if tx.send(ToModel::Begin { shard: k, rows }).is_err() {
+            return Ok(());
+        }
+        let mut seqs = Vec::with_capacity(batch_size);
+        let mut row = 0;
+        for g in 0..file.num_row_groups() {
+            let tokens = TokenRows::from_batch(&file.read_row_group(g)?, path)?;
+            for i in 0..tokens.len() {
+                seqs.push(Seq::new(row, tokens.sequence_ids[i], tokens.row(i), keys));
+                row += 1;
+                if seqs.len() == batch_size {
+                    let full = std::mem::replace(&mut seqs, Vec::with_capacity(batch_size));
+                    if tx
+                        .send(ToModel::Batch {
+                            shard: k,
+                            seqs: full,
+                        })
+                        .is_err()
+                    {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        if !seqs.is_empty() && tx.send(ToModel::Batch { shard: k, seqs }).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+/// Model stage, on the calling thread. Every batch is padded to the dataset's `max_seq_len`, so a
+/// row's logits do not depend on the lengths of the rows it shares a batch with.
+fn infer(
+    plan: &Plan,
+    model: &AuxModel,
+    rx: Receiver<ToModel>,
+    tx: Sender<ToWriter>,
+) -> anyhow::Result<()> {
+    let width = plan.tokens.max_seq_len as usize;
+    let keys = Keys {
+        seed: plan.config.seed,
+        epoch: plan.config.epoch,
+        mask_rate: plan.config.mask_rate,
+        special: plan.special,
+    };
+    for msg in rx {
+        let out = match msg {
+            ToModel::Begin { shard, rows } => ToWriter::Begin { shard, rows },
+            ToModel::Batch { shard, seqs } => {
+                let inputs = build_inputs(&seqs, width, &keys);
+                let sampled = model.corrupt(&inputs, plan.config.temperature)?;
+                ToWriter::Rows {
+                    shard,
+                    rows: apply(seqs, &sampled),
+                }
+            }
+        };
+        if tx.send(out).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+type Written = (usize, anyhow::Result<(ShardEntry, ShardStats)>);
+
+/// Writer: gathers rows per shard; a complete shard is shuffled, encoded and written by a rayon
+/// task (at most `threads` at once), so encoding overlaps inference.
+fn write(
+    plan: &Plan,
+    rx: Receiver<ToWriter>,
+    progress: &ProgressBar,
+) -> anyhow::Result<(BTreeMap<usize, ShardEntry>, ShardStats)> {
+    let (done_tx, done_rx) = bounded::<Written>(plan.todo.len().max(1));
+    let mut pending: BTreeMap<usize, (usize, Vec<CorruptedRow>)> = BTreeMap::new();
+    let mut entries = BTreeMap::new();
+    let mut stats = ShardStats::default();
+    let mut in_flight = 0usize;
+    let max_in_flight = plan.config.threads.max(1);
+
+    let finish_one = |(k, result): Written,
+                      entries: &mut BTreeMap<usize, ShardEntry>,
+                      stats: &mut ShardStats|
+     -> anyhow::Result<()> {
+        let (entry, s) = result?;
+        entries.insert(k, entry);
+        stats.add(&s);
+        if plan.config.abort_after_shards == Some(entries.len()) {
+            eprintln!(
+                "preprocess: aborting after {} shard(s) as asked (--abort-after-shards)",
+                entries.len()
+            );
+            std::process::abort();
+        }
+        Ok(())
+    };
+
+    let dispatch = |k: usize, rows: Vec<CorruptedRow>, in_flight: &mut usize| {
+        let done = done_tx.clone();
+        let dir = plan.config.out_dir.clone();
+        let source = plan.tokens.shards[k].clone();
+        let settings = plan.settings.clone();
+        rayon::spawn(move || {
+            let result = write_epoch_shard(&dir, k, &source, &settings, rows);
+            let _ = done.send((k, result));
+        });
+        *in_flight += 1;
+    };
+
+    let mut result = Ok(());
+    for msg in rx {
+        let (k, complete) = match msg {
+            ToWriter::Begin { shard, rows } => {
+                pending.insert(shard, (rows, Vec::with_capacity(rows)));
+                (shard, rows == 0)
+            }
+            ToWriter::Rows { shard, rows } => {
+                progress.inc(rows.len() as u64);
+                let p = pending.get_mut(&shard).expect("Begin precedes Rows");
+                p.1.extend(rows);
+                (shard, p.1.len() >= p.0)
+            }
+        };
+        if complete {
+            let (_, rows) = pending.remove(&k).expect("pending shard");
+            while in_flight >= max_in_flight {
+                in_flight -= 1;
+                let written = done_rx.recv().expect("a dispatched shard reports");
+                if let Err(e) = finish_one(written, &mut entries, &mut stats) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            if result.is_err() {
+                break;
+            }
+            dispatch(k, rows, &mut in_flight);
+        }
+    }
+    // Wait for the shards in flight even after an error, so nothing is left half-done.
+    while in_flight > 0 {
+        in_flight -= 1;
+        let written = done_rx.recv().expect("a dispatched shard reports");
+        let r = finish_one(written, &mut entries, &mut stats);
+        if result.is_ok() {
+            result = r;
+        }
+    }
+    result?;
+    if let Some((&k, (rows, got))) = pending.iter().next() {
+        anyhow::bail!(
+            "shard {k}: expected {rows} rows, the model stage delivered {}",
+            got.len()
+        );
+    }
+    Ok((entries, stats))
+}

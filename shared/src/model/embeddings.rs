@@ -1,0 +1,65 @@
+//! `ElectraEmbeddings` / `BertEmbeddings`: word + position + token-type embeddings, LayerNorm,
+//! dropout. Positions are 0..S and token types are all 0, as transformers does when they are not
+//! given.
+use super::dense::LayerNorm;
+use super::{init, ModelConfig};
+use tch::{nn, Kind, Tensor};
+
+#[derive(Debug)]
+pub struct Embeddings {
+    pub word_embeddings: Tensor,
+    pub position_embeddings: Tensor,
+    pub token_type_embeddings: Tensor,
+    pub layer_norm: LayerNorm,
+    dropout: f64,
+}
+
+impl Embeddings {
+    /// `p` is the `embeddings` path; `dim` is the embedding width.
+    pub fn new(p: nn::Path, cfg: &ModelConfig, dim: i64) -> Self {
+        let range = cfg.initializer_range;
+        let word_embeddings =
+            (&p / "word_embeddings").var("weight", &[cfg.vocab_size, dim], init::normal(range));
+        if let Some(pad) = cfg
+            .pad_token_id
+            .filter(|&t| (0..cfg.vocab_size).contains(&t))
+        {
+            // transformers zeroes the padding_idx row of the word embeddings at init.
+            tch::no_grad(|| {
+                let _ = word_embeddings.get(pad).zero_();
+            });
+        }
+        Embeddings {
+            word_embeddings,
+            position_embeddings: (&p / "position_embeddings").var(
+                "weight",
+                &[cfg.max_position_embeddings, dim],
+                init::normal(range),
+            ),
+            token_type_embeddings: (&p / "token_type_embeddings").var(
+                "weight",
+                &[cfg.type_vocab_size, dim],
+                init::normal(range),
+            ),
+            layer_norm: LayerNorm::new(&p / "LayerNorm", dim, cfg.layer_norm_eps),
+            dropout: cfg.hidden_dropout_prob,
+        }
+    }
+
+    /// `input_ids` [B, S] -> [B, S, dim] (fp32).
+    pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
+        let seq = input_ids.size()[1];
+        let max = self.position_embeddings.size()[0];
+        assert!(
+            seq <= max,
+            "sequence length {seq} exceeds max_position_embeddings {max}"
+        );
+        let device = input_ids.device();
+        let positions = Tensor::arange(seq, (Kind::Int64, device));
+        let words = Tensor::embedding(&self.word_embeddings, input_ids, -1, false, false);
+        let pos = Tensor::embedding(&self.position_embeddings, &positions, -1, false, false);
+        let types = self.token_type_embeddings.get(0);
+        let x = words + pos.unsqueeze(0) + types;
+        self.layer_norm.forward(&x).dropout(self.dropout, train)
+    }
+}

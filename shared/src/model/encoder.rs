@@ -1,0 +1,79 @@
+//! `ElectraModel` / `BertModel` (without pooler): embeddings, the projection ELECTRA uses when
+//! `embedding_size != hidden_size` (`embeddings_project`), and the stack of layers.
+use super::dense::Dense;
+use super::embeddings::Embeddings;
+use super::layer::Layer;
+use super::{Architecture, ModelConfig};
+use anyhow::bail;
+use tch::{nn, Kind, Tensor};
+
+#[derive(Debug)]
+pub struct Encoder {
+    pub embeddings: Embeddings,
+    embeddings_project: Option<Dense>,
+    layers: Vec<Layer>,
+}
+
+impl Encoder {
+    /// `p` is the model root; the encoder lives under `electra.` or `bert.` (by `arch`).
+    pub fn new(p: &nn::Path, cfg: &ModelConfig, arch: Architecture) -> anyhow::Result<Self> {
+        cfg.validate()?;
+        let base = p / arch.base_prefix();
+        let emb = match arch {
+            Architecture::BertForMaskedLM => {
+                let e = cfg.effective_embedding_size();
+                if e != cfg.hidden_size {
+                    bail!(
+                        "field embedding_size: BertForMaskedLM needs embedding_size = hidden_size \
+                         {}, found {e}",
+                        cfg.hidden_size
+                    );
+                }
+                e
+            }
+            _ => cfg.effective_embedding_size(),
+        };
+        let embeddings = Embeddings::new(&base / "embeddings", cfg, emb);
+        let embeddings_project = (emb != cfg.hidden_size).then(|| {
+            Dense::new(
+                &base / "embeddings_project",
+                emb,
+                cfg.hidden_size,
+                cfg.initializer_range,
+            )
+        });
+        let layer_path = &base / "encoder" / "layer";
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| Layer::new(&layer_path / i, cfg))
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Encoder {
+            embeddings,
+            embeddings_project,
+            layers,
+        })
+    }
+
+    /// `input_ids` [B, S] i64, `attention_mask` [B, S] (nonzero = real token) -> [B, S, H] fp32.
+    pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        let mut x = self.embeddings.forward_t(input_ids, train);
+        if let Some(project) = &self.embeddings_project {
+            x = project.forward(&x).to_kind(Kind::Float);
+        }
+        let mask = key_mask(attention_mask, input_ids.device());
+        for layer in &self.layers {
+            x = layer.forward_t(&x, &mask, train);
+        }
+        x
+    }
+}
+
+/// [B, S] padding mask -> [B, 1, 1, S] boolean key mask for `scaled_dot_product_attention`.
+/// A sequence with no real token at all attends to every position, so it gives finite values
+/// instead of NaN.
+fn key_mask(attention_mask: &Tensor, device: tch::Device) -> Tensor {
+    let m = attention_mask.to_device(device).ne(0);
+    let any = m.any_dims([1i64].as_slice(), true);
+    let m = m.logical_or(&any.logical_not());
+    let (b, s) = m.size2().expect("attention_mask is [B, S]");
+    m.view([b, 1, 1, s])
+}

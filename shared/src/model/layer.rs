@@ -1,0 +1,43 @@
+//! `BertLayer` (= `ElectraLayer`): attention, then the feed-forward block
+//! `intermediate.dense` -> activation -> `output.dense` -> dropout -> residual -> `output.LayerNorm`.
+use super::activation::Activation;
+use super::attention::Attention;
+use super::dense::{Dense, LayerNorm};
+use super::ModelConfig;
+use tch::{nn, Tensor};
+
+#[derive(Debug)]
+pub struct Layer {
+    attention: Attention,
+    intermediate: Dense,
+    output: Dense,
+    output_layer_norm: LayerNorm,
+    activation: Activation,
+    dropout: f64,
+}
+
+impl Layer {
+    /// `p` is the `encoder.layer.N` path.
+    pub fn new(p: nn::Path, cfg: &ModelConfig) -> anyhow::Result<Self> {
+        let (h, f, r) = (
+            cfg.hidden_size,
+            cfg.intermediate_size,
+            cfg.initializer_range,
+        );
+        Ok(Layer {
+            attention: Attention::new(&p / "attention", cfg),
+            intermediate: Dense::new(&p / "intermediate" / "dense", h, f, r),
+            output: Dense::new(&p / "output" / "dense", f, h, r),
+            output_layer_norm: LayerNorm::new(&p / "output" / "LayerNorm", h, cfg.layer_norm_eps),
+            activation: Activation::parse(&cfg.hidden_act)?,
+            dropout: cfg.hidden_dropout_prob,
+        })
+    }
+
+    pub fn forward_t(&self, x: &Tensor, key_mask: &Tensor, train: bool) -> Tensor {
+        let a = self.attention.forward_t(x, key_mask, train);
+        let inter = self.activation.forward(&self.intermediate.forward(&a));
+        let out = self.output.forward(&inter).dropout(self.dropout, train);
+        self.output_layer_norm.forward(&(out + a))
+    }
+}

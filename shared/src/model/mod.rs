@@ -1,0 +1,33 @@
+//! The BERT/ELECTRA encoder in tch, one struct per Hugging Face submodule so that the variable
+//! names are transformers' attribute paths, with Hugging Face checkpoint I/O.
+mod activation;
+mod architecture;
+mod attention;
+mod checkpoint;
+mod config;
+mod dense;
+mod discriminator;
+mod embeddings;
+mod encoder;
+mod init;
+mod layer;
+mod masked_lm;
+mod mlm_head;
+mod pretrained;
+mod rtd_head;
+
+pub use activation::Activation;
+pub use architecture::Architecture;
+pub use checkpoint::{
+    checkpoint_fingerprint, CheckpointError, CONFIG_FILE, PICKLE_FILE, WEIGHTS_FILE,
+};
+pub use config::ModelConfig;
+pub use discriminator::Discriminator;
+pub use encoder::Encoder;
+pub use masked_lm::MaskedLm;
+pub use mlm_head::MlmHead;
+pub use pretrained::{
+    init_discriminator, init_masked_lm, load_discriminator, load_masked_lm, save_pretrained,
+    Pretrained,
+};
+pub use rtd_head::RtdHead;
