@@ -127,6 +127,10 @@ pub struct TrainArgs {
     /// H100/H200 989.4 (dense bf16), A100 312; none on the CPU, so MFU is null there].
     #[arg(long)]
     pub peak_tflops: Option<f64>,
+    /// Testing aid: stop (as if killed) after this many updates of this invocation, without
+    /// writing anything more; `--resume` then continues from the last checkpoint.
+    #[arg(long, hide = true)]
+    pub debug_stop_after: Option<u64>,
     /// Testing aid: make the loss of this update NaN, to exercise the non-finite-loss stop.
     #[arg(long, hide = true)]
     pub debug_nan_at_step: Option<u64>,

@@ -50,11 +50,6 @@ impl Folder {
             groups,
         }
     }
-
-    /// Rows in all shards.
-    pub fn rows(&self) -> u64 {
-        self.shards.iter().map(|s| s.num_rows()).sum()
-    }
 }
 
 fn manifest_path(dir: &Path) -> PathBuf {
@@ -186,6 +181,7 @@ pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> a
     if let (Some(a), Some(b)) = (&reference.epoch_manifest, &other.epoch_manifest) {
         same("aux_model.sha256", reference, other, &a.aux_model.sha256, &b.aux_model.sha256)?;
         if same_run {
+            same("split", reference, other, &a.split, &b.split)?;
             same("tokens_fingerprint", reference, other, &a.tokens_fingerprint, &b.tokens_fingerprint)?;
             same("seed", reference, other, a.seed, b.seed)?;
             same("epochs", reference, other, a.epochs, b.epochs)?;

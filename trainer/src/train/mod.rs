@@ -155,7 +155,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut iv = Interval::new();
     let mut epoch_now = 0u32;
     let mut cursor_now = cursor;
+    let first_step = step;
     while step < rc.total_steps {
+        if args.debug_stop_after.is_some_and(|n| step - first_step >= n) {
+            bar.finish_and_clear();
+            eprintln!("trainer: stopped after step {step} (--debug-stop-after)");
+            return Ok(());
+        }
         tch::manual_seed(torch_seed(rc.seed, step));
         let mut step_loss: Option<Tensor> = None;
         for _ in 0..k {
