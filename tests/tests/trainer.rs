@@ -358,7 +358,7 @@ fn issue5_bad_inputs_get_clear_errors() {
     let incomplete = bad.join("incomplete/epoch-000");
     copy_dir(&e0, &incomplete);
     std::fs::remove_file(incomplete.join("manifest.json")).unwrap();
-    let e = go(&[incomplete.clone()], "incomplete", &[]);
+    let e = go(std::slice::from_ref(&incomplete), "incomplete", &[]);
     assert!(
         e.contains("incomplete/epoch-000/manifest.json") && e.contains("no manifest"),
         "{e}"
@@ -372,7 +372,7 @@ fn issue5_bad_inputs_get_clear_errors() {
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x55;
     std::fs::write(&part, &bytes).unwrap();
-    let e = go(&[corrupt.clone()], "corrupt", &[]);
+    let e = go(std::slice::from_ref(&corrupt), "corrupt", &[]);
     assert!(
         e.contains("corrupt/epoch-000/part-00000.parquet: sha256"),
         "{e}"

@@ -162,7 +162,7 @@ mod tests {
         };
         let a = collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 0);
         assert_eq!(a.positions.len(), 15);
-        assert!(a.positions.iter().all(|&p| p >= 1 && p <= 100));
+        assert!(a.positions.iter().all(|p| (1..=100).contains(p)));
         for (p, l) in a.positions.iter().zip(&a.labels) {
             assert_eq!(*l, 1000 + *p);
         }

@@ -196,7 +196,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             let out = shared::device::with_autocast(device, || s.model.forward(&db, true));
             let mut loss = out.loss / k as f64;
             if args.debug_nan_at_step == Some(step + 1) {
-                loss = loss * f64::NAN;
+                loss = loss.g_mul_scalar(f64::NAN);
             }
             loss.backward();
             let detached = loss.detach();
