@@ -379,11 +379,15 @@ fn issue5_bad_inputs_get_clear_errors() {
     );
     bytes.truncate(mid);
     std::fs::write(&part, &bytes).unwrap();
-    let e = go(&[corrupt.clone()], "truncated", &["--no-verify-shards"]);
+    let e = go(
+        std::slice::from_ref(&corrupt),
+        "truncated",
+        &["--no-verify-shards"],
+    );
     assert!(e.contains("part-00000.parquet"), "{e}");
 
     // More updates than the rows allow.
-    let e = go(&[e0.clone()], "few", &["--max-steps", "100000"]);
+    let e = go(std::slice::from_ref(&e0), "few", &["--max-steps", "100000"]);
     assert!(
         e.contains("--max-steps 100000") && e.contains("--repeat-last-epoch"),
         "{e}"
@@ -391,7 +395,7 @@ fn issue5_bad_inputs_get_clear_errors() {
 
     // A non-finite loss stops the run and keeps the last good checkpoint.
     let e = go(
-        &[e0.clone()],
+        std::slice::from_ref(&e0),
         "nan",
         &[
             "--max-steps",
