@@ -18,6 +18,9 @@ struct Args {
     /// Which model: discriminator (ElectraForPreTraining) or generator (ElectraForMaskedLM).
     #[arg(long, default_value = "discriminator")]
     model: String,
+    /// Use the auxiliary (generator) depth of the preset: 4 layers for base, 6 for large.
+    #[arg(long)]
+    aux: bool,
     /// Sequences per batch.
     #[arg(long, default_value_t = 8)]
     batch: i64,
@@ -48,7 +51,11 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let device = parse_device(&args.device)?;
     tch::manual_seed(0);
-    let cfg = ModelConfig::preset(&args.preset, args.vocab)?;
+    let cfg = if args.aux {
+        ModelConfig::aux_preset(&args.preset, args.vocab)?
+    } else {
+        ModelConfig::preset(&args.preset, args.vocab)?
+    };
     let (b, s) = (args.batch, args.seq);
     let ids = Tensor::randint(args.vocab, [b, s], (Kind::Int64, device));
     let mask = Tensor::ones([b, s], (Kind::Int64, device));
@@ -128,10 +135,11 @@ fn main() -> anyhow::Result<()> {
     }
     let median = times[times.len() / 2];
     println!(
-        "{} {} ({params} parameters) batch {b} x seq {s} on {device:?}{}: forward+backward \
+        "{}{} {} ({params} parameters) batch {b} x seq {s} on {device:?}{}: forward+backward \
          median {:.1} ms over {} warm iterations (min {:.1}, max {:.1}); {:.0} tokens/s; \
          {} threads",
         args.preset,
+        if args.aux { " aux" } else { "" },
         args.model,
         if device.is_cuda() {
             " bf16 autocast"

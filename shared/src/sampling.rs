@@ -11,9 +11,20 @@ use tch::{Kind, Tensor};
 
 use crate::rng::{domain, CounterRng};
 
-/// Rows per chunk of the sampling computation: bounds the fp32/fp64 temporaries to about
-/// `24 * V * SAMPLE_CHUNK_ROWS` bytes (about 1.5 GB for V = 30522).
-pub const SAMPLE_CHUNK_ROWS: i64 = 2048;
+/// Bytes of fp32/fp64 temporaries (about 24 per logit) one chunk of rows may take: large on a
+/// GPU, small on the CPU where fresh multi-GB buffers cost more in page faults than they save.
+const CHUNK_BYTES_CUDA: i64 = 1 << 30;
+const CHUNK_BYTES_CPU: i64 = 4 << 20;
+
+/// Rows per chunk of the sampling computation for vocabulary size `v` on `device`.
+pub fn chunk_rows(v: i64, device: tch::Device) -> i64 {
+    let budget = if device.is_cuda() {
+        CHUNK_BYTES_CUDA
+    } else {
+        CHUNK_BYTES_CPU
+    };
+    (budget / (24 * v.max(1))).max(1)
+}
 
 /// What comes back from the device for N masked positions.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -61,7 +72,7 @@ pub fn sample_tempered(
     };
     let mut start = 0;
     while start < n {
-        let rows = SAMPLE_CHUNK_ROWS.min(n - start);
+        let rows = chunk_rows(v, device).min(n - start);
         let chunk = logits.narrow(0, start, rows);
         let z = chunk.to_kind(Kind::Float) / temperature;
         let logp = z.log_softmax(-1, Kind::Float);
@@ -69,7 +80,9 @@ pub fn sample_tempered(
         // Clamped so that a token of probability 0 (logit -inf) adds 0, not NaN.
         let entropy =
             -(&p * logp.clamp_min(f32::MIN as f64)).sum_dim_intlist(-1, false, Kind::Float);
-        let cdf = p.cumsum(-1, Kind::Double);
+        // Converting first is exact and lets the scan run on doubles (several times faster on
+        // the CPU than converting inside the scan).
+        let cdf = p.to_kind(Kind::Double).cumsum(-1, Kind::Double);
         let total = cdf.narrow(1, v - 1, 1);
         let u = Tensor::from_slice(&uniforms[start as usize..(start + rows) as usize])
             .to_device(device)

@@ -145,9 +145,13 @@ fn wrong_shape_names_expected_and_found() {
     )
     .unwrap();
     let e = err_text(load_masked_lm(dir.path(), Device::Cpu).unwrap_err());
-    assert!(e.contains("intermediate.dense"), "{e}");
-    assert!(e.contains("has shape [128"), "{e}");
-    assert!(e.contains("expected [96"), "{e}");
+    // Tensors are checked in name order: layer.0.intermediate.dense.bias comes first.
+    assert!(
+        e.contains(
+            "electra.encoder.layer.0.intermediate.dense.bias has shape [128], expected [96]"
+        ),
+        "{e}"
+    );
     eprintln!("{e}");
 }
 
@@ -214,4 +218,40 @@ fn discriminator_trains_every_parameter_and_survives_all_padding() {
     assert!(e1.equal(&e2));
     let t1 = tch::no_grad(|| m.model.forward_t(&ids, &mask, true));
     assert!(!t1.equal(&e1));
+}
+
+/// The bf16 mixed-precision path of `with_autocast` (active for CUDA devices) is exercised here
+/// on CPU tensors by naming a CUDA device: the outputs stay fp32 and close to the fp32 model's,
+/// and the gradients reach the fp32 master weights.
+#[test]
+fn bf16_mixed_precision_path_keeps_fp32_outputs_and_gradients() {
+    use shared::device::with_autocast;
+    tch::manual_seed(4);
+    let cfg = tiny(Architecture::ElectraForMaskedLM);
+    let m = init_masked_lm(&cfg, Architecture::ElectraForMaskedLM, Device::Cpu).unwrap();
+    let (ids, mask) = batch();
+    let full = tch::no_grad(|| m.model.forward_t(&ids, &mask, false));
+    let mixed = with_autocast(Device::Cuda(0), || m.model.forward_t(&ids, &mask, false));
+    assert_eq!(mixed.kind(), Kind::Float);
+    let diff = (&full - &mixed).abs().max().double_value(&[]);
+    let scale = full.abs().max().double_value(&[]);
+    assert!(
+        diff > 0.0 && diff < 0.05 * scale.max(1.0),
+        "bf16 moved logits by {diff} (max {scale})"
+    );
+    let positions = Tensor::from_slice(&[1i64, 6]);
+    let at = with_autocast(Device::Cuda(0), || {
+        m.model.logits_at(&ids, &mask, &positions, true)
+    });
+    at.cross_entropy_for_logits(&Tensor::from_slice(&[3i64, 4]))
+        .backward();
+    for (name, v) in m.vs.variables() {
+        assert_eq!(v.kind(), Kind::Float, "{name}");
+        if name.contains("encoder.layer.0.") {
+            assert!(
+                v.grad().defined() && v.grad().kind() == Kind::Float,
+                "{name}"
+            );
+        }
+    }
 }

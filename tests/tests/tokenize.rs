@@ -61,6 +61,7 @@ fn read_rows(dir: &Path) -> (TokenManifest, TokenRows) {
     for (path, entry) in paths.iter().zip(&manifest.shards) {
         assert_eq!(shared::hash::sha256_file(path).unwrap(), entry.sha256);
         let shard = ShardFile::open(path).unwrap();
+        shared::token_shards::check_token_shard(&shard, &manifest).unwrap();
         assert_eq!(shard.num_rows(), entry.rows);
         for g in 0..shard.num_row_groups() {
             let rows = TokenRows::from_batch(&shard.read_row_group(g).unwrap(), path).unwrap();
@@ -609,5 +610,62 @@ fn interrupted_run_leaves_no_manifest_and_a_rerun_finishes() {
         tree(&out),
         expected,
         "the re-run finishes with the reference output"
+    );
+}
+
+#[test]
+fn a_shard_of_another_dataset_is_refused_by_check_token_shard() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (jsonl, _) = sotu_slice(tmp.path(), 1);
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    ok(tokenize(&[
+        "--input",
+        s(&jsonl),
+        "--out",
+        s(&a),
+        "--max-seq-len",
+        "128",
+    ]));
+    ok(tokenize(&[
+        "--input",
+        s(&jsonl),
+        "--out",
+        s(&b),
+        "--max-seq-len",
+        "64",
+    ]));
+    let (manifest_a, _) = open_token_dir(&a).unwrap();
+    let shard_b = ShardFile::open(&b.join("part-00000.parquet")).unwrap();
+    let err = shared::token_shards::check_token_shard(&shard_b, &manifest_a).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("b/part-00000.parquet"), "{msg}");
+    assert!(msg.contains("fast_electra.dataset_fingerprint"), "{msg}");
+}
+
+#[test]
+fn special_token_strings_in_the_text_are_plain_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let doc = "The word [MASK] and [CLS] or [SEP] and [PAD] are just text here, like [UNK].";
+    let jsonl = tmp.path().join("specials.jsonl");
+    std::fs::write(&jsonl, serde_json::json!({ "text": doc }).to_string()).unwrap();
+    let out = tmp.path().join("tokens");
+    ok(tokenize(&[
+        "--input",
+        s(&jsonl),
+        "--out",
+        s(&out),
+        "--min-tail",
+        "1",
+    ]));
+    let (manifest, rows) = read_rows(&out);
+    check_invariants(&manifest, &rows); // no CLS/SEP/MASK/PAD id inside a row
+    assert_eq!(rows.len(), 1);
+    let tok = shared::tokenizer::load_tokenizer(&bert_tokenizer()).unwrap();
+    let row = rows.row(0);
+    let ids: Vec<u32> = row[1..row.len() - 1].iter().map(|&t| t as u32).collect();
+    let decoded = tok.tokenizer.decode(&ids, false).unwrap();
+    assert!(
+        decoded.contains("[ mask ]") && decoded.contains("[ unk ]"),
+        "{decoded}"
     );
 }

@@ -17,10 +17,10 @@ pub struct TokenizeArgs {
     /// split goes to `<out>/validation/`.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
-    /// Maximum sequence length in tokens, including [CLS] and [SEP] (3 or more). Default 512.
+    /// Maximum sequence length in tokens, including [CLS] and [SEP] (3 or more).
     #[arg(long, default_value_t = 512, value_name = "TOKENS")]
     pub max_seq_len: usize,
-    /// Field of a `.jsonl` line, or column of a `.parquet` file, holding the text. Default `text`.
+    /// Field of a `.jsonl` line, or column of a `.parquet` file, holding the text.
     #[arg(long, default_value = "text", value_name = "NAME")]
     pub text_field: String,
     /// In `.txt` files, a blank line separates documents (default: one document per file).
@@ -28,24 +28,22 @@ pub struct TokenizeArgs {
     pub txt_blank_line_docs: bool,
     /// Shortest row kept, in text tokens (without [CLS]/[SEP]): a document's last chunk (or a
     /// whole short document) with fewer tokens is dropped and counted. 1 keeps everything.
-    /// Default 16.
     #[arg(long, default_value_t = 16, value_name = "TOKENS")]
     pub min_tail: usize,
     /// Fraction of documents (0 to <1) sent to the validation split, chosen per document from
-    /// its index with a counter-based RNG keyed by --split-seed. Default 0: no validation split.
+    /// its index with a counter-based RNG keyed by --split-seed. 0: no validation split.
     #[arg(long, default_value_t = 0.0, value_name = "FRACTION")]
     pub validation_fraction: f64,
-    /// Seed of the document-level validation split. Default 0.
+    /// Seed of the document-level validation split.
     #[arg(long, default_value_t = 0, value_name = "SEED")]
     pub split_seed: u64,
-    /// Rows (sequences) per shard file; the last shard of a split holds the rest. Default 65536.
+    /// Rows (sequences) per shard file; the last shard of a split holds the rest.
     #[arg(long, default_value_t = 65536, value_name = "ROWS")]
     pub rows_per_shard: usize,
     /// Rows per Parquet row group inside a shard (the trainer decodes row groups in parallel).
-    /// Default 1024.
     #[arg(long, default_value_t = shared::spec::token_dir::DEFAULT_ROW_GROUP_ROWS, value_name = "ROWS")]
     pub row_group_rows: usize,
-    /// Tokenizer threads; 0 = all cores. The output is byte-identical for any value. Default 0.
+    /// Tokenizer threads; 0 = all cores. The output is byte-identical for any value.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub threads: usize,
     /// Replace an output folder that holds a different (or unreadable) dataset.

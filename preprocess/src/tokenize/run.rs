@@ -2,28 +2,18 @@
 //! the sources, check the output folder, then stream documents through a reader thread, tokenize
 //! each chunk in parallel, pack and number rows in corpus order, write shards, write manifests.
 use anyhow::Context;
-use rayon::prelude::*;
-use shared::manifest::{SourceFile, TokenManifest};
-use shared::rng::{domain, CounterRng};
+use shared::manifest::TokenManifest;
 use shared::spec::token_dir::{SPLIT_TRAIN, SPLIT_VALIDATION, VALIDATION_DIR};
 use shared::spec::DATA_SPEC_VERSION;
-use shared::tokenizer::{load_tokenizer, LoadedTokenizer};
-use std::collections::BTreeMap;
+use shared::tokenizer::load_tokenizer;
 use std::time::Instant;
 
 use super::args::TokenizeConfig;
-use super::inputs::{expand_inputs, Source};
+use super::fingerprint::{dataset_fingerprint, hash_sources, settings};
+use super::inputs::expand_inputs;
 use super::output::{prepare_output, OutputState};
-use super::pack::Packer;
-use super::reader::{read_documents, ReadOptions};
+use super::stream::tokenize_all;
 use super::writer::{ShardMeta, SplitWriter};
-
-/// Text bytes read before a chunk of documents is tokenized in parallel.
-const CHUNK_BYTES: usize = 4 << 20;
-
-/// The packing rule as recorded in the manifest's settings.
-pub const PACKING_RULE: &str = "greedy per document: chunks of max_seq_len-2 tokens as \
-    [CLS] chunk [SEP]; a last chunk shorter than min_tail is dropped; rows never cross documents";
 
 pub fn run(cfg: TokenizeConfig) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -172,163 +162,4 @@ pub fn run(cfg: TokenizeConfig) -> anyhow::Result<()> {
         cfg.out.display()
     );
     Ok(())
-}
-
-/// Counts over the whole corpus.
-#[derive(Debug, Default)]
-struct Stats {
-    documents: u64,
-    empty_documents: u64,
-    text_bytes: u64,
-    tokens: u64,
-    dropped_chunks: u64,
-    dropped_tokens: u64,
-}
-
-/// Streams the corpus: a reader thread cuts it into chunks of about [`CHUNK_BYTES`] of text;
-/// each chunk is tokenized and packed in parallel (inside the current rayon pool), then its rows
-/// are numbered and written in document order, so the output does not depend on the pool size.
-fn tokenize_all(
-    cfg: &TokenizeConfig,
-    tok: &LoadedTokenizer,
-    sources: &[Source],
-    train: &mut SplitWriter,
-    validation: &mut SplitWriter,
-    progress: &indicatif::ProgressBar,
-) -> anyhow::Result<Stats> {
-    let special = &tok.info.special_tokens;
-    let packer = Packer {
-        cls: special.cls as i32,
-        sep: special.sep as i32,
-        body: cfg.body_len(),
-        min_tail: cfg.min_tail,
-    };
-    let opts = ReadOptions {
-        text_field: cfg.text_field.clone(),
-        txt_blank_line_docs: cfg.txt_blank_line_docs,
-    };
-    let (tx, rx) = crossbeam_channel::bounded::<anyhow::Result<Vec<String>>>(2);
-    let mut stats = Stats::default();
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        scope.spawn(move || {
-            let mut chunk = Vec::new();
-            let mut bytes = 0;
-            let result = read_documents(sources, &opts, |doc| {
-                bytes += doc.len();
-                chunk.push(doc);
-                if bytes >= CHUNK_BYTES {
-                    bytes = 0;
-                    tx.send(Ok(std::mem::take(&mut chunk)))
-                        .map_err(|_| anyhow::anyhow!("tokenizer stopped"))?;
-                }
-                Ok(())
-            });
-            let last = match result {
-                Ok(()) => Ok(chunk),
-                Err(e) => Err(e),
-            };
-            let _ = tx.send(last); // the receiver is gone only after an error of its own
-        });
-        for chunk in rx {
-            let chunk = chunk?;
-            let packed = chunk
-                .par_iter()
-                .map(|text| {
-                    let enc = tok
-                        .tokenizer
-                        .encode_fast(text.as_str(), false)
-                        .map_err(|e| anyhow::anyhow!("tokenizing document: {e}"))?;
-                    Ok(packer.pack(enc.get_ids()))
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            for (text, doc) in chunk.iter().zip(packed) {
-                let doc_id = stats.documents;
-                stats.documents += 1;
-                stats.text_bytes += text.len() as u64;
-                stats.tokens += doc.tokens;
-                stats.empty_documents += u64::from(doc.tokens == 0);
-                stats.dropped_chunks += u64::from(doc.dropped_tokens > 0);
-                stats.dropped_tokens += doc.dropped_tokens;
-                let split = if is_validation(cfg, doc_id) {
-                    &mut *validation
-                } else {
-                    &mut *train
-                };
-                split.documents += 1;
-                for row in &doc.rows {
-                    split.push(doc_id, row)?;
-                }
-            }
-            progress.set_position(stats.text_bytes);
-        }
-        Ok(())
-    })?;
-    Ok(stats)
-}
-
-/// Whether document `doc_id` goes to the validation split: a pure function of (seed, doc_id).
-fn is_validation(cfg: &TokenizeConfig, doc_id: u64) -> bool {
-    cfg.validation_fraction > 0.0
-        && CounterRng::new(cfg.split_seed, &[domain::SPLIT, doc_id]).next_f64()
-            < cfg.validation_fraction
-}
-
-/// Size and SHA-256 of every source, hashed in parallel.
-fn hash_sources(sources: &[Source]) -> anyhow::Result<Vec<SourceFile>> {
-    sources
-        .par_iter()
-        .map(|s| {
-            let bytes = std::fs::metadata(&s.path)
-                .with_context(|| format!("{}: cannot read input", s.path.display()))?
-                .len();
-            Ok(SourceFile {
-                path: s.path.display().to_string(),
-                bytes,
-                sha256: shared::hash::sha256_file(&s.path)?,
-            })
-        })
-        .collect()
-}
-
-/// The settings that decide the content, as recorded in the manifests.
-fn settings(cfg: &TokenizeConfig) -> BTreeMap<String, serde_json::Value> {
-    use serde_json::json;
-    BTreeMap::from([
-        ("packing".to_string(), json!(PACKING_RULE)),
-        ("min_tail".to_string(), json!(cfg.min_tail)),
-        ("text_field".to_string(), json!(cfg.text_field)),
-        (
-            "txt_blank_line_docs".to_string(),
-            json!(cfg.txt_blank_line_docs),
-        ),
-        (
-            "validation_fraction".to_string(),
-            json!(cfg.validation_fraction),
-        ),
-        ("split_seed".to_string(), json!(cfg.split_seed)),
-        ("rows_per_shard".to_string(), json!(cfg.rows_per_shard)),
-        ("row_group_rows".to_string(), json!(cfg.row_group_rows)),
-        (
-            "special_tokens_in_text".to_string(),
-            json!("encoded as plain text"),
-        ),
-    ])
-}
-
-/// SHA-256 over the data-spec version, the sources' hashes in order, the tokenizer's hash, the
-/// maximum length and the settings: equal fingerprints mean equal shards.
-fn dataset_fingerprint(
-    cfg: &TokenizeConfig,
-    sources: &[SourceFile],
-    tok: &LoadedTokenizer,
-    settings: &BTreeMap<String, serde_json::Value>,
-) -> String {
-    let canonical = serde_json::json!({
-        "data_spec_version": DATA_SPEC_VERSION,
-        "sources": sources.iter().map(|s| s.sha256.as_str()).collect::<Vec<_>>(),
-        "tokenizer": tok.info.sha256,
-        "max_seq_len": cfg.max_seq_len,
-        "settings": settings,
-    });
-    shared::hash::sha256_hex(canonical.to_string().as_bytes())
 }

@@ -113,8 +113,11 @@ pub fn load_weights(vs: &VarStore, files: &[PathBuf]) -> anyhow::Result<()> {
             std::fs::read(file).with_context(|| format!("reading weights {}", file.display()))?;
         let st = SafeTensors::deserialize(&bytes)
             .with_context(|| format!("parsing safetensors {}", file.display()))?;
-        for (name, view) in st.iter() {
-            let name = modern_name(name);
+        // In name order, so that the first error reported does not depend on hashing.
+        let mut tensors = st.tensors();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, view) in tensors {
+            let name = modern_name(&name);
             let Some(var) = variables.get(&name) else {
                 continue;
             };

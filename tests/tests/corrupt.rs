@@ -1,0 +1,507 @@
+//! Issue 4: `preprocess --epoch E`, run for real on a slice of Moby-Dick tokenized by
+//! `preprocess tokenize`, with a tiny random auxiliary model made here (`MaskedLm::new` +
+//! `save_pretrained`) whose decoder bias favours the slice's most frequent token, so that the
+//! temperature visibly changes how often the original token is sampled back.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use e2e_tests::{bert_tokenizer, binary, shared_data};
+use shared::epoch_shards::EpochRows;
+use shared::manifest::EpochManifest;
+use shared::masking::num_to_mask;
+use shared::model::{save_pretrained, Architecture, MaskedLm, ModelConfig};
+use shared::shard_file::ShardFile;
+use shared::token_shards::TokenRows;
+
+const SPECIAL: [i32; 4] = [0, 101, 102, 103];
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    tokens: PathBuf,
+    aux: PathBuf,
+    /// sequence_id -> token row.
+    rows: HashMap<u64, Vec<i32>>,
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(binary("preprocess"))
+        .args(args)
+        .output()
+        .expect("preprocess runs")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "preprocess failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let text = std::fs::read_to_string(shared_data().join("corpus/moby-dick.txt")).unwrap();
+        let mut end = 60_000;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        std::fs::write(root.join("slice.txt"), &text[..end]).unwrap();
+        let tokens = root.join("tokens");
+        let tokenizer = bert_tokenizer();
+        ok(run(&[
+            "tokenize",
+            "--input",
+            root.join("slice.txt").to_str().unwrap(),
+            "--tokenizer",
+            tokenizer.to_str().unwrap(),
+            "--out",
+            tokens.to_str().unwrap(),
+            "--max-seq-len",
+            "64",
+            "--rows-per-shard",
+            "64",
+            "--row-group-rows",
+            "16",
+        ]));
+        let rows = read_token_rows(&tokens);
+        let mut counts: HashMap<i32, usize> = HashMap::new();
+        for ids in rows.values() {
+            for &id in ids.iter().filter(|id| !SPECIAL.contains(id)) {
+                *counts.entry(id).or_default() += 1;
+            }
+        }
+        let (&mode, _) = counts.iter().max_by_key(|(id, c)| (**c, -**id)).unwrap();
+        let aux = root.join("aux");
+        save_tiny_aux(&aux, 30522, Some(mode));
+        Fixture {
+            _dir: dir,
+            root,
+            tokens,
+            aux,
+            rows,
+        }
+    })
+}
+
+/// A 1-layer, 64-wide random ELECTRA generator; with `favour`, its decoder bias for that token is
+/// 16 (so at T = 1 it gets most of the mass, at T = 2 about 1%).
+fn save_tiny_aux(dir: &Path, vocab: i64, favour: Option<i32>) {
+    let cfg = ModelConfig::aux_preset("tiny", vocab).unwrap();
+    tch::manual_seed(0);
+    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+    let arch = Architecture::ElectraForMaskedLM;
+    let _model = MaskedLm::new(&vs.root(), &cfg, arch).unwrap();
+    if let Some(id) = favour {
+        let vars = vs.variables();
+        let (_, bias) = vars
+            .iter()
+            .find(|(name, t)| {
+                name.ends_with("bias") && t.size() == [vocab] && name.contains("lm_head")
+            })
+            .expect("the decoder bias");
+        tch::no_grad(|| {
+            let _ = bias.get(id as i64).fill_(16.0);
+        });
+    }
+    save_pretrained(&vs, &cfg, arch, dir).unwrap();
+}
+
+fn read_token_rows(dir: &Path) -> HashMap<u64, Vec<i32>> {
+    let (_, paths) = shared::token_shards::open_token_dir(dir).unwrap();
+    let mut rows = HashMap::new();
+    for path in paths {
+        let file = ShardFile::open(&path).unwrap();
+        for g in 0..file.num_row_groups() {
+            let t = TokenRows::from_batch(&file.read_row_group(g).unwrap(), &path).unwrap();
+            for i in 0..t.len() {
+                rows.insert(t.sequence_ids[i], t.row(i).to_vec());
+            }
+        }
+    }
+    rows
+}
+
+/// `preprocess --epoch E` on the fixture, CPU, one thread (unless `extra` says otherwise: torch's
+/// intra-op threads crawl on a busy 2-core machine), into `out`.
+fn corrupt(out: &Path, epoch: u32, extra: &[&str]) -> Output {
+    let f = fixture();
+    let e = epoch.to_string();
+    let mut args = vec![
+        "--epoch",
+        &e,
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ];
+    let defaults = [
+        ("--tokens", f.tokens.to_str().unwrap()),
+        ("--aux-model", f.aux.to_str().unwrap()),
+        ("--threads", "1"),
+    ];
+    for (flag, value) in defaults {
+        if !extra.contains(&flag) {
+            args.extend([flag, value]);
+        }
+    }
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
+/// Epoch 1 with default settings, made once: the reference the other runs must reproduce.
+fn reference() -> &'static Path {
+    static R: OnceLock<PathBuf> = OnceLock::new();
+    R.get_or_init(|| {
+        let out = fixture().root.join("reference");
+        ok(corrupt(&out, 1, &["--batch-size", "16"]));
+        out.join("epoch-001")
+    })
+}
+
+fn shard_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    v.sort();
+    v
+}
+
+fn manifest(dir: &Path) -> EpochManifest {
+    let mut m: EpochManifest = shared::manifest::read_manifest(dir).unwrap();
+    m.report.remove("sequences_per_second");
+    m.aux_model.path.clear();
+    m
+}
+
+/// Same file names, same bytes, same manifest (but the throughput).
+fn assert_same_epoch(a: &Path, b: &Path) {
+    let (fa, fb) = (shard_files(a), shard_files(b));
+    assert_eq!(fa.len(), fb.len());
+    assert!(fa.len() >= 3, "the fixture should give several shards");
+    for (x, y) in fa.iter().zip(&fb) {
+        assert_eq!(x.file_name(), y.file_name());
+        assert!(
+            std::fs::read(x).unwrap() == std::fs::read(y).unwrap(),
+            "{} and {} differ",
+            x.display(),
+            y.display()
+        );
+    }
+    assert_eq!(manifest(a), manifest(b));
+}
+
+fn epoch_rows(dir: &Path) -> Vec<(PathBuf, EpochRows)> {
+    shard_files(dir)
+        .into_iter()
+        .map(|path| {
+            let file = ShardFile::open(&path).unwrap();
+            let mut all = EpochRows::new();
+            for g in 0..file.num_row_groups() {
+                let r = EpochRows::from_batch(&file.read_row_group(g).unwrap(), &path).unwrap();
+                for i in 0..r.len() {
+                    all.push(
+                        r.sequence_ids[i],
+                        r.row(i),
+                        r.targets_row(i),
+                        r.masked_row(i),
+                        r.original_row(i),
+                    );
+                }
+            }
+            (path, all)
+        })
+        .collect()
+}
+
+/// Every invariant of data-spec/epoch.md that ties an epoch to its token folder.
+fn check_invariants(dir: &Path, mask_rate: f64) {
+    let f = fixture();
+    let mut seen = 0;
+    for (path, rows) in epoch_rows(dir) {
+        let ids: Vec<u64> = rows.sequence_ids.clone();
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_ne!(ids, sorted, "{}: rows are not shuffled", path.display());
+        for i in 0..rows.len() {
+            let original = &f.rows[&rows.sequence_ids[i]];
+            let (input, targets) = (rows.row(i), rows.targets_row(i));
+            let masked = rows.masked_row(i);
+            assert_eq!(input.len(), original.len());
+            assert_eq!(rows.original_sequence(i), *original);
+            let candidates = original.iter().filter(|id| !SPECIAL.contains(id)).count();
+            assert_eq!(masked.len(), num_to_mask(candidates, mask_rate));
+            assert!(masked.windows(2).all(|w| w[0] < w[1]));
+            for p in 0..input.len() {
+                let is_masked = masked.contains(&(p as i32));
+                if is_masked {
+                    assert!(!SPECIAL.contains(&original[p]), "special token masked");
+                    assert_eq!(targets[p] == 1, input[p] != original[p], "target at {p}");
+                } else {
+                    assert_eq!(targets[p], 0);
+                    assert_eq!(input[p], original[p]);
+                }
+            }
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, f.rows.len(), "every sequence appears once");
+}
+
+#[test]
+fn identical_shards_whatever_threads_and_batch_size() {
+    let reference = reference();
+    check_invariants(reference, 0.15);
+    for (name, threads, batch) in [("one", "1", "5"), ("many", "2", "64")] {
+        let out = fixture().root.join(format!("threads-{name}"));
+        ok(corrupt(
+            &out,
+            1,
+            &["--threads", threads, "--batch-size", batch],
+        ));
+        assert_same_epoch(reference, &out.join("epoch-001"));
+    }
+}
+
+#[test]
+fn five_epochs_of_exp_temperature_and_replacements_fall() {
+    let out = fixture().root.join("five");
+    let mut temps = Vec::new();
+    let mut replaced = Vec::new();
+    for e in 0..5 {
+        ok(corrupt(
+            &out,
+            e,
+            &[
+                "--epochs",
+                "5",
+                "--t0",
+                "2",
+                "--tau",
+                "0.7",
+                "--mask-rate",
+                "0.5",
+                "--batch-size",
+                "16",
+            ],
+        ));
+        let dir = out.join(format!("epoch-{e:03}"));
+        let m = manifest(&dir);
+        assert_eq!((m.epoch, m.epochs, m.schedule.name.as_str()), (e, 5, "exp"));
+        let expect_t = 1.0 + (-(e as f64 / 5.0) / 0.7).exp();
+        assert!((m.temperature - expect_t).abs() < 1e-12, "T of epoch {e}");
+        let fraction = m.num_replaced as f64 / m.num_tokens as f64;
+        assert!((fraction - m.report["replaced_fraction_of_tokens"]).abs() < 1e-12);
+        temps.push(m.temperature);
+        replaced.push(m.report["replaced_fraction_of_tokens"]);
+        if e == 4 {
+            check_invariants(&dir, 0.5);
+        }
+    }
+    assert!(temps.windows(2).all(|w| w[1] < w[0]), "T: {temps:?}");
+    assert!(
+        replaced.windows(2).all(|w| w[1] < w[0]),
+        "replaced: {replaced:?}"
+    );
+}
+
+#[test]
+fn killed_mid_epoch_resumes_to_the_same_shards() {
+    let reference = reference();
+    let out = fixture().root.join("killed");
+    let dir = out.join("epoch-001");
+    // One encoding thread: the abort comes before any other shard is dispatched.
+    let crash = corrupt(
+        &out,
+        1,
+        &[
+            "--batch-size",
+            "16",
+            "--threads",
+            "1",
+            "--abort-after-shards",
+            "1",
+        ],
+    );
+    assert!(!crash.status.success(), "the run should have been aborted");
+    assert!(
+        !dir.join("manifest.json").exists(),
+        "no manifest after a crash"
+    );
+    let made = shard_files(&dir).len();
+    assert!((1..4).contains(&made), "{made} shards after the crash");
+    // A half-written shard of the crashed process.
+    std::fs::write(dir.join(".part-00003.parquet.4242.tmp"), b"PAR1 half").unwrap();
+    let again = ok(corrupt(&out, 1, &["--batch-size", "16"]));
+    assert!(
+        stderr(&again).contains(&format!("makes {} of them", 4 - made)),
+        "{}",
+        stderr(&again)
+    );
+    assert!(std::fs::read_dir(&dir).unwrap().all(|e| !e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .ends_with(".tmp")));
+    assert_same_epoch(reference, &dir);
+}
+
+#[test]
+fn parts_share_an_epoch_and_the_last_writes_the_manifest() {
+    let reference = reference();
+    let out = fixture().root.join("parts");
+    let dir = out.join("epoch-001");
+    ok(corrupt(&out, 1, &["--part", "1/2"]));
+    assert!(!dir.join("manifest.json").exists());
+    let names: Vec<String> = shard_files(&dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["part-00001.parquet", "part-00003.parquet"]);
+    ok(corrupt(&out, 1, &["--part", "0/2"]));
+    assert_same_epoch(reference, &dir);
+}
+
+#[test]
+fn complete_epoch_is_kept_and_other_settings_are_refused_unless_overwrite() {
+    let reference = reference();
+    let out = fixture().root.join("rerun");
+    let dir = out.join("epoch-001");
+    std::fs::create_dir_all(&dir).unwrap();
+    for p in std::fs::read_dir(reference).unwrap() {
+        let p = p.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let again = ok(corrupt(&out, 1, &[]));
+    assert!(
+        stderr(&again).contains("already complete"),
+        "{}",
+        stderr(&again)
+    );
+    assert_same_epoch(reference, &dir);
+
+    let refused = corrupt(&out, 1, &["--seed", "7"]);
+    assert!(!refused.status.success());
+    let msg = stderr(&refused);
+    assert!(
+        msg.contains("seed: this run 7, existing 0") && msg.contains("--overwrite"),
+        "{msg}"
+    );
+
+    // A stray shard from other settings is refused too, even without a manifest.
+    std::fs::remove_file(dir.join("manifest.json")).unwrap();
+    let refused = corrupt(&out, 1, &["--mask-rate", "0.2"]);
+    let msg = stderr(&refused);
+    assert!(
+        !refused.status.success() && msg.contains("mask_rate"),
+        "{msg}"
+    );
+
+    ok(corrupt(&out, 1, &["--seed", "7", "--overwrite"]));
+    let m = manifest(&dir);
+    assert_eq!(m.seed, 7);
+    assert_eq!(m.shards.len(), 4);
+    let before = manifest(reference);
+    assert!(m
+        .shards
+        .iter()
+        .zip(&before.shards)
+        .all(|(a, b)| a.sha256 != b.sha256));
+}
+
+#[test]
+fn bad_inputs_fail_before_any_work() {
+    let f = fixture();
+    let out = f.root.join("bad");
+    let fails = |extra: &[&str], epoch: u32, needles: &[&str]| {
+        let o = corrupt(&out, epoch, extra);
+        let msg = stderr(&o);
+        assert!(!o.status.success(), "should fail: {extra:?}");
+        for n in needles {
+            assert!(msg.contains(n), "{extra:?}: {n:?} not in {msg}");
+        }
+        assert!(!out.exists(), "{extra:?}: the output folder was created");
+    };
+    fails(&[], 10, &["--epoch", "0..10", "found 10"]);
+    fails(&["--t0", "0.5"], 0, &["t0", ">= 1", "0.5"]);
+    fails(&["--tau", "inf"], 0, &["tau", "inf"]);
+    fails(
+        &["--temperature-schedule", "poly", "--k", "nan"],
+        0,
+        &["k", "NaN"],
+    );
+    fails(&["--mask-rate", "1.5"], 0, &["--mask-rate", "1.5"]);
+    fails(&["--part", "3/2"], 0, &["--part", "3/2"]);
+
+    let small = f.root.join("aux-small-vocab");
+    save_tiny_aux(&small, 1000, None);
+    fails(
+        &["--aux-model", small.to_str().unwrap()],
+        0,
+        &["vocab_size", "expected 30522", "found 1000"],
+    );
+
+    let incomplete = f.root.join("tokens-incomplete");
+    std::fs::create_dir_all(&incomplete).unwrap();
+    for p in std::fs::read_dir(&f.tokens).unwrap() {
+        let p = p.unwrap().path();
+        if p.file_name().unwrap() != "manifest.json" {
+            std::fs::copy(&p, incomplete.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    fails(
+        &["--tokens", incomplete.to_str().unwrap()],
+        0,
+        &["--tokens", "manifest"],
+    );
+}
+
+#[test]
+fn validation_split_is_corrupted_like_training() {
+    let f = fixture();
+    let tokens = f.root.join("split-tokens");
+    ok(run(&[
+        "tokenize",
+        "--input",
+        f.root.join("slice.txt").to_str().unwrap(),
+        "--tokenizer",
+        bert_tokenizer().to_str().unwrap(),
+        "--out",
+        tokens.to_str().unwrap(),
+        "--max-seq-len",
+        "64",
+        "--txt-blank-line-docs",
+        "--validation-fraction",
+        "0.3",
+    ]));
+    let out = f.root.join("split-validation");
+    let e = ok(run(&[
+        "--epoch",
+        "4",
+        "--tokens",
+        tokens.join("validation").to_str().unwrap(),
+        "--aux-model",
+        f.aux.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]));
+    let m = manifest(&out.join("epoch-004"));
+    assert_eq!(m.split, "validation", "{}", stderr(&e));
+    assert!(m.num_sequences > 0);
+}
