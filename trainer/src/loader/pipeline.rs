@@ -178,6 +178,8 @@ fn produce(
             for (k, r) in decoded.iter().enumerate() {
                 index.extend((0..r.len()).map(|i| (k, i)));
             }
+            // The window's full batches (rows and the cursor after each), collated in parallel.
+            let mut ready: Vec<(Vec<(Arc<Rows>, usize)>, u64)> = vec![];
             for &o in &row_order(key, w, index.len()) {
                 let here = row_in_pass;
                 row_in_pass += 1;
@@ -190,18 +192,26 @@ fn produce(
                 let (k, i) = index[o as usize];
                 pending.push((decoded[k].clone(), i));
                 if pending.len() == cfg.batch_size {
+                    ready.push((std::mem::take(&mut pending), here + 1));
+                }
+            }
+            let batches: Vec<HostBatch> = ready
+                .par_iter()
+                .map(|(rows, row_after)| {
                     let refs: Vec<(&Rows, usize)> =
-                        pending.iter().map(|(r, i)| (r.as_ref(), *i)).collect();
+                        rows.iter().map(|(r, i)| (r.as_ref(), *i)).collect();
                     let mut b = collate(&refs, cfg.pad_id, cfg.kind, pass);
                     b.epoch = epoch.epoch;
                     b.cursor_after = Cursor {
                         pass,
-                        row: here + 1,
+                        row: *row_after,
                     };
-                    pending.clear();
-                    if !send(tx, b) {
-                        return Ok(());
-                    }
+                    b
+                })
+                .collect();
+            for b in batches {
+                if !send(tx, b) {
+                    return Ok(());
                 }
             }
         }
