@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Every GPU check in one go, for a lent GPU machine (torch 2.11 Python, no Rust there).
+# Prepare here:  scripts/gpu-check.sh --prepare   (strips the release binaries into .gpu/ and
+# copies the tokenizer and corpus); on the device: `bash scripts/gpu-check.sh` with `.gpu` carried.
+# Prints one figure per check; the full log goes to $OUT/gpu-check.log.
+set -uo pipefail
+if [ "${1:-}" = "--prepare" ]; then
+  SHARED=${FAST_ELECTRA_SHARED_DATA:-../shared/data}
+  mkdir -p .gpu
+  for b in preprocess trainer; do strip -o .gpu/$b target/release/$b; done
+  strip -o .gpu/bench_encoder target/release/examples/bench_encoder
+  cp "$SHARED/tokenizers/bert-base-uncased/tokenizer.json" .gpu/
+  gzip -c "$SHARED/corpus/sotu.jsonl" > .gpu/sotu.jsonl.gz
+  cp "$SHARED/corpus/moby-dick.txt" .gpu/
+  du -sh .gpu; exit 0
+fi
+G=.gpu; W=/tmp/gpu-work; OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$W" "$OUT"; exec > >(tee "$OUT/gpu-check.log") 2>&1
+export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.join(os.path.dirname(torch.__file__),'lib'))")
+P=$G/preprocess; T=$G/trainer
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc
+gunzip -c $G/sotu.jsonl.gz > $W/sotu.jsonl
+
+echo "== tokenize SOTU+Moby at 512: 1 thread, all cores"
+$P tokenize --input $W/sotu.jsonl $G/moby-dick.txt --tokenizer $G/tokenizer.json --out $W/tok1 --max-seq-len 512 --threads 1 2>&1 | tail -1
+$P tokenize --input $W/sotu.jsonl $G/moby-dick.txt --tokenizer $G/tokenizer.json --out $W/tok512 --max-seq-len 512 --row-group-rows 256 2>&1 | tail -1
+
+echo "== corruption: ours vs reference (4-layer base-width aux, seq 512, batch 128)"
+timeout 150 $P bench --device cuda --preset base --seq-len 512 --batch-size 128 --batches 20 --warmup 5 2>&1 | tail -2
+timeout 150 python3 scripts/bench/reference_corrupt.py --batch-size 128 --seq-len 512 2>&1 | tail -1
+
+echo "== encoder forward+backward (bench_encoder, base, batch 8 x 128 and batch 32 x 512)"
+timeout 100 $G/bench_encoder --device cuda --preset base --warmup 3 --iters 20 2>&1 | tail -3
+timeout 100 $G/bench_encoder --device cuda --preset base --batch 32 --seq 512 --warmup 3 --iters 10 2>&1 | tail -3
+
+echo "== data for the trainer: tiny aux MLM on CUDA, epoch 0 of seq-512 shards, seq-64 epochs"
+head -n 20 $W/sotu.jsonl > $W/sotu-20.jsonl
+$P tokenize --input $W/sotu-20.jsonl --tokenizer $G/tokenizer.json --out $W/tok64 --max-seq-len 64 \
+  --validation-fraction 0.2 --row-group-rows 64 2>&1 | tail -1
+$T --objective mlm --shards $W/tok64 --run-dir $W/aux --model tiny --batch-size 16 --max-steps 12 \
+  --lr 2e-3 --warmup-steps 2 --log-every 4 --device cuda 2>&1 | tail -1
+$P --epoch 0 --epochs 2 --tokens $W/tok512 --aux-model $W/aux/export --out $W/ep512 --device cuda --batch-size 128 2>&1 | tail -2
+for e in 0 1; do $P --epoch $e --epochs 2 --tokens $W/tok64 --aux-model $W/aux/export --out $W/ep64 --device cuda 2>&1 | tail -1; done
+$P --epoch 1 --epochs 2 --tokens $W/tok64/validation --aux-model $W/aux/export --out $W/val64 --device cuda 2>&1 | tail -1
+
+echo "== loader benchmark (epoch shards, seq 512)"
+for t in 1 4 16; do $T loader-bench --shards $W/ep512/epoch-000 --threads $t 2>&1 | tail -1; done
+
+echo "== ELECTRA-base RTD step, batch 32, seq 512: ours, then the PyTorch+transformers reference"
+timeout 200 $T --shards $W/ep512/epoch-000 --run-dir $W/base --model base --batch-size 32 --max-steps 90 \
+  --warmup-steps 10 --log-every 15 --checkpoint-every 100000 --device cuda --no-verify-shards 2>&1 | tail -2
+cat $W/base/metrics.jsonl; cp $W/base/metrics.jsonl $OUT/base-metrics.jsonl
+timeout 150 python3 scripts/bench/reference_rtd_step.py --model base --batch-size 32 --seq-len 512 2>&1 | tail -2
+
+echo "== tiny RTD run on CUDA until it beats the all-original baseline"
+timeout 150 $T --shards $W/ep64/epoch-000 $W/ep64/epoch-001 --run-dir $W/learn --model tiny \
+  --batch-size 16 --lr 1e-3 --warmup-steps 100 --max-steps 3000 --repeat-last-epoch --log-every 500 \
+  --validation $W/val64/epoch-001 --validate-every 1000 --checkpoint-every 100000 --device cuda 2>&1 | tail -1
+grep validation $W/learn/metrics.jsonl
+echo "== done"
