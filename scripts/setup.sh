@@ -6,6 +6,9 @@
 set -euo pipefail
 export PYTHON="${PYTHON:-python3}"
 export LIBTORCH_USE_PYTORCH=1
+# libtorch's OpenMP threads spin while waiting by default; on a small or busy CPU that makes
+# multi-threaded runs many times slower (measured: trainer 7-60 -> 500-700 seq/s on 2 cores).
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 
 if ! "$PYTHON" -c 'import torch, sys; sys.exit(torch.__version__.split("+")[0] != "2.11.0")' 2>/dev/null; then
   echo "setup: installing torch==2.11.0 from PyPI into $("$PYTHON" -c 'import sys; print(sys.prefix)')" >&2
