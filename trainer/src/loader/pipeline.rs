@@ -8,6 +8,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+/// The rows of one micro-batch: (decoded row group, row index in it).
+type BatchRows = Vec<(Arc<Rows>, usize)>;
+
 use super::collate::{collate, BatchKind, HostBatch};
 use super::order::{group_order, row_order, PassKey};
 use super::rows::{Cursor, Rows};
@@ -179,7 +182,7 @@ fn produce(
                 index.extend((0..r.len()).map(|i| (k, i)));
             }
             // The window's full batches (rows and the cursor after each), collated in parallel.
-            let mut ready: Vec<(Vec<(Arc<Rows>, usize)>, u64)> = vec![];
+            let mut ready: Vec<(BatchRows, u64)> = vec![];
             for &o in &row_order(key, w, index.len()) {
                 let here = row_in_pass;
                 row_in_pass += 1;
