@@ -44,10 +44,11 @@ pub struct EncoderShape {
 
 impl EncoderShape {
     /// The ELECTRA presets: `small`, `base`, `large` (Clark et al. 2020, table 6) and `tiny`
-    /// (2 layers of 128, for tests), with the given vocabulary and 512 positions.
+    /// (2 layers of 64, for tests; as `shared::model::ModelConfig::preset`), with the given
+    /// vocabulary and 512 positions.
     pub fn preset(name: &str, vocab: u64) -> Option<Self> {
         let (hidden, layers, heads, intermediate, embedding) = match name {
-            "tiny" => (128, 2, 2, 512, 128),
+            "tiny" => (64, 2, 2, 128, 64),
             "small" => (256, 12, 4, 1024, 128),
             "base" => (768, 12, 12, 3072, 768),
             "large" => (1024, 24, 16, 4096, 1024),

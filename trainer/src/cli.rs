@@ -115,6 +115,22 @@ pub struct TrainArgs {
     /// Loader threads (0 = all cores).
     #[arg(long, default_value_t = 0)]
     pub loader_threads: usize,
+    /// The tokenizer.json copied into the export [default: the path in the manifest's
+    /// tokenizer.path]; either way its SHA-256 must equal the manifest's tokenizer.sha256.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Skip checking every shard's SHA-256 against its manifest before training (sizes, row
+    /// counts and metadata are still checked).
+    #[arg(long)]
+    pub no_verify_shards: bool,
+    /// Peak FLOP/s of the device in TFLOP/s for the MFU figure [default: from the GPU's name:
+    /// H100/H200 989.4 (dense bf16), A100 312; none on the CPU, so MFU is null there].
+    #[arg(long)]
+    pub peak_tflops: Option<f64>,
+    /// Testing aid: stop (as if killed) after this many updates of this invocation, without
+    /// writing anything more; `--resume` then continues from the last checkpoint.
+    #[arg(long, hide = true)]
+    pub debug_stop_after: Option<u64>,
     /// Testing aid: make the loss of this update NaN, to exercise the non-finite-loss stop.
     #[arg(long, hide = true)]
     pub debug_nan_at_step: Option<u64>,

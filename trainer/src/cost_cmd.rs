@@ -1,47 +1,24 @@
 //! `trainer cost`: the table of shared::cost for a main model and an auxiliary model.
 use anyhow::Context;
 use shared::cost::{cost_report, EncoderShape, ModelCost};
+use shared::model::ModelConfig;
 use std::path::Path;
 
 use crate::cli::CostArgs;
 
-/// The encoder shape of a preset name or of a Hugging Face `config.json`, with `vocab` tokens.
+/// The encoder shape of a preset name or of a Hugging Face `config.json`, with `vocab` tokens
+/// (the same configs the trainer builds).
 pub fn encoder_shape(model: &str, vocab: u64) -> anyhow::Result<EncoderShape> {
-    if let Some(s) = EncoderShape::preset(model, vocab) {
-        return Ok(s);
-    }
-    let path = Path::new(model);
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!("--model {model}: expected tiny, small, base, large or a config.json file")
-    })?;
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let field = |k: &str| {
-        v.get(k).and_then(|x| x.as_u64()).with_context(|| {
-            format!(
-                "{}: field {k}: expected an integer, found {}",
-                path.display(),
-                v.get(k).map_or("nothing".into(), |x| x.to_string())
-            )
-        })
+    let cfg = if matches!(model, "tiny" | "small" | "base" | "large") {
+        ModelConfig::preset(model, vocab as i64)?
+    } else {
+        let mut cfg = ModelConfig::from_file(Path::new(model)).with_context(|| {
+            format!("--model {model}: expected tiny, small, base, large or a config.json")
+        })?;
+        cfg.vocab_size = vocab as i64;
+        cfg
     };
-    let hidden = field("hidden_size")?;
-    Ok(EncoderShape {
-        hidden,
-        layers: field("num_hidden_layers")?,
-        heads: field("num_attention_heads")?,
-        intermediate: field("intermediate_size")?,
-        embedding: v
-            .get("embedding_size")
-            .and_then(|x| x.as_u64())
-            .unwrap_or(hidden),
-        vocab,
-        max_positions: field("max_position_embeddings")?,
-        type_vocab: v
-            .get("type_vocab_size")
-            .and_then(|x| x.as_u64())
-            .unwrap_or(2),
-    })
+    Ok(crate::train::model::shape(&cfg))
 }
 
 fn gib(b: u64) -> f64 {

@@ -9,7 +9,7 @@
 //!
 //! The state (`exp_avg`, `exp_avg_sq`, `step`) is ours and goes into the checkpoint.
 use anyhow::{bail, Context};
-use tch::{nn::VarStore, Device, Kind, Tensor};
+use tch::{nn::VarStore, Kind, Tensor};
 
 /// AdamW hyper-parameters (paper Table 3 defaults).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,8 +40,6 @@ pub fn no_decay(name: &str) -> bool {
 /// AdamW whose parameters and gradients live in flat buffers.
 pub struct AdamW {
     cfg: AdamWConfig,
-    /// (name, numel) in buffer order.
-    layout: Vec<(String, i64)>,
     params: Tensor,
     grads: Tensor,
     exp_avg: Tensor,
@@ -86,7 +84,6 @@ impl AdamW {
         .sum(Kind::Float)
         * 0.0;
         probe.backward();
-        let mut layout = Vec::with_capacity(vars.len());
         let mut offset = 0i64;
         tch::no_grad(|| -> anyhow::Result<()> {
             for (name, var) in &mut vars {
@@ -103,7 +100,6 @@ impl AdamW {
                     bail!("parameter {name} got no gradient tensor");
                 }
                 grad.set_data(&grads.narrow(0, offset, n).view(shape.as_slice()));
-                layout.push((name.clone(), n));
                 offset += n;
             }
             Ok(())
@@ -111,7 +107,6 @@ impl AdamW {
         let _ = grads.shallow_clone().zero_();
         Ok(Self {
             cfg,
-            layout,
             exp_avg: Tensor::zeros([total], opts),
             exp_avg_sq: Tensor::zeros([total], opts),
             params,
@@ -132,6 +127,7 @@ impl AdamW {
     }
 
     /// The flat gradient buffer (every parameter's `.grad()` is a view into it).
+    #[cfg(test)]
     pub fn grads(&self) -> &Tensor {
         &self.grads
     }
@@ -184,11 +180,6 @@ impl AdamW {
         ]
     }
 
-    /// Names and sizes of the parameters in buffer order.
-    pub fn layout(&self) -> &[(String, i64)] {
-        &self.layout
-    }
-
     /// Restores the state written by [`AdamW::state`] from `path`.
     pub fn load_state(&mut self, named: &[(String, Tensor)], path: &str) -> anyhow::Result<()> {
         let get = |key: &str| {
@@ -216,17 +207,13 @@ impl AdamW {
         self.step = step.int64_value(&[0]) as u64;
         Ok(())
     }
-
-    /// The device of the buffers.
-    pub fn device(&self) -> Device {
-        self.params.device()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use tch::nn::{self, Module};
+    use tch::Device;
 
     fn setup() -> (VarStore, nn::Linear) {
         tch::manual_seed(0);

@@ -1,5 +1,6 @@
 //! Micro-batches: rows padded to the longest row of the batch, with an attention mask; RTD
 //! targets or MLM masked positions and labels.
+use shared::masking::{mask_positions, SpecialIds};
 use shared::rng::{domain, CounterRng};
 
 use super::rows::{Cursor, Rows};
@@ -13,14 +14,16 @@ pub enum BatchKind {
     Mlm(MlmMasking),
 }
 
-/// Dynamic masking of the MLM objective: `rate` of the real tokens other than [CLS]/[SEP]
-/// (at least one), chosen and replaced by a [`CounterRng`] keyed (seed, MLM, pass,
-/// sequence_id); of the chosen ones 80% become [MASK], 10% a uniform random token and 10% stay.
+/// Dynamic masking of the MLM objective: `rate` of the non-special tokens (round half up, at
+/// least one; `shared::masking`), chosen and replaced with a [`CounterRng`] keyed (seed, MLM,
+/// pass, sequence_id), so each pass over the data masks a sequence anew, independently of batch
+/// size and threads. Of the chosen positions 80% become [MASK], 10% a uniform random token and
+/// 10% keep their token (BERT's rule).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MlmMasking {
     pub seed: u64,
     pub rate: f64,
-    pub mask_id: i32,
+    pub special: SpecialIds,
     pub vocab: u32,
 }
 
@@ -84,28 +87,22 @@ pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64)
     b
 }
 
-fn mask_row(m: &MlmMasking, pass: u64, sequence_id: u64, ids: &[i32], base: usize, b: &mut HostBatch) {
-    // Candidates: every position but the first ([CLS]) and the last ([SEP]).
-    let candidates = ids.len().saturating_sub(2);
-    if candidates == 0 {
-        return;
-    }
+fn mask_row(
+    m: &MlmMasking,
+    pass: u64,
+    sequence_id: u64,
+    ids: &[i32],
+    base: usize,
+    b: &mut HostBatch,
+) {
     let mut rng = CounterRng::new(m.seed, &[domain::MLM, pass, sequence_id]);
-    let count = ((m.rate * candidates as f64).round() as usize).clamp(1, candidates);
-    let mut positions: Vec<usize> = (1..=candidates).collect();
-    // Partial Fisher-Yates: the first `count` entries are a uniform sample.
-    for k in 0..count {
-        let j = k + rng.below((candidates - k) as u64) as usize;
-        positions.swap(k, j);
-    }
-    let chosen = &mut positions[..count];
-    chosen.sort_unstable();
-    for &p in chosen.iter() {
+    for p in mask_positions(ids, &m.special, m.rate, &mut rng) {
+        let p = p as usize;
         b.positions.push((base + p) as i64);
         b.labels.push(ids[p] as i64);
         let u = rng.next_f64();
         let replacement = if u < 0.8 {
-            m.mask_id as i64
+            m.special.mask as i64
         } else if u < 0.9 {
             rng.below(m.vocab as u64) as i64
         } else {
@@ -146,13 +143,21 @@ mod tests {
         let r = Rows {
             sequence_ids: vec![3],
             offsets: vec![0, 102],
-            ids: (0..102).map(|i| 1000 + i).collect(),
+            ids: std::iter::once(101)
+                .chain((1..101).map(|i| 1000 + i))
+                .chain(std::iter::once(102))
+                .collect(),
             targets: vec![],
         };
         let m = MlmMasking {
             seed: 1,
             rate: 0.15,
-            mask_id: 103,
+            special: SpecialIds {
+                cls: 101,
+                sep: 102,
+                pad: 0,
+                mask: 103,
+            },
             vocab: 30522,
         };
         let a = collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 0);

@@ -19,11 +19,6 @@ impl Rows {
         self.sequence_ids.len()
     }
 
-    /// True when there are no rows.
-    pub fn is_empty(&self) -> bool {
-        self.sequence_ids.is_empty()
-    }
-
     /// Token ids of row `i`.
     pub fn ids(&self, i: usize) -> &[i32] {
         &self.ids[self.offsets[i]..self.offsets[i + 1]]

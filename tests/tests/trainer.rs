@@ -1,0 +1,311 @@
+//! `trainer` end to end (issue 5): the real binaries on a slice of the shared corpus. One
+//! fixture (built once per test binary) tokenizes 20 SOTU speeches, trains a tiny masked LM
+//! with `trainer --objective mlm`, and uses its export as `preprocess --aux-model` to dump two
+//! training epochs and a validation epoch. Needs `cargo build --release --bins` first.
+use e2e_tests::{bert_tokenizer, binary, shared_data};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(binary(bin))
+        .args(args)
+        .output()
+        .expect("running the binary")
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn err(out: Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Folders made once: `tokens/`, `mlm/` (a trainer run), `data/epoch-00{0,1}`, `val/epoch-001`.
+fn fixture() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let text = std::fs::read_to_string(shared_data().join("corpus/sotu.jsonl")).unwrap();
+        let lines: Vec<&str> = text.lines().take(20).collect();
+        let corpus = dir.join("sotu-20.jsonl");
+        std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
+        let tokens = dir.join("tokens");
+        ok(run(
+            "preprocess",
+            &[
+                "tokenize", "--input", s(&corpus), "--tokenizer", s(&bert_tokenizer()),
+                "--out", s(&tokens), "--max-seq-len", "64", "--validation-fraction", "0.2",
+                "--row-group-rows", "64",
+            ],
+        ));
+        // The MLM objective makes the auxiliary model.
+        let mlm = dir.join("mlm");
+        ok(run(
+            "trainer",
+            &[
+                "--objective", "mlm", "--shards", s(&tokens), "--run-dir", s(&mlm), "--model",
+                "tiny", "--batch-size", "16", "--max-steps", "12", "--lr", "2e-3",
+                "--warmup-steps", "2", "--log-every", "4", "--checkpoint-every", "100",
+                "--validation", s(&tokens.join("validation")), "--validate-every", "12",
+                "--device", "cpu",
+            ],
+        ));
+        let aux = mlm.join("export");
+        for (epoch, toks, out) in [
+            ("0", tokens.clone(), dir.join("data")),
+            ("1", tokens.clone(), dir.join("data")),
+            ("1", tokens.join("validation"), dir.join("val")),
+        ] {
+            ok(run(
+                "preprocess",
+                &[
+                    "--epoch", epoch, "--epochs", "2", "--tokens", s(&toks), "--aux-model",
+                    s(&aux), "--out", s(&out), "--device", "cpu", "--threads", "2",
+                ],
+            ));
+        }
+        dir
+    })
+}
+
+fn epochs() -> [PathBuf; 2] {
+    let d = fixture();
+    [d.join("data/epoch-001"), d.join("data/epoch-000")]
+}
+
+/// Lines of one split of a run's metrics.jsonl.
+fn metrics(run_dir: &Path, split: &str) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["split"] == split)
+        .collect()
+}
+
+/// SHA-256 of every file under `dir`, with its modification time.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, std::time::SystemTime)> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_dir() {
+            out.extend(snapshot(&p));
+        } else {
+            let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
+            out.insert(p.clone(), (shared::hash::sha256_file(&p).unwrap(), mtime));
+        }
+    }
+    out
+}
+
+fn rtd_args<'a>(shards: &'a [PathBuf], run_dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["--shards"];
+    a.extend(shards.iter().map(|p| s(p)));
+    a.extend([
+        "--run-dir", s(run_dir), "--model", "tiny", "--batch-size", "16", "--device", "cpu",
+    ]);
+    a.extend_from_slice(extra);
+    a
+}
+
+#[test]
+fn issue5_mlm_export_is_an_aux_model_for_preprocess() {
+    let d = fixture();
+    let export = d.join("mlm/export");
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(export.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["architectures"][0], "ElectraForMaskedLM");
+    assert_eq!(
+        std::fs::read(export.join("tokenizer.json")).unwrap(),
+        std::fs::read(bert_tokenizer()).unwrap()
+    );
+    let m: Value = serde_json::from_str(
+        &std::fs::read_to_string(d.join("data/epoch-000/manifest.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(m["aux_model"]["architecture"], "ElectraForMaskedLM");
+    let train = metrics(&d.join("mlm"), "train");
+    assert!(train.last().unwrap()["loss"].as_f64().unwrap() < train[0]["loss"].as_f64().unwrap());
+}
+
+#[test]
+fn issue5_rtd_loss_falls_and_validation_beats_the_all_original_baseline() {
+    let d = fixture();
+    let before = snapshot(&d.join("data"));
+    let run_dir = d.join("runs/learn");
+    let val = d.join("val/epoch-001");
+    ok(run(
+        "trainer",
+        &rtd_args(
+            &epochs(),
+            &run_dir,
+            &[
+                "--lr", "5e-3", "--warmup-steps", "20", "--max-steps", "300",
+                "--repeat-last-epoch", "--weight-decay", "0", "--log-every", "20",
+                "--checkpoint-every", "150", "--validation", s(&val), "--validate-every", "150",
+            ],
+        ),
+    ));
+    let train = metrics(&run_dir, "train");
+    let first = train[0]["loss"].as_f64().unwrap();
+    let last = train.last().unwrap()["loss"].as_f64().unwrap();
+    assert!(last < first - 0.05, "loss {first} -> {last}");
+    assert_eq!(train[0]["temperature"], 2.0);
+    let v = metrics(&run_dir, "validation");
+    let end = v.last().unwrap();
+    let (acc, base) = (end["accuracy"].as_f64().unwrap(), end["baseline_accuracy"].as_f64().unwrap());
+    assert!(acc > base, "validation accuracy {acc} vs all-original {base}");
+    for f in ["loss.png", "accuracy.png", "export/config.json", "export/model.safetensors", "export/tokenizer.json", "checkpoints/step-0000300/state.json"] {
+        assert!(run_dir.join(f).exists(), "{f} missing");
+    }
+    // Nothing was written into the shard folders.
+    assert_eq!(before, snapshot(&d.join("data")));
+}
+
+#[test]
+fn issue5_stop_and_resume_gives_the_same_losses() {
+    let d = fixture();
+    let common = [
+        "--lr", "2e-3", "--warmup-steps", "3", "--max-steps", "14", "--log-every", "1",
+        "--checkpoint-every", "4", "--grad-accum", "2", "--seed", "5",
+    ];
+    let whole = d.join("runs/whole");
+    ok(run("trainer", &rtd_args(&epochs(), &whole, &common)));
+    let parts = d.join("runs/parts");
+    let mut first = common.to_vec();
+    first.extend(["--debug-stop-after", "10"]);
+    ok(run("trainer", &rtd_args(&epochs(), &parts, &first)));
+    // Stopped after 10 updates with the last checkpoint at 8: lines 9 and 10 are dropped again.
+    let mut again = common.to_vec();
+    again.push("--resume");
+    ok(run("trainer", &rtd_args(&epochs(), &parts, &again)));
+    let losses = |dir: &Path| -> Vec<(u64, f64)> {
+        metrics(dir, "train")
+            .iter()
+            .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+            .collect()
+    };
+    let a = losses(&whole);
+    assert_eq!(a.len(), 14);
+    assert_eq!(a, losses(&parts));
+    // The same run folder is refused without --resume, and a resume with other settings too.
+    let e = err(run("trainer", &rtd_args(&epochs(), &parts, &common)));
+    assert!(e.contains("run.json") && e.contains("--resume"), "{e}");
+    let mut other = common.to_vec();
+    other.extend(["--resume", "--batch-size", "8"]);
+    let e = err(run("trainer", &rtd_args(&epochs(), &parts, &other)));
+    assert!(e.contains("field batch_size"), "{e}");
+}
+
+/// A copy of `src` (a shard folder) at `dst`.
+fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
+    }
+}
+
+fn edit_manifest(dir: &Path, f: impl FnOnce(&mut Value)) {
+    let p = dir.join("manifest.json");
+    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    f(&mut v);
+    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn issue5_bad_inputs_get_clear_errors() {
+    let d = fixture();
+    let bad = d.join("bad");
+    let [e1, e0] = epochs();
+    let fresh = |name: &str| d.join("runs").join(name);
+    let go = |shards: &[PathBuf], name: &str, extra: &[&str]| {
+        err(run("trainer", &rtd_args(shards, &fresh(name), extra)))
+    };
+
+    // Epochs corrupted with different auxiliary models.
+    let other_aux = bad.join("other-aux/epoch-001");
+    copy_dir(&e1, &other_aux);
+    edit_manifest(&other_aux, |v| v["aux_model"]["sha256"] = "0".repeat(64).into());
+    let e = go(&[e0.clone(), other_aux.clone()], "aux", &[]);
+    assert!(e.contains("other-aux/epoch-001/manifest.json: field aux_model.sha256"), "{e}");
+
+    // Not consecutive.
+    let e = go(&[e1.clone(), e1.clone()], "consecutive", &[]);
+    assert!(e.contains("field epoch: expected 2"), "{e}");
+
+    // A missing manifest (incomplete epoch).
+    let incomplete = bad.join("incomplete/epoch-000");
+    copy_dir(&e0, &incomplete);
+    std::fs::remove_file(incomplete.join("manifest.json")).unwrap();
+    let e = go(&[incomplete.clone()], "incomplete", &[]);
+    assert!(e.contains("incomplete/epoch-000/manifest.json") && e.contains("no manifest"), "{e}");
+
+    // A corrupted Parquet file (same size, one byte flipped) and a truncated one.
+    let corrupt = bad.join("corrupt/epoch-000");
+    copy_dir(&e0, &corrupt);
+    let part = corrupt.join("part-00000.parquet");
+    let mut bytes = std::fs::read(&part).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x55;
+    std::fs::write(&part, &bytes).unwrap();
+    let e = go(&[corrupt.clone()], "corrupt", &[]);
+    assert!(e.contains("corrupt/epoch-000/part-00000.parquet: sha256"), "{e}");
+    bytes.truncate(mid);
+    std::fs::write(&part, &bytes).unwrap();
+    let e = go(&[corrupt.clone()], "truncated", &["--no-verify-shards"]);
+    assert!(e.contains("part-00000.parquet"), "{e}");
+
+    // More updates than the rows allow.
+    let e = go(&[e0.clone()], "few", &["--max-steps", "100000"]);
+    assert!(e.contains("--max-steps 100000") && e.contains("--repeat-last-epoch"), "{e}");
+
+    // A non-finite loss stops the run and keeps the last good checkpoint.
+    let e = go(
+        &[e0.clone()],
+        "nan",
+        &["--max-steps", "6", "--checkpoint-every", "2", "--log-every", "5", "--debug-nan-at-step", "3"],
+    );
+    assert!(e.contains("non-finite loss") && e.contains("at step 3"), "{e}");
+    assert!(e.contains("step-0000002"), "{e}");
+    let ck = fresh("nan").join("checkpoints");
+    assert!(ck.join("step-0000002").exists() && !ck.join("step-0000004").exists());
+
+    // A model config whose vocabulary differs from the data's.
+    let cfg = bad.join("config.json");
+    std::fs::write(
+        &cfg,
+        r#"{"vocab_size": 1000, "hidden_size": 64, "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 128, "model_type": "electra"}"#,
+    )
+    .unwrap();
+    let e = err(run(
+        "trainer",
+        &["--shards", s(&e0), "--run-dir", s(&fresh("vocab")), "--model", s(&cfg), "--device", "cpu"],
+    ));
+    assert!(e.contains("config.json: field vocab_size: expected 30522"), "{e}");
+}
+
+#[test]
+fn issue5_cost_table() {
+    let out = ok(run(
+        "trainer",
+        &["cost", "--model", "base", "--aux-layers", "4", "--seq-len", "512", "--vocab", "128000"],
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("main (trained)") && text.contains("aux, frozen"), "{text}");
+}

@@ -1,0 +1,274 @@
+//! Opens the `--shards` folders, checks that they belong together, and memory-maps their
+//! shards. Nothing is ever written into these folders (many runs may read them at once).
+use anyhow::{bail, Context};
+use rayon::prelude::*;
+use shared::epoch_meta::open_epoch_dir;
+use shared::epoch_shards::EpochRows;
+use shared::manifest::{EpochManifest, TokenManifest, TokenizerInfo};
+use shared::shard_file::ShardFile;
+use shared::spec::{MANIFEST_FILE, META_DATA_SPEC_VERSION, META_KIND};
+use shared::token_shards::{open_token_dir, TokenRows};
+use std::path::{Path, PathBuf};
+
+use crate::cli::Objective;
+use crate::loader::pipeline::Decoder;
+use crate::loader::{EpochData, Group, Rows};
+
+/// One opened folder: its manifest's facts the trainer uses, and its shards.
+pub struct Folder {
+    pub dir: PathBuf,
+    /// Epoch number (0 for token folders).
+    pub epoch: u32,
+    /// The epoch's temperature (None for token folders).
+    pub temperature: Option<f64>,
+    pub tokenizer: TokenizerInfo,
+    pub max_seq_len: u32,
+    pub vocab_size: u32,
+    /// SHA-256 of the folder's manifest: identifies the data in run.json and checkpoints.
+    pub manifest_sha256: String,
+    pub shards: Vec<ShardFile>,
+    /// The epoch manifest (RTD) for cross-checks.
+    pub epoch_manifest: Option<EpochManifest>,
+}
+
+impl Folder {
+    /// The row groups of this folder, for the loader.
+    pub fn epoch_data(&self) -> EpochData {
+        let mut groups = vec![];
+        for (file, shard) in self.shards.iter().enumerate() {
+            for index in 0..shard.num_row_groups() {
+                groups.push(Group {
+                    file,
+                    index,
+                    rows: shard.row_group_rows(index) as usize,
+                });
+            }
+        }
+        EpochData {
+            epoch: self.epoch,
+            files: self.shards.iter().map(|s| s.path().to_path_buf()).collect(),
+            groups,
+        }
+    }
+}
+
+fn manifest_path(dir: &Path) -> PathBuf {
+    dir.join(MANIFEST_FILE)
+}
+
+/// Opens every shard listed, checking its kind and version metadata and, with `verify`, its
+/// SHA-256 against the manifest.
+fn open_shards(
+    paths: &[PathBuf],
+    listed: &[shared::manifest::ShardEntry],
+    kind: &str,
+    verify: bool,
+    mpath: &Path,
+) -> anyhow::Result<Vec<ShardFile>> {
+    paths
+        .par_iter()
+        .zip(listed.par_iter())
+        .map(|(path, entry)| {
+            if verify {
+                let sha = shared::hash::sha256_file(path)?;
+                if sha != entry.sha256 {
+                    bail!(
+                        "{}: sha256: expected {} as listed in {}, found {sha} (the file is corrupted or was replaced)",
+                        path.display(),
+                        entry.sha256,
+                        mpath.display()
+                    );
+                }
+            }
+            let shard = ShardFile::open(path)?;
+            let found_kind = shard.key_value(META_KIND);
+            if found_kind.as_deref() != Some(kind) {
+                bail!(
+                    "{}: metadata {META_KIND}: expected {kind:?}, found {found_kind:?}",
+                    path.display()
+                );
+            }
+            let version = shard.key_value(META_DATA_SPEC_VERSION);
+            let want = shared::spec::DATA_SPEC_VERSION.to_string();
+            if version.as_deref() != Some(want.as_str()) {
+                bail!(
+                    "{}: metadata {META_DATA_SPEC_VERSION}: expected {want}, found {version:?}",
+                    path.display()
+                );
+            }
+            if shard.num_rows() != entry.rows {
+                bail!(
+                    "{}: rows: expected {} as listed in {}, found {}",
+                    path.display(),
+                    entry.rows,
+                    mpath.display(),
+                    shard.num_rows()
+                );
+            }
+            Ok(shard)
+        })
+        .collect()
+}
+
+/// Opens an epoch folder (RTD).
+pub fn open_epoch_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
+    let (m, paths): (EpochManifest, Vec<PathBuf>) = open_epoch_dir(dir)?;
+    let mpath = manifest_path(dir);
+    let shards = open_shards(&paths, &m.shards, shared::spec::epoch::KIND, verify, &mpath)?;
+    Ok(Folder {
+        dir: dir.to_path_buf(),
+        epoch: m.epoch,
+        temperature: Some(m.temperature),
+        tokenizer: m.tokenizer.clone(),
+        max_seq_len: m.max_seq_len,
+        vocab_size: m.vocab_size,
+        manifest_sha256: shared::hash::sha256_file(&mpath)?,
+        shards,
+        epoch_manifest: Some(m),
+    })
+}
+
+/// Opens a token folder (MLM).
+pub fn open_token_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
+    let (m, paths): (TokenManifest, Vec<PathBuf>) = open_token_dir(dir)?;
+    let mpath = manifest_path(dir);
+    let shards = open_shards(&paths, &m.shards, shared::spec::tokens::KIND, verify, &mpath)?;
+    Ok(Folder {
+        dir: dir.to_path_buf(),
+        epoch: 0,
+        temperature: None,
+        vocab_size: m.tokenizer.vocab_size,
+        tokenizer: m.tokenizer,
+        max_seq_len: m.max_seq_len,
+        manifest_sha256: shared::hash::sha256_file(&mpath)?,
+        shards,
+        epoch_manifest: None,
+    })
+}
+
+/// Opens a folder of the kind `objective` reads.
+pub fn open_folder(dir: &Path, objective: Objective, verify: bool) -> anyhow::Result<Folder> {
+    match objective {
+        Objective::Rtd => open_epoch_folder(dir, verify),
+        Objective::Mlm => open_token_folder(dir, verify),
+    }
+}
+
+/// Errors unless `found` equals `expected`, naming the file and field.
+fn same<T: PartialEq + std::fmt::Debug>(
+    field: &str,
+    reference: &Folder,
+    other: &Folder,
+    expected: T,
+    found: T,
+) -> anyhow::Result<()> {
+    if expected != found {
+        bail!(
+            "{}: field {field}: expected {expected:?} (as in {}), found {found:?}",
+            manifest_path(&other.dir).display(),
+            manifest_path(&reference.dir).display()
+        );
+    }
+    Ok(())
+}
+
+/// Checks that `other` is compatible with `reference`: tokenizer, auxiliary model, sequence
+/// length, vocabulary (and, for two training epochs, the corruption settings).
+pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> anyhow::Result<()> {
+    same("tokenizer.sha256", reference, other, &reference.tokenizer.sha256, &other.tokenizer.sha256)?;
+    same("max_seq_len", reference, other, reference.max_seq_len, other.max_seq_len)?;
+    same("vocab_size", reference, other, reference.vocab_size, other.vocab_size)?;
+    if let (Some(a), Some(b)) = (&reference.epoch_manifest, &other.epoch_manifest) {
+        same("aux_model.sha256", reference, other, &a.aux_model.sha256, &b.aux_model.sha256)?;
+        if same_run {
+            same("split", reference, other, &a.split, &b.split)?;
+            same("tokens_fingerprint", reference, other, &a.tokens_fingerprint, &b.tokens_fingerprint)?;
+            same("seed", reference, other, a.seed, b.seed)?;
+            same("epochs", reference, other, a.epochs, b.epochs)?;
+            same("schedule", reference, other, &a.schedule, &b.schedule)?;
+            same("mask_rate", reference, other, a.mask_rate, b.mask_rate)?;
+        }
+    }
+    Ok(())
+}
+
+/// Opens the training folders, orders epoch folders by epoch number and checks them against
+/// each other (consecutive epochs, same settings).
+pub fn open_training(
+    dirs: &[PathBuf],
+    objective: Objective,
+    verify: bool,
+) -> anyhow::Result<Vec<Folder>> {
+    let mut folders = dirs
+        .iter()
+        .map(|d| open_folder(d, objective, verify))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if objective == Objective::Rtd {
+        folders.sort_by_key(|f| f.epoch);
+        for w in folders.windows(2) {
+            if w[1].epoch != w[0].epoch + 1 {
+                bail!(
+                    "{}: field epoch: expected {} (the epoch after {}), found {}",
+                    manifest_path(&w[1].dir).display(),
+                    w[0].epoch + 1,
+                    manifest_path(&w[0].dir).display(),
+                    w[1].epoch
+                );
+            }
+        }
+    }
+    for f in &folders[1..] {
+        check_compatible(&folders[0], f, true)?;
+    }
+    Ok(folders)
+}
+
+/// Decodes row groups of epoch or token shards into [`Rows`], checking token ids and targets.
+pub struct ShardDecoder {
+    /// Per loader epoch, its shards.
+    pub shards: Vec<Vec<ShardFile>>,
+    pub objective: Objective,
+    pub vocab_size: u32,
+}
+
+fn check_rows(rows: &Rows, vocab: u32, path: &Path, group: usize) -> anyhow::Result<()> {
+    if let Some(bad) = rows.ids.iter().find(|&&t| t < 0 || t as u32 >= vocab) {
+        bail!(
+            "{}: row group {group}: column input_ids: expected token ids in 0..{vocab}, found {bad}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+impl Decoder for ShardDecoder {
+    fn decode(&self, epoch: usize, group: &Group) -> anyhow::Result<Rows> {
+        let shard = &self.shards[epoch][group.file];
+        let path = shard.path();
+        let batch = shard
+            .read_row_group(group.index)
+            .with_context(|| format!("{}: reading row group {}", path.display(), group.index))?;
+        let rows = match self.objective {
+            Objective::Rtd => {
+                let r = EpochRows::from_batch(&batch, path)?;
+                Rows {
+                    sequence_ids: r.sequence_ids,
+                    offsets: r.offsets,
+                    ids: r.input_ids,
+                    targets: r.targets,
+                }
+            }
+            Objective::Mlm => {
+                let r = TokenRows::from_batch(&batch, path)?;
+                Rows {
+                    sequence_ids: r.sequence_ids,
+                    offsets: r.offsets,
+                    ids: r.ids,
+                    targets: vec![],
+                }
+            }
+        };
+        check_rows(&rows, self.vocab_size, path, group.index)?;
+        Ok(rows)
+    }
+}

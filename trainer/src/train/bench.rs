@@ -1,0 +1,77 @@
+//! `trainer loader-bench`: the loader alone (memory-mapped shards decoded on worker threads,
+//! shuffled, collated into padded batches; no model), in sequences and tokens per second.
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::cli::{BenchArgs, Objective};
+use crate::data::{self, ShardDecoder};
+use crate::loader::{BatchKind, Cursor, EpochData, Loader, LoaderConfig, MlmMasking};
+
+/// Runs the benchmark and prints one line of figures.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let threads = if args.threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        args.threads
+    };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .ok();
+    let mut folders = data::open_training(&args.shards, args.objective, false)?;
+    let epochs: Vec<EpochData> = folders.iter().map(|f| f.epoch_data()).collect();
+    let total: u64 = epochs.iter().map(|e| e.rows()).sum();
+    let first = &folders[0];
+    let pad_id = first.tokenizer.special_tokens.pad as i32;
+    let kind = match args.objective {
+        Objective::Rtd => BatchKind::Rtd,
+        Objective::Mlm => BatchKind::Mlm(MlmMasking {
+            seed: 0,
+            rate: 0.15,
+            special: (&first.tokenizer.special_tokens).into(),
+            vocab: first.vocab_size,
+        }),
+    };
+    let decoder = ShardDecoder {
+        vocab_size: first.vocab_size,
+        shards: folders
+            .iter_mut()
+            .map(|f| std::mem::take(&mut f.shards))
+            .collect(),
+        objective: args.objective,
+    };
+    let want = args.rows.min(total) / args.batch_size as u64;
+    let start = Instant::now();
+    let loader = Loader::start(
+        Arc::new(epochs),
+        Arc::new(decoder),
+        LoaderConfig {
+            seed: 0,
+            batch_size: args.batch_size,
+            window: args.shuffle_window,
+            prefetch: 64,
+            pad_id,
+            kind,
+            repeat_last_epoch: false,
+        },
+        Cursor::default(),
+    );
+    let (mut rows, mut tokens) = (0u64, 0u64);
+    for _ in 0..want {
+        let b = loader.next_batch()?;
+        rows += b.rows as u64;
+        tokens += b.real_tokens;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(loader);
+    let per_s = rows as f64 / secs;
+    println!(
+        "loader-bench: {rows} sequences ({:.1} tokens each) in {secs:.3} s on {threads} thread(s): {per_s:.0} seq/s ({:.0} per thread), {:.0} tokens/s = {:.0} sequences of 512 tokens/s ({:.0} per thread)",
+        tokens as f64 / rows.max(1) as f64,
+        per_s / threads as f64,
+        tokens as f64 / secs,
+        tokens as f64 / secs / 512.0,
+        tokens as f64 / secs / 512.0 / threads as f64
+    );
+    Ok(())
+}
