@@ -71,10 +71,12 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Runs a binary of the workspace and fails the test with its stderr if it fails.
+/// Runs a binary of the workspace and fails the test with its stderr if it fails. OpenMP threads
+/// sleep while they wait (on 2 shared cores, spinning made the trainer 10x slower).
 fn run_ok(bin: &str, args: &[&str]) {
     let out = Command::new(binary(bin))
         .args(args)
+        .env("OMP_WAIT_POLICY", "passive")
         .output()
         .unwrap_or_else(|e| panic!("running {bin}: {e}"));
     assert!(
