@@ -223,8 +223,8 @@ pub fn cost_report(
     batch: u64,
     mask_rate: f64,
 ) -> CostReport {
-    let main_params =
-        main.embedding_params() + main.layers * main.layer_params() + main.rtd_head_params();
+    let main_params = main.embedding_params() + main.layers * main.layer_params()
+        + main.rtd_head_params();
     let main_fwd = discriminator_forward_flops(main, seq_len);
     let main_cost = ModelCost {
         params: main_params,

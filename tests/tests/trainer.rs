@@ -47,19 +47,9 @@ fn fixture() -> &'static Path {
         ok(run(
             "preprocess",
             &[
-                "tokenize",
-                "--input",
-                s(&corpus),
-                "--tokenizer",
-                s(&bert_tokenizer()),
-                "--out",
-                s(&tokens),
-                "--max-seq-len",
-                "64",
-                "--validation-fraction",
-                "0.2",
-                "--row-group-rows",
-                "64",
+                "tokenize", "--input", s(&corpus), "--tokenizer", s(&bert_tokenizer()),
+                "--out", s(&tokens), "--max-seq-len", "64", "--validation-fraction", "0.2",
+                "--row-group-rows", "64",
             ],
         ));
         // The MLM objective makes the auxiliary model.
@@ -67,32 +57,11 @@ fn fixture() -> &'static Path {
         ok(run(
             "trainer",
             &[
-                "--objective",
-                "mlm",
-                "--shards",
-                s(&tokens),
-                "--run-dir",
-                s(&mlm),
-                "--model",
-                "tiny",
-                "--batch-size",
-                "16",
-                "--max-steps",
-                "12",
-                "--lr",
-                "2e-3",
-                "--warmup-steps",
-                "2",
-                "--log-every",
-                "4",
-                "--checkpoint-every",
-                "100",
-                "--validation",
-                s(&tokens.join("validation")),
-                "--validate-every",
-                "12",
-                "--device",
-                "cpu",
+                "--objective", "mlm", "--shards", s(&tokens), "--run-dir", s(&mlm), "--model",
+                "tiny", "--batch-size", "16", "--max-steps", "12", "--lr", "2e-3",
+                "--warmup-steps", "2", "--log-every", "4", "--checkpoint-every", "100",
+                "--validation", s(&tokens.join("validation")), "--validate-every", "12",
+                "--device", "cpu",
             ],
         ));
         let aux = mlm.join("export");
@@ -104,20 +73,8 @@ fn fixture() -> &'static Path {
             ok(run(
                 "preprocess",
                 &[
-                    "--epoch",
-                    epoch,
-                    "--epochs",
-                    "2",
-                    "--tokens",
-                    s(&toks),
-                    "--aux-model",
-                    s(&aux),
-                    "--out",
-                    s(&out),
-                    "--device",
-                    "cpu",
-                    "--threads",
-                    "2",
+                    "--epoch", epoch, "--epochs", "2", "--tokens", s(&toks), "--aux-model",
+                    s(&aux), "--out", s(&out), "--device", "cpu", "--threads", "2",
                 ],
             ));
         }
@@ -159,14 +116,7 @@ fn rtd_args<'a>(shards: &'a [PathBuf], run_dir: &'a Path, extra: &[&'a str]) -> 
     let mut a = vec!["--shards"];
     a.extend(shards.iter().map(|p| s(p)));
     a.extend([
-        "--run-dir",
-        s(run_dir),
-        "--model",
-        "tiny",
-        "--batch-size",
-        "16",
-        "--device",
-        "cpu",
+        "--run-dir", s(run_dir), "--model", "tiny", "--batch-size", "16", "--device", "cpu",
     ]);
     a.extend_from_slice(extra);
     a
@@ -205,23 +155,9 @@ fn issue5_rtd_loss_falls_and_validation_beats_the_all_original_baseline() {
             &epochs(),
             &run_dir,
             &[
-                "--lr",
-                "5e-3",
-                "--warmup-steps",
-                "20",
-                "--max-steps",
-                "300",
-                "--repeat-last-epoch",
-                "--weight-decay",
-                "0",
-                "--log-every",
-                "20",
-                "--checkpoint-every",
-                "150",
-                "--validation",
-                s(&val),
-                "--validate-every",
-                "150",
+                "--lr", "5e-3", "--warmup-steps", "20", "--max-steps", "300",
+                "--repeat-last-epoch", "--weight-decay", "0", "--log-every", "20",
+                "--checkpoint-every", "150", "--validation", s(&val), "--validate-every", "150",
             ],
         ),
     ));
@@ -232,22 +168,9 @@ fn issue5_rtd_loss_falls_and_validation_beats_the_all_original_baseline() {
     assert_eq!(train[0]["temperature"], 2.0);
     let v = metrics(&run_dir, "validation");
     let end = v.last().unwrap();
-    let (acc, base) = (
-        end["accuracy"].as_f64().unwrap(),
-        end["baseline_accuracy"].as_f64().unwrap(),
-    );
-    assert!(
-        acc > base,
-        "validation accuracy {acc} vs all-original {base}"
-    );
-    for f in [
-        "loss.png",
-        "accuracy.png",
-        "export/config.json",
-        "export/model.safetensors",
-        "export/tokenizer.json",
-        "checkpoints/step-0000300/state.json",
-    ] {
+    let (acc, base) = (end["accuracy"].as_f64().unwrap(), end["baseline_accuracy"].as_f64().unwrap());
+    assert!(acc > base, "validation accuracy {acc} vs all-original {base}");
+    for f in ["loss.png", "accuracy.png", "export/config.json", "export/model.safetensors", "export/tokenizer.json", "checkpoints/step-0000300/state.json"] {
         assert!(run_dir.join(f).exists(), "{f} missing");
     }
     // Nothing was written into the shard folders.
@@ -258,20 +181,8 @@ fn issue5_rtd_loss_falls_and_validation_beats_the_all_original_baseline() {
 fn issue5_stop_and_resume_gives_the_same_losses() {
     let d = fixture();
     let common = [
-        "--lr",
-        "2e-3",
-        "--warmup-steps",
-        "3",
-        "--max-steps",
-        "14",
-        "--log-every",
-        "1",
-        "--checkpoint-every",
-        "4",
-        "--grad-accum",
-        "2",
-        "--seed",
-        "5",
+        "--lr", "2e-3", "--warmup-steps", "3", "--max-steps", "14", "--log-every", "1",
+        "--checkpoint-every", "4", "--grad-accum", "2", "--seed", "5",
     ];
     let whole = d.join("runs/whole");
     ok(run("trainer", &rtd_args(&epochs(), &whole, &common)));
@@ -330,14 +241,9 @@ fn issue5_bad_inputs_get_clear_errors() {
     // Epochs corrupted with different auxiliary models.
     let other_aux = bad.join("other-aux/epoch-001");
     copy_dir(&e1, &other_aux);
-    edit_manifest(&other_aux, |v| {
-        v["aux_model"]["sha256"] = "0".repeat(64).into()
-    });
+    edit_manifest(&other_aux, |v| v["aux_model"]["sha256"] = "0".repeat(64).into());
     let e = go(&[e0.clone(), other_aux.clone()], "aux", &[]);
-    assert!(
-        e.contains("other-aux/epoch-001/manifest.json: field aux_model.sha256"),
-        "{e}"
-    );
+    assert!(e.contains("other-aux/epoch-001/manifest.json: field aux_model.sha256"), "{e}");
 
     // Not consecutive.
     let e = go(&[e1.clone(), e1.clone()], "consecutive", &[]);
@@ -348,10 +254,7 @@ fn issue5_bad_inputs_get_clear_errors() {
     copy_dir(&e0, &incomplete);
     std::fs::remove_file(incomplete.join("manifest.json")).unwrap();
     let e = go(&[incomplete.clone()], "incomplete", &[]);
-    assert!(
-        e.contains("incomplete/epoch-000/manifest.json") && e.contains("no manifest"),
-        "{e}"
-    );
+    assert!(e.contains("incomplete/epoch-000/manifest.json") && e.contains("no manifest"), "{e}");
 
     // A corrupted Parquet file (same size, one byte flipped) and a truncated one.
     let corrupt = bad.join("corrupt/epoch-000");
@@ -362,10 +265,7 @@ fn issue5_bad_inputs_get_clear_errors() {
     bytes[mid] ^= 0x55;
     std::fs::write(&part, &bytes).unwrap();
     let e = go(&[corrupt.clone()], "corrupt", &[]);
-    assert!(
-        e.contains("corrupt/epoch-000/part-00000.parquet: sha256"),
-        "{e}"
-    );
+    assert!(e.contains("corrupt/epoch-000/part-00000.parquet: sha256"), "{e}");
     bytes.truncate(mid);
     std::fs::write(&part, &bytes).unwrap();
     let e = go(&[corrupt.clone()], "truncated", &["--no-verify-shards"]);
@@ -373,30 +273,15 @@ fn issue5_bad_inputs_get_clear_errors() {
 
     // More updates than the rows allow.
     let e = go(&[e0.clone()], "few", &["--max-steps", "100000"]);
-    assert!(
-        e.contains("--max-steps 100000") && e.contains("--repeat-last-epoch"),
-        "{e}"
-    );
+    assert!(e.contains("--max-steps 100000") && e.contains("--repeat-last-epoch"), "{e}");
 
     // A non-finite loss stops the run and keeps the last good checkpoint.
     let e = go(
         &[e0.clone()],
         "nan",
-        &[
-            "--max-steps",
-            "6",
-            "--checkpoint-every",
-            "2",
-            "--log-every",
-            "5",
-            "--debug-nan-at-step",
-            "3",
-        ],
+        &["--max-steps", "6", "--checkpoint-every", "2", "--log-every", "5", "--debug-nan-at-step", "3"],
     );
-    assert!(
-        e.contains("non-finite loss") && e.contains("at step 3"),
-        "{e}"
-    );
+    assert!(e.contains("non-finite loss") && e.contains("at step 3"), "{e}");
     assert!(e.contains("step-0000002"), "{e}");
     let ck = fresh("nan").join("checkpoints");
     assert!(ck.join("step-0000002").exists() && !ck.join("step-0000004").exists());
@@ -410,42 +295,17 @@ fn issue5_bad_inputs_get_clear_errors() {
     .unwrap();
     let e = err(run(
         "trainer",
-        &[
-            "--shards",
-            s(&e0),
-            "--run-dir",
-            s(&fresh("vocab")),
-            "--model",
-            s(&cfg),
-            "--device",
-            "cpu",
-        ],
+        &["--shards", s(&e0), "--run-dir", s(&fresh("vocab")), "--model", s(&cfg), "--device", "cpu"],
     ));
-    assert!(
-        e.contains("config.json: field vocab_size: expected 30522"),
-        "{e}"
-    );
+    assert!(e.contains("config.json: field vocab_size: expected 30522"), "{e}");
 }
 
 #[test]
 fn issue5_cost_table() {
     let out = ok(run(
         "trainer",
-        &[
-            "cost",
-            "--model",
-            "base",
-            "--aux-layers",
-            "4",
-            "--seq-len",
-            "512",
-            "--vocab",
-            "128000",
-        ],
+        &["cost", "--model", "base", "--aux-layers", "4", "--seq-len", "512", "--vocab", "128000"],
     ));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("main (trained)") && text.contains("aux, frozen"),
-        "{text}"
-    );
+    assert!(text.contains("main (trained)") && text.contains("aux, frozen"), "{text}");
 }

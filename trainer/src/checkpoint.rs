@@ -83,10 +83,7 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
     std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    write_tensors(
-        &tmp.join("model.safetensors"),
-        &vs.variables().into_iter().collect::<Vec<_>>(),
-    )?;
+    write_tensors(&tmp.join("model.safetensors"), &vs.variables().into_iter().collect::<Vec<_>>())?;
     write_tensors(&tmp.join("optimizer.safetensors"), optimizer)?;
     shared::atomic::write_json_atomic(&tmp.join("state.json"), state)?;
     if dest.exists() {
@@ -116,10 +113,7 @@ pub fn latest(run_dir: &Path) -> anyhow::Result<Option<(u64, PathBuf)>> {
                 .with_context(|| format!("removing {}", entry.path().display()))?;
             continue;
         }
-        let Some(step) = name
-            .strip_prefix("step-")
-            .and_then(|s| s.parse::<u64>().ok())
-        else {
+        let Some(step) = name.strip_prefix("step-").and_then(|s| s.parse::<u64>().ok()) else {
             continue;
         };
         if best.as_ref().is_none_or(|(b, _)| step > *b) {
@@ -191,9 +185,6 @@ mod tests {
         )
         .unwrap();
         let err = format!("{:#}", load_vars(&vs, &p).unwrap_err());
-        assert!(
-            err.contains("dense.weight") && err.contains("[2, 3]"),
-            "{err}"
-        );
+        assert!(err.contains("dense.weight") && err.contains("[2, 3]"), "{err}");
     }
 }

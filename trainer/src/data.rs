@@ -132,13 +132,7 @@ pub fn open_epoch_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
 pub fn open_token_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
     let (m, paths): (TokenManifest, Vec<PathBuf>) = open_token_dir(dir)?;
     let mpath = manifest_path(dir);
-    let shards = open_shards(
-        &paths,
-        &m.shards,
-        shared::spec::tokens::KIND,
-        verify,
-        &mpath,
-    )?;
+    let shards = open_shards(&paths, &m.shards, shared::spec::tokens::KIND, verify, &mpath)?;
     Ok(Folder {
         dir: dir.to_path_buf(),
         epoch: 0,
@@ -181,44 +175,14 @@ fn same<T: PartialEq + std::fmt::Debug>(
 /// Checks that `other` is compatible with `reference`: tokenizer, auxiliary model, sequence
 /// length, vocabulary (and, for two training epochs, the corruption settings).
 pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> anyhow::Result<()> {
-    same(
-        "tokenizer.sha256",
-        reference,
-        other,
-        &reference.tokenizer.sha256,
-        &other.tokenizer.sha256,
-    )?;
-    same(
-        "max_seq_len",
-        reference,
-        other,
-        reference.max_seq_len,
-        other.max_seq_len,
-    )?;
-    same(
-        "vocab_size",
-        reference,
-        other,
-        reference.vocab_size,
-        other.vocab_size,
-    )?;
+    same("tokenizer.sha256", reference, other, &reference.tokenizer.sha256, &other.tokenizer.sha256)?;
+    same("max_seq_len", reference, other, reference.max_seq_len, other.max_seq_len)?;
+    same("vocab_size", reference, other, reference.vocab_size, other.vocab_size)?;
     if let (Some(a), Some(b)) = (&reference.epoch_manifest, &other.epoch_manifest) {
-        same(
-            "aux_model.sha256",
-            reference,
-            other,
-            &a.aux_model.sha256,
-            &b.aux_model.sha256,
-        )?;
+        same("aux_model.sha256", reference, other, &a.aux_model.sha256, &b.aux_model.sha256)?;
         if same_run {
             same("split", reference, other, &a.split, &b.split)?;
-            same(
-                "tokens_fingerprint",
-                reference,
-                other,
-                &a.tokens_fingerprint,
-                &b.tokens_fingerprint,
-            )?;
+            same("tokens_fingerprint", reference, other, &a.tokens_fingerprint, &b.tokens_fingerprint)?;
             same("seed", reference, other, a.seed, b.seed)?;
             same("epochs", reference, other, a.epochs, b.epochs)?;
             same("schedule", reference, other, &a.schedule, &b.schedule)?;

@@ -108,8 +108,7 @@ pub fn read_split<T: serde::de::DeserializeOwned>(
     split: &str,
 ) -> anyhow::Result<Vec<T>> {
     let path = run_dir.join(METRICS_FILE);
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
     let mut out = vec![];
     for (n, line) in text.lines().enumerate() {
         let v: serde_json::Value = serde_json::from_str(line)

@@ -82,7 +82,7 @@ impl AdamW {
             0,
         )
         .sum(Kind::Float)
-            * 0.0;
+        * 0.0;
         probe.backward();
         let mut offset = 0i64;
         tch::no_grad(|| -> anyhow::Result<()> {
@@ -190,7 +190,10 @@ impl AdamW {
                 .with_context(|| format!("{path}: tensor {key}: expected, found nothing"))
         };
         let total = self.numel();
-        for (key, dst) in [("exp_avg", &self.exp_avg), ("exp_avg_sq", &self.exp_avg_sq)] {
+        for (key, dst) in [
+            ("exp_avg", &self.exp_avg),
+            ("exp_avg_sq", &self.exp_avg_sq),
+        ] {
             let src = get(key)?;
             if src.size() != [total] {
                 bail!(

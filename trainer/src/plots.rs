@@ -127,10 +127,7 @@ pub fn line_plot(path: &Path, curves: &[Curve]) -> anyhow::Result<()> {
     for c in curves {
         chart
             .draw_series(LineSeries::new(
-                c.points
-                    .iter()
-                    .copied()
-                    .filter(|(x, y)| x.is_finite() && y.is_finite()),
+                c.points.iter().copied().filter(|(x, y)| x.is_finite() && y.is_finite()),
                 c.color.stroke_width(2),
             ))
             .map_err(|e| err(&e))?;
@@ -146,33 +143,20 @@ pub fn write_run_plots(run_dir: &Path) -> anyhow::Result<()> {
     let blue = RGBColor(31, 119, 180);
     let red = RGBColor(214, 39, 40);
     let grey = RGBColor(150, 150, 150);
-    let xy =
-        |f: &dyn Fn(&TrainRecord) -> f64| train.iter().map(|r| (r.step as f64, f(r))).collect();
+    let xy = |f: &dyn Fn(&TrainRecord) -> f64| train.iter().map(|r| (r.step as f64, f(r))).collect();
     line_plot(
         &run_dir.join("loss.png"),
         &[
-            Curve {
-                points: xy(&|r| r.loss),
-                color: blue,
-            },
-            Curve {
-                points: val.iter().map(|r| (r.step as f64, r.loss)).collect(),
-                color: red,
-            },
+            Curve { points: xy(&|r| r.loss), color: blue },
+            Curve { points: val.iter().map(|r| (r.step as f64, r.loss)).collect(), color: red },
         ],
     )
     .context("plotting the loss")?;
     line_plot(
         &run_dir.join("accuracy.png"),
         &[
-            Curve {
-                points: xy(&|r| r.accuracy),
-                color: blue,
-            },
-            Curve {
-                points: val.iter().map(|r| (r.step as f64, r.accuracy)).collect(),
-                color: red,
-            },
+            Curve { points: xy(&|r| r.accuracy), color: blue },
+            Curve { points: val.iter().map(|r| (r.step as f64, r.accuracy)).collect(), color: red },
             Curve {
                 points: val
                     .iter()

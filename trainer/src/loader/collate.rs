@@ -166,16 +166,9 @@ mod tests {
         for (p, l) in a.positions.iter().zip(&a.labels) {
             assert_eq!(*l, 1000 + *p);
         }
-        let masked = a
-            .positions
-            .iter()
-            .filter(|&&p| a.input_ids[p as usize] == 103)
-            .count();
+        let masked = a.positions.iter().filter(|&&p| a.input_ids[p as usize] == 103).count();
         assert!(masked >= 8, "{masked} of 15 became [MASK]");
         assert_eq!(a, collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 0));
-        assert_ne!(
-            a.positions,
-            collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 1).positions
-        );
+        assert_ne!(a.positions, collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 1).positions);
     }
 }

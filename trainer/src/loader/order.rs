@@ -14,11 +14,8 @@ pub struct PassKey {
 /// The row groups of the pass, shuffled (indices into the epoch's list of row groups).
 pub fn group_order(key: PassKey, groups: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..groups).collect();
-    CounterRng::new(
-        key.seed,
-        &[domain::SHUFFLE, key.epoch as u64, key.repeat, u64::MAX],
-    )
-    .shuffle(&mut order);
+    CounterRng::new(key.seed, &[domain::SHUFFLE, key.epoch as u64, key.repeat, u64::MAX])
+        .shuffle(&mut order);
     order
 }
 

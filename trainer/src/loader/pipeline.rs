@@ -276,10 +276,7 @@ mod tests {
         // 35 rows per epoch -> 8 batches of 4 each.
         assert_eq!(all.len(), 16);
         assert!(all[..8].iter().all(|b| b.epoch == 1) && all[8..].iter().all(|b| b.epoch == 2));
-        let mut ids: Vec<i64> = all[..8]
-            .iter()
-            .flat_map(|b| b.input_ids.iter().skip(1).step_by(3).copied())
-            .collect();
+        let mut ids: Vec<i64> = all[..8].iter().flat_map(|b| b.input_ids.iter().skip(1).step_by(3).copied()).collect();
         let n = ids.len();
         ids.sort();
         ids.dedup();

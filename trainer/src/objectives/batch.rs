@@ -19,8 +19,7 @@ pub struct DeviceBatch {
 
 fn upload(t: Tensor, device: Device) -> Tensor {
     if device.is_cuda() {
-        t.pin_memory(device)
-            .to_device_(device, t.kind(), true, false)
+        t.pin_memory(device).to_device_(device, t.kind(), true, false)
     } else {
         t
     }

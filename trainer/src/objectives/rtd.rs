@@ -9,8 +9,12 @@ use super::{DeviceBatch, StepOutput};
 pub fn loss_and_counts(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> StepOutput {
     let logits = logits.to_kind(Kind::Float);
     let real = mask.to_kind(Kind::Float);
-    let per_token =
-        logits.binary_cross_entropy_with_logits::<Tensor>(targets, None, None, Reduction::None);
+    let per_token = logits.binary_cross_entropy_with_logits::<Tensor>(
+        targets,
+        None,
+        None,
+        Reduction::None,
+    );
     let loss = (per_token * &real).sum(Kind::Float) / real.sum(Kind::Float).clamp_min(1.0);
     let counts = tch::no_grad(|| {
         let real = mask.gt(0);
@@ -53,9 +57,6 @@ mod tests {
         let want = (sp(-2.0) + sp(-1.0) + sp(3.0)) / 3.0;
         assert!((out.loss.double_value(&[]) - want).abs() < 1e-5);
         // correct 2 of 3 real; predicted replaced: positions 0, 2; actual: 0; tp: 0.
-        assert_eq!(
-            Vec::<f64>::try_from(&out.counts).unwrap(),
-            vec![2.0, 3.0, 1.0, 2.0, 1.0]
-        );
+        assert_eq!(Vec::<f64>::try_from(&out.counts).unwrap(), vec![2.0, 3.0, 1.0, 2.0, 1.0]);
     }
 }

@@ -110,12 +110,7 @@ mod tests {
         let mut b = cfg();
         assert!(check_same(&a, &b, Path::new("r/run.json")).is_ok());
         b.lr = 2e-3;
-        let e = check_same(&a, &b, Path::new("r/run.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("r/run.json: field lr: the run was started with 0.001"),
-            "{e}"
-        );
+        let e = check_same(&a, &b, Path::new("r/run.json")).unwrap_err().to_string();
+        assert!(e.contains("r/run.json: field lr: the run was started with 0.001"), "{e}");
     }
 }

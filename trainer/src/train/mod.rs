@@ -62,18 +62,10 @@ fn check_finite(iv: &Interval, last_good: &Option<std::path::PathBuf>) -> anyhow
     if iv.losses.is_empty() {
         return Ok(vec![]);
     }
-    let losses = Tensor::stack(
-        &iv.losses
-            .iter()
-            .map(|(_, t)| t.shallow_clone())
-            .collect::<Vec<_>>(),
-        0,
-    )
-    .to_kind(Kind::Double)
-    .to_device(tch::Device::Cpu);
-    let norms = Tensor::stack(&iv.grad_norms, 0)
+    let losses = Tensor::stack(&iv.losses.iter().map(|(_, t)| t.shallow_clone()).collect::<Vec<_>>(), 0)
         .to_kind(Kind::Double)
         .to_device(tch::Device::Cpu);
+    let norms = Tensor::stack(&iv.grad_norms, 0).to_kind(Kind::Double).to_device(tch::Device::Cpu);
     let losses = Vec::<f64>::try_from(&losses)?;
     let norms = Vec::<f64>::try_from(&norms)?;
     for ((step, _), (l, n)) in iv.losses.iter().zip(losses.iter().zip(&norms)) {
@@ -165,10 +157,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut cursor_now = cursor;
     let first_step = step;
     while step < rc.total_steps {
-        if args
-            .debug_stop_after
-            .is_some_and(|n| step - first_step >= n)
-        {
+        if args.debug_stop_after.is_some_and(|n| step - first_step >= n) {
             bar.finish_and_clear();
             eprintln!("trainer: stopped after step {step} (--debug-stop-after)");
             return Ok(());
@@ -183,9 +172,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             iv.tokens += hb.real_tokens;
             iv.flops += hb.rows as f64
                 * match rc.objective {
-                    Objective::Rtd => {
-                        shared::cost::discriminator_train_flops(&shape, hb.len as u64)
-                    }
+                    Objective::Rtd => shared::cost::discriminator_train_flops(&shape, hb.len as u64),
                     Objective::Mlm => {
                         shared::cost::masked_lm_train_flops(&shape, hb.len as u64, rc.mask_rate)
                     }
@@ -220,25 +207,14 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         if step % rc.log_every == 0 || last {
             let losses = check_finite(&iv, &last_good)?;
             let counts: Vec<f64> = Vec::<f64>::try_from(
-                iv.counts
-                    .take()
-                    .expect("counts")
-                    .to_device(tch::Device::Cpu),
+                iv.counts.take().expect("counts").to_device(tch::Device::Cpu),
             )?;
-            let (accuracy, precision, recall) =
-                rates(&[counts[0], counts[1], counts[2], counts[3], counts[4]]);
+            let (accuracy, precision, recall) = rates(&[counts[0], counts[1], counts[2], counts[3], counts[4]]);
             let secs = iv.start.elapsed().as_secs_f64().max(1e-9);
             if device.is_cuda() {
                 peak_mem = peak_mem.max(gpu::memory_used(device));
             }
-            let grad_norm = Vec::<f64>::try_from(
-                iv.grad_norms
-                    .last()
-                    .expect("norm")
-                    .to_kind(Kind::Double)
-                    .to_device(tch::Device::Cpu)
-                    .view([1]),
-            )?[0];
+            let grad_norm = Vec::<f64>::try_from(iv.grad_norms.last().expect("norm").to_kind(Kind::Double).to_device(tch::Device::Cpu).view([1]))?[0];
             let record = TrainRecord {
                 split: "train".into(),
                 step,
@@ -248,26 +224,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 loss: losses.iter().sum::<f64>() / losses.len() as f64,
                 grad_norm,
                 accuracy,
-                precision: if rc.objective == Objective::Rtd {
-                    precision
-                } else {
-                    None
-                },
-                recall: if rc.objective == Objective::Rtd {
-                    recall
-                } else {
-                    None
-                },
+                precision: if rc.objective == Objective::Rtd { precision } else { None },
+                recall: if rc.objective == Objective::Rtd { recall } else { None },
                 seq_per_s: iv.rows as f64 / secs,
                 tokens_per_s: iv.tokens as f64 / secs,
                 mfu: peak.map(|p| iv.flops / secs / p),
                 peak_memory_bytes: peak_mem,
                 data_wait_fraction: iv.wait.as_secs_f64() / secs,
             };
-            bar.set_message(format!(
-                "loss {:.4} acc {:.4}",
-                record.loss, record.accuracy
-            ));
+            bar.set_message(format!("loss {:.4} acc {:.4}", record.loss, record.accuracy));
             metrics.write(&record)?;
             iv = Interval::new();
         }

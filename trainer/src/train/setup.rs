@@ -52,10 +52,7 @@ fn check_flags(a: &TrainArgs) -> anyhow::Result<()> {
         bail!("--lr: expected a positive number, found {}", a.lr);
     }
     if !(a.mask_rate > 0.0 && a.mask_rate < 1.0) {
-        bail!(
-            "--mask-rate: expected a fraction in (0, 1), found {}",
-            a.mask_rate
-        );
+        bail!("--mask-rate: expected a fraction in (0, 1), found {}", a.mask_rate);
     }
     if !(a.weight_decay >= 0.0 && a.clip_norm >= 0.0) {
         bail!("--weight-decay and --clip-norm: expected non-negative numbers");
@@ -158,10 +155,7 @@ fn prepare_run_dir(
         return checkpoint::latest(run_dir);
     }
     if args.resume {
-        bail!(
-            "--resume: {} holds no run (no {RUN_FILE})",
-            run_dir.display()
-        );
+        bail!("--resume: {} holds no run (no {RUN_FILE})", run_dir.display());
     }
     if let Ok(mut entries) = std::fs::read_dir(run_dir) {
         if let Some(e) = entries.next() {
