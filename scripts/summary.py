@@ -1,46 +1,82 @@
 """Prints the demo's summary table from the manifests and metrics it left behind.
 
     python3 scripts/summary.py DATA_DIR RUNS_DIR
+
+Per epoch folder (DATA_DIR/epoch-* and DATA_DIR/validation/epoch-*): temperature, replaced
+fraction (of all tokens and of the masked ones), the auxiliary model's top-1 accuracy at masked
+positions, mean entropy of the tempered distribution, sequences and preprocess throughput.
+Per run (RUNS_DIR/*/metrics.jsonl): objective, updates, final training loss, last validation loss
+and accuracy (RTD: with the all-"original" baseline), median sequences/s, and the plots and export
+it left. Standard library only.
 """
 import glob
 import json
 import os
+import statistics
 import sys
 
 
-def last(path, split):
-    rows = []
-    if os.path.exists(path):
-        with open(path) as f:
-            rows = [json.loads(l) for l in f if l.strip()]
-    rows = [r for r in rows if r.get("split") == split]
-    return rows[-1] if rows else None
+def read_lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
 
 
 def fmt(x, spec=".3f"):
     return "-" if x is None else format(x, spec)
 
 
-def main(data, runs):
-    print("epoch  temperature  replaced/all  replaced/masked  aux top-1  sequences  folder")
-    for m in sorted(glob.glob(os.path.join(data, "epoch-*", "manifest.json"))):
-        e = json.load(open(m))
-        r = e["report"]
-        print(f"{e['epoch']:>5}  {e['temperature']:>11.4f}  {fmt(r.get('replaced_fraction_all')):>12}  "
-              f"{fmt(r.get('replaced_fraction_masked')):>15}  {fmt(r.get('aux_top1_accuracy')):>9}  "
-              f"{e['num_sequences']:>9}  {os.path.dirname(m)}")
-    print()
-    print("run                final loss  val loss  val RTD acc  all-original  seq/s  export")
+def epochs_table(data):
+    folders = sorted(glob.glob(os.path.join(data, "epoch-*", "manifest.json")))
+    folders += sorted(glob.glob(os.path.join(data, "validation", "epoch-*", "manifest.json")))
+    print("epoch  split       temperature  replaced/all  replaced/masked  aux top-1  entropy  "
+          "sequences  preprocess seq/s")
+    for path in folders:
+        with open(path) as f:
+            m = json.load(f)
+        r = m["report"]
+        print(f"{m['epoch']:>5}  {m.get('split') or '-':<10}  {m['temperature']:>11.4f}  "
+              f"{fmt(r.get('replaced_fraction_of_tokens')):>12}  "
+              f"{fmt(r.get('replaced_fraction_of_masked')):>15}  "
+              f"{fmt(r.get('aux_top1_accuracy')):>9}  {fmt(r.get('mean_entropy'), '.2f'):>7}  "
+              f"{m['num_sequences']:>9}  {fmt(r.get('sequences_per_second'), '.0f'):>16}")
+
+
+def runs_table(runs):
+    print("run                objective  steps  final loss  val loss  val acc  all-original  "
+          "seq/s  left behind")
     for d in sorted(glob.glob(os.path.join(runs, "*"))):
         metrics = os.path.join(d, "metrics.jsonl")
-        t, v = last(metrics, "train"), last(metrics, "validation")
-        if t is None:
+        if not os.path.exists(metrics):
             continue
-        export = os.path.join(d, "export")
-        print(f"{os.path.basename(d):<18} {fmt(t.get('loss')):>10}  {fmt(v and v.get('loss')):>8}  "
-              f"{fmt(v and v.get('accuracy')):>11}  {fmt(v and v.get('baseline_accuracy')):>12}  "
-              f"{fmt(t.get('seq_per_s'), '.0f'):>5}  {export if os.path.isdir(export) else '-'}")
+        lines = read_lines(metrics)
+        train = [x for x in lines if x.get("split") == "train"]
+        val = [x for x in lines if x.get("split") == "validation"]
+        if not train:
+            continue
+        objective = "-"
+        run_json = os.path.join(d, "run.json")
+        if os.path.exists(run_json):
+            with open(run_json) as f:
+                objective = json.load(f).get("objective", "-")
+        t, v = train[-1], (val[-1] if val else {})
+        # The first interval includes start-up (compilation, first loads): leave it out.
+        speeds = [x["seq_per_s"] for x in train[1:] or train if x.get("seq_per_s")]
+        speed = statistics.median(speeds) if speeds else None
+        left = [f for f in ("loss.png", "accuracy.png", "export")
+                if os.path.exists(os.path.join(d, f))]
+        print(f"{os.path.basename(d):<18} {objective:<9}  {t['step']:>5}  {fmt(t.get('loss')):>10}  "
+              f"{fmt(v.get('loss')):>8}  {fmt(v.get('accuracy')):>7}  "
+              f"{fmt(v.get('baseline_accuracy')):>12}  {fmt(speed, '.0f'):>5}  {', '.join(left)}")
+
+
+def main(data, runs):
+    epochs_table(data)
+    print()
+    runs_table(runs)
+    print(f"\nplots and exports: {os.path.join(runs, '*')}/{{loss.png,accuracy.png,export/}}")
 
 
 if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
     main(sys.argv[1], sys.argv[2])
