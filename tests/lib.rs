@@ -40,3 +40,30 @@ pub fn binary(name: &str) -> PathBuf {
     );
     path
 }
+
+/// Runs binary `name` of this workspace with `args` and returns its output. OpenMP threads sleep
+/// while they wait (`OMP_WAIT_POLICY=passive`): on 2 shared cores, spinning torch threads made
+/// the trainer and the preprocessor 10-20 times slower.
+pub fn run(name: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(binary(name))
+        .args(args)
+        .env("OMP_WAIT_POLICY", "passive")
+        .output()
+        .unwrap_or_else(|e| panic!("running {name}: {e}"))
+}
+
+/// Fails the test with the command's stderr unless it succeeded; returns the output.
+pub fn expect_ok(out: std::process::Output) -> std::process::Output {
+    assert!(
+        out.status.success(),
+        "command failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Fails the test unless the command failed; returns its stderr.
+pub fn expect_err(out: std::process::Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

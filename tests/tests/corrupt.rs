@@ -4,10 +4,10 @@
 //! temperature visibly changes how often the original token is sampled back.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::OnceLock;
 
-use e2e_tests::{bert_tokenizer, binary, shared_data};
+use e2e_tests::{bert_tokenizer, shared_data};
 use shared::epoch_shards::EpochRows;
 use shared::manifest::EpochManifest;
 use shared::masking::num_to_mask;
@@ -26,23 +26,13 @@ struct Fixture {
     rows: HashMap<u64, Vec<i32>>,
 }
 
-/// Runs `preprocess`. OpenMP threads sleep instead of spinning while they wait: on a busy 2-core
-/// machine spinning torch threads make a 2-thread run 20 times slower (same output).
+/// Runs `preprocess`.
 fn run(args: &[&str]) -> Output {
-    Command::new(binary("preprocess"))
-        .env("OMP_WAIT_POLICY", "passive")
-        .args(args)
-        .output()
-        .expect("preprocess runs")
+    e2e_tests::run("preprocess", args)
 }
 
 fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "preprocess failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    e2e_tests::expect_ok(out)
 }
 
 fn stderr(out: &Output) -> String {

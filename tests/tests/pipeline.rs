@@ -16,7 +16,7 @@
 //! model, and that the second run read the same shards without writing into them.
 //! Needs `cargo build --release --bins` first (scripts/test does it) and `python3` with
 //! transformers for the export test (`$PYTHON` overrides).
-use e2e_tests::{bert_tokenizer, binary, shared_data};
+use e2e_tests::{bert_tokenizer, expect_ok, run, shared_data};
 use serde_json::Value;
 use shared::epoch_shards::EpochRows;
 use shared::hash::sha256_file;
@@ -71,19 +71,9 @@ fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
 
-/// Runs a binary of the workspace and fails the test with its stderr if it fails. OpenMP threads
-/// sleep while they wait (on 2 shared cores, spinning made the trainer 10x slower).
+/// Runs a binary of the workspace and fails the test with its stderr if it fails.
 fn run_ok(bin: &str, args: &[&str]) {
-    let out = Command::new(binary(bin))
-        .args(args)
-        .env("OMP_WAIT_POLICY", "passive")
-        .output()
-        .unwrap_or_else(|e| panic!("running {bin}: {e}"));
-    assert!(
-        out.status.success(),
-        "{bin} {args:?} failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    expect_ok(run(bin, args));
 }
 
 fn snapshot(dir: &Path) -> Snapshot {

@@ -2,36 +2,14 @@
 //! fixture (built once per test binary) tokenizes 20 SOTU speeches, trains a tiny masked LM
 //! with `trainer --objective mlm`, and uses its export as `preprocess --aux-model` to dump two
 //! training epochs and a validation epoch. Needs `cargo build --release --bins` first.
-use e2e_tests::{bert_tokenizer, binary, shared_data};
+use e2e_tests::{bert_tokenizer, expect_err as err, expect_ok as ok, run, shared_data};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
-}
-
-fn run(bin: &str, args: &[&str]) -> Output {
-    Command::new(binary(bin))
-        .args(args)
-        .output()
-        .expect("running the binary")
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
-fn err(out: Output) -> String {
-    assert!(!out.status.success(), "expected a failure");
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Folders made once: `tokens/`, `mlm/` (a trainer run), `data/epoch-00{0,1}`, `val/epoch-001`.
