@@ -67,3 +67,23 @@ pub fn expect_err(out: std::process::Output) -> String {
     assert!(!out.status.success(), "expected a failure");
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// Every row of one epoch shard (all its row groups, in file order).
+pub fn read_epoch_shard(path: &std::path::Path) -> shared::epoch_shards::EpochRows {
+    use shared::epoch_shards::EpochRows;
+    let file = shared::shard_file::ShardFile::open(path).unwrap();
+    let mut all = EpochRows::new();
+    for g in 0..file.num_row_groups() {
+        let r = EpochRows::from_batch(&file.read_row_group(g).unwrap(), path).unwrap();
+        for i in 0..r.len() {
+            all.push(
+                r.sequence_ids[i],
+                r.row(i),
+                r.targets_row(i),
+                r.masked_row(i),
+                r.original_row(i),
+            );
+        }
+    }
+    all
+}

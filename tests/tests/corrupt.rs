@@ -200,21 +200,8 @@ fn epoch_rows(dir: &Path) -> Vec<(PathBuf, EpochRows)> {
     shard_files(dir)
         .into_iter()
         .map(|path| {
-            let file = ShardFile::open(&path).unwrap();
-            let mut all = EpochRows::new();
-            for g in 0..file.num_row_groups() {
-                let r = EpochRows::from_batch(&file.read_row_group(g).unwrap(), &path).unwrap();
-                for i in 0..r.len() {
-                    all.push(
-                        r.sequence_ids[i],
-                        r.row(i),
-                        r.targets_row(i),
-                        r.masked_row(i),
-                        r.original_row(i),
-                    );
-                }
-            }
-            (path, all)
+            let rows = e2e_tests::read_epoch_shard(&path);
+            (path, rows)
         })
         .collect()
 }

@@ -357,20 +357,7 @@ fn epoch_rows(dir: &Path, m: &EpochManifest) -> Vec<EpochRows> {
         .iter()
         .map(|e| {
             let path = dir.join(&e.file);
-            let file = ShardFile::open(&path).unwrap();
-            let mut all = EpochRows::new();
-            for g in 0..file.num_row_groups() {
-                let r = EpochRows::from_batch(&file.read_row_group(g).unwrap(), &path).unwrap();
-                for i in 0..r.len() {
-                    all.push(
-                        r.sequence_ids[i],
-                        r.row(i),
-                        r.targets_row(i),
-                        r.masked_row(i),
-                        r.original_row(i),
-                    );
-                }
-            }
+            let all = e2e_tests::read_epoch_shard(&path);
             assert_eq!(
                 all.num_tokens() as u64,
                 e.tokens,
