@@ -8,11 +8,11 @@ use std::time::Instant;
 use anyhow::{bail, Context};
 use clap::Args;
 use shared::masking::SpecialIds;
-use shared::model::{init_masked_lm, Architecture, ModelConfig};
+use shared::model::{init_masked_lm, load_masked_lm, Architecture, ModelConfig};
 use shared::rng::CounterRng;
 
 use crate::corrupt::aux::AuxModel;
-use crate::corrupt::batch::{build_inputs, Keys, Seq};
+use crate::corrupt::batch::{build_inputs, Inputs, Keys, Seq};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -68,8 +68,9 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
     if let Some(t) = a.threads {
         tch::set_num_threads(t as i32);
     }
-    let model = match &a.aux_model {
-        Some(dir) => AuxModel::load(dir, device)?,
+    let lm = match &a.aux_model {
+        Some(dir) => load_masked_lm(dir, device)
+            .with_context(|| format!("loading the auxiliary model {}", dir.display()))?,
         None => {
             let mut cfg = ModelConfig::aux_preset(&a.preset, a.vocab_size)?;
             if let Some(l) = a.layers {
@@ -77,13 +78,11 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             }
             cfg.max_position_embeddings = cfg.max_position_embeddings.max(a.seq_len as i64);
             tch::manual_seed(0);
-            AuxModel::new(
-                init_masked_lm(&cfg, Architecture::ElectraForMaskedLM, device)?,
-                device,
-            )
+            init_masked_lm(&cfg, Architecture::ElectraForMaskedLM, device)?
         }
     };
-    let cfg = model.config();
+    let mut model = AuxModel::new(lm, device);
+    let cfg = model.config().clone();
     let vocab = cfg.vocab_size;
     anyhow::ensure!(
         vocab > 1000,
@@ -104,41 +103,101 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             mask: 103,
         },
     };
+    // Inputs are built beforehand: in `preprocess --epoch` the reader thread builds them while
+    // the model thread runs the previous batch, so the model thread's work is what is timed.
     let mut rng = CounterRng::new(0, &[]);
+    let batches: Vec<Inputs> = (0..a.warmup + a.batches)
+        .map(|b| {
+            let seqs: Vec<Seq> = (0..a.batch_size)
+                .map(|i| {
+                    let mut ids = vec![101i32];
+                    ids.extend(
+                        (0..a.seq_len - 2).map(|_| 1000 + rng.below(vocab as u64 - 1000) as i32),
+                    );
+                    ids.push(102);
+                    Seq::new(i, (b * a.batch_size + i) as u64, &ids, &keys)
+                })
+                .collect();
+            build_inputs(&seqs, a.seq_len, &keys)
+        })
+        .collect();
+    if device.is_cuda() {
+        precision_report(&mut model, &batches[0], a.temperature, vocab)?;
+    }
     let mut times = Vec::with_capacity(a.batches);
-    for b in 0..a.warmup + a.batches {
-        let seqs: Vec<Seq> = (0..a.batch_size)
-            .map(|i| {
-                let mut ids = vec![101i32];
-                ids.extend(
-                    (0..a.seq_len - 2).map(|_| 1000 + rng.below(vocab as u64 - 1000) as i32),
-                );
-                ids.push(102);
-                Seq::new(i, (b * a.batch_size + i) as u64, &ids, &keys)
-            })
-            .collect();
+    let mut split = Vec::with_capacity(a.batches);
+    for (b, inputs) in batches.iter().enumerate() {
         let start = Instant::now();
-        let inputs = build_inputs(&seqs, a.seq_len, &keys);
         // `corrupt` returns host vectors, so the device work is complete when it returns.
         let sampled = model
-            .corrupt(&inputs, a.temperature)
+            .corrupt(inputs, a.temperature)
             .context("bench batch")?;
         let seconds = start.elapsed().as_secs_f64();
         anyhow::ensure!(sampled.ids.len() == inputs.positions.len());
         if b >= a.warmup {
             times.push(seconds);
+            split.push(forward_share(&model, inputs, device)?);
         }
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    let rate = a.batch_size as f64 / median;
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let median_s = median(&mut times);
+    let forward_s = median(&mut split);
+    let rate = a.batch_size as f64 / median_s;
+    eprintln!(
+        "bench: forward and vocabulary projection {:.1} ms, sampling and transfer {:.1} ms \
+         (medians of separately synchronised runs)",
+        forward_s * 1e3,
+        (median_s - forward_s).max(0.0) * 1e3
+    );
     println!(
         "median {:.4} s per batch of {} x {} tokens: {:.1} sequences/s ({:.0} tokens/s)",
-        median,
+        median_s,
         a.batch_size,
         a.seq_len,
         rate,
         rate * a.seq_len as f64
+    );
+    Ok(())
+}
+
+/// Seconds of the forward pass and vocabulary projection alone (synchronised after).
+fn forward_share(model: &AuxModel, inputs: &Inputs, device: tch::Device) -> anyhow::Result<f64> {
+    let start = Instant::now();
+    let logits = model.logits(inputs);
+    if let tch::Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    } else {
+        let _ = logits.sum(logits.kind()).double_value(&[]);
+    }
+    Ok(start.elapsed().as_secs_f64())
+}
+
+/// On CUDA, compares the fp32 model with its bf16 cast on one batch (logit differences, arg-max
+/// and sampled-token agreement at the same uniforms), then leaves the model in bf16.
+fn precision_report(
+    model: &mut AuxModel,
+    inputs: &Inputs,
+    temperature: f64,
+    vocab: i64,
+) -> anyhow::Result<()> {
+    let l32 = model.logits(inputs).narrow(1, 0, vocab);
+    let s32 = model.corrupt(inputs, temperature)?;
+    model.use_bf16();
+    let l16 = model.logits(inputs).narrow(1, 0, vocab).to_kind(tch::Kind::Float);
+    let s16 = model.corrupt(inputs, temperature)?;
+    let diff = (&l32 - &l16).abs().max().double_value(&[]);
+    let scale = l32.abs().max().double_value(&[]);
+    let n = s32.ids.len().max(1) as f64;
+    let same = |a: &[i64], b: &[i64]| a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / n;
+    eprintln!(
+        "bench: bf16 vs fp32 auxiliary model on {} masked positions: logits max |diff| {diff:.4} \
+         (max |logit| {scale:.2}), same arg-max {:.2}%, same sampled token {:.2}%",
+        s32.ids.len(),
+        100.0 * same(&s32.top1, &s16.top1),
+        100.0 * same(&s32.ids, &s16.ids)
     );
     Ok(())
 }

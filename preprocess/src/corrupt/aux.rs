@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::Context;
 use shared::manifest::AuxModelInfo;
 use shared::model::{checkpoint_fingerprint, load_masked_lm, MaskedLm, ModelConfig, Pretrained};
-use shared::sampling::{sample_tempered, Sampled};
+use shared::sampling::{padded_vocab, sample_tempered, Sampled};
 use tch::{Device, Tensor};
 
 use super::batch::Inputs;
@@ -45,23 +45,52 @@ pub fn inspect(dir: &Path) -> anyhow::Result<AuxSummary> {
 }
 
 /// A loaded auxiliary model, inference only.
+///
+/// On CUDA its weights are cast to bf16 once ([`AuxModel::use_bf16`]) and the whole forward runs
+/// in bf16 (LayerNorm statistics in fp32 inside the kernel): the model is frozen, so there are no
+/// fp32 master weights to keep, and every activation costs half the memory traffic. The
+/// vocabulary projection is padded to a whole number of sampling blocks (the extra ids have a
+/// `-inf` bias, hence probability 0), which also aligns its GEMM for the tensor cores.
 pub struct AuxModel {
     lm: Pretrained<MaskedLm>,
     device: Device,
+    /// [V', E] with V' = padded_vocab(V): the decoder weight, zero rows past V.
+    decoder_weight: Tensor,
+    /// [V']: the decoder bias, `-inf` past V.
+    decoder_bias: Tensor,
 }
 
 impl AuxModel {
-    /// Loads the folder's weights onto `device` (fp32 weights; bf16 compute on CUDA).
+    /// Loads the folder's weights onto `device` (bf16 on CUDA, fp32 on the CPU).
     pub fn load(dir: &Path, device: Device) -> anyhow::Result<Self> {
         let lm = load_masked_lm(dir, device)
             .with_context(|| format!("loading the auxiliary model {}", dir.display()))?;
-        Ok(Self::new(lm, device))
+        let mut model = Self::new(lm, device);
+        if device.is_cuda() {
+            model.use_bf16();
+        }
+        Ok(model)
     }
 
-    /// Wraps an already built model (the benchmark's randomly initialised one).
+    /// Wraps an already built model as it is (fp32 unless cast; the benchmark's randomly
+    /// initialised one).
     pub fn new(mut lm: Pretrained<MaskedLm>, device: Device) -> Self {
         lm.vs.freeze();
-        Self { lm, device }
+        let (decoder_weight, decoder_bias) = padded_decoder(&lm.model);
+        Self {
+            lm,
+            device,
+            decoder_weight,
+            decoder_bias,
+        }
+    }
+
+    /// Casts every weight to bf16 for a bf16 forward.
+    pub fn use_bf16(&mut self) {
+        self.lm.vs.bfloat16();
+        let (w, b) = padded_decoder(&self.lm.model);
+        self.decoder_weight = w;
+        self.decoder_bias = b;
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -74,6 +103,12 @@ impl AuxModel {
         if inputs.positions.is_empty() {
             return Ok(Sampled::default());
         }
+        let logits = self.logits(inputs);
+        tch::no_grad(|| sample_tempered(&logits, temperature, &inputs.uniforms))
+    }
+
+    /// Padded vocabulary logits `[N, V']` at the masked positions of `inputs`, on the device.
+    pub fn logits(&self, inputs: &Inputs) -> Tensor {
         let shape = [inputs.rows as i64, inputs.width as i64];
         tch::no_grad(|| {
             let ids = Tensor::from_slice(&inputs.input_ids)
@@ -83,10 +118,98 @@ impl AuxModel {
                 .view(shape)
                 .to_device(self.device);
             let positions = Tensor::from_slice(&inputs.positions).to_device(self.device);
-            let logits = shared::device::with_autocast(self.device, || {
-                self.lm.model.logits_at(&ids, &mask, &positions, false)
-            });
-            sample_tempered(&logits, temperature, &inputs.uniforms)
+            shared::device::with_autocast(self.device, || {
+                let model = &self.lm.model;
+                let hidden = model.hidden_at(&ids, &mask, &positions, false);
+                model
+                    .head
+                    .transform(&hidden)
+                    .to_kind(self.decoder_weight.kind())
+                    .linear(&self.decoder_weight, Some(&self.decoder_bias))
+            })
         })
+    }
+}
+
+/// The model's decoder padded to [`padded_vocab`] ids: zero weight rows and `-inf` bias.
+fn padded_decoder(model: &MaskedLm) -> (Tensor, Tensor) {
+    let (w, b) = model.head.decoder();
+    let (v, e) = w.size2().expect("decoder weight is [V, E]");
+    let extra = padded_vocab(v) - v;
+    tch::no_grad(|| {
+        let zeros = Tensor::zeros([extra, e], (w.kind(), w.device()));
+        let banned = Tensor::full([extra], f64::NEG_INFINITY, (b.kind(), b.device()));
+        (
+            Tensor::cat(&[w, &zeros], 0),
+            Tensor::cat(&[b, &banned], 0).to_kind(w.kind()),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::batch::{build_inputs, Keys, Seq};
+    use super::*;
+    use shared::masking::SpecialIds;
+    use shared::model::{init_masked_lm, Architecture};
+    use tch::Kind;
+
+    fn tiny_inputs(vocab: i32) -> Inputs {
+        let keys = Keys {
+            seed: 4,
+            epoch: 1,
+            mask_rate: 0.3,
+            special: SpecialIds {
+                cls: 1,
+                sep: 2,
+                pad: 0,
+                mask: 3,
+            },
+        };
+        let seqs: Vec<Seq> = (0..6)
+            .map(|i| {
+                let mut ids = vec![1];
+                ids.extend((0..20).map(|j| 5 + (i * 37 + j * 11) % (vocab - 5)));
+                ids.push(2);
+                Seq::new(i as usize, i as u64, &ids, &keys)
+            })
+            .collect();
+        build_inputs(&seqs, 24, &keys)
+    }
+
+    #[test]
+    fn padded_projection_and_bf16_forward() {
+        let cfg = ModelConfig::aux_preset("tiny", 1000).unwrap();
+        tch::manual_seed(1);
+        let lm = init_masked_lm(&cfg, Architecture::ElectraForMaskedLM, Device::Cpu).unwrap();
+        let reference = lm.model.logits_at(
+            &Tensor::from_slice(&tiny_inputs(1000).input_ids).view([6, 24]),
+            &Tensor::from_slice(&tiny_inputs(1000).attention_mask).view([6, 24]),
+            &Tensor::from_slice(&tiny_inputs(1000).positions),
+            false,
+        );
+        let mut model = AuxModel::new(lm, Device::Cpu);
+        let inputs = tiny_inputs(1000);
+        let l32 = model.logits(&inputs);
+        let n = inputs.positions.len() as i64;
+        assert_eq!(l32.size(), vec![n, padded_vocab(1000)]);
+        // The real ids are the model's logits; the padding is -inf.
+        let real = l32.narrow(1, 0, 1000);
+        assert!(real.allclose(&reference, 1e-6, 1e-6, false));
+        let pad = l32.narrow(1, 1000, padded_vocab(1000) - 1000);
+        assert!(pad.isinf().all().int64_value(&[]) == 1 && pad.lt(0).all().int64_value(&[]) == 1);
+        // A bf16 cast of the whole model gives bf16 logits close to the fp32 ones.
+        model.use_bf16();
+        let l16 = model.logits(&inputs);
+        assert_eq!(l16.kind(), Kind::BFloat16);
+        let diff = (l16.narrow(1, 0, 1000).to_kind(Kind::Float) - &reference)
+            .abs()
+            .max()
+            .double_value(&[]);
+        let spread = reference.std(true).double_value(&[]);
+        assert!(diff < 0.1 * spread.max(1e-3), "max |diff| {diff} vs logit std {spread}");
+        let s = model.corrupt(&inputs, 1.5).unwrap();
+        assert_eq!(s.ids.len(), n as usize);
+        assert!(s.ids.iter().chain(&s.top1).all(|&i| (0..1000).contains(&i)));
     }
 }

@@ -1,7 +1,9 @@
-//! The corruption pipeline: a reader thread decodes and masks token row groups into batches ->
-//! bounded channel -> this thread runs the auxiliary model and samples (the tch model is not
-//! `Sync`, so it stays on one thread) -> bounded channel -> a writer thread gathers each shard's
-//! rows and hands complete shards to rayon tasks that shuffle, encode and write them.
+//! The corruption pipeline: a reader thread decodes and masks token row groups into batches and
+//! builds their padded input tensors -> bounded channel -> this thread only runs the auxiliary
+//! model and samples (the tch model is not `Sync`, so it stays on one thread, and it does no
+//! other host work that would leave the GPU idle) -> bounded channel -> a writer thread applies
+//! the sampled tokens, gathers each shard's rows and hands complete shards to rayon tasks that
+//! shuffle, encode and write them.
 use std::collections::BTreeMap;
 use std::time::Instant;
 
@@ -14,7 +16,8 @@ use shared::shard_file::ShardFile;
 use shared::token_shards::TokenRows;
 
 use super::aux::AuxModel;
-use super::batch::{apply, build_inputs, CorruptedRow, Keys, Seq};
+use super::batch::{apply, build_inputs, CorruptedRow, Inputs, Keys, Seq};
+use shared::sampling::{NonFiniteLogits, Sampled};
 use super::plan::Plan;
 use super::shard::write_epoch_shard;
 
@@ -30,6 +33,7 @@ enum ToModel {
     Batch {
         shard: usize,
         seqs: Vec<Seq>,
+        inputs: Inputs,
     },
 }
 
@@ -40,7 +44,8 @@ enum ToWriter {
     },
     Rows {
         shard: usize,
-        rows: Vec<CorruptedRow>,
+        seqs: Vec<Seq>,
+        sampled: Sampled,
     },
 }
 
@@ -95,10 +100,18 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::R
         .unwrap_or_else(|_| Err(anyhow::anyhow!("a pipeline thread panicked")))
 }
 
-/// Reader: token shards of `plan.todo` -> masked batches. Stops quietly if the model stage has
-/// gone (its error is reported instead).
+/// Reader: token shards of `plan.todo` -> masked batches with their model inputs. Every batch is
+/// padded to the dataset's `max_seq_len`, so a row's logits do not depend on the lengths of the
+/// rows it shares a batch with. Stops quietly if the model stage has gone (its error is reported
+/// instead).
 fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<()> {
     let batch_size = plan.config.batch_size;
+    let width = plan.tokens.max_seq_len as usize;
+    let batch = |shard: usize, seqs: Vec<Seq>| ToModel::Batch {
+        shard,
+        inputs: build_inputs(&seqs, width, keys),
+        seqs,
+    };
     for &k in &plan.todo {
         let path = &plan.token_paths[k];
         let file = ShardFile::open(path)?;
@@ -115,57 +128,60 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<()> {
                 row += 1;
                 if seqs.len() == batch_size {
                     let full = std::mem::replace(&mut seqs, Vec::with_capacity(batch_size));
-                    if tx
-                        .send(ToModel::Batch {
-                            shard: k,
-                            seqs: full,
-                        })
-                        .is_err()
-                    {
+                    if tx.send(batch(k, full)).is_err() {
                         return Ok(());
                     }
                 }
             }
         }
-        if !seqs.is_empty() && tx.send(ToModel::Batch { shard: k, seqs }).is_err() {
+        if !seqs.is_empty() && tx.send(batch(k, seqs)).is_err() {
             return Ok(());
         }
     }
     Ok(())
 }
 
-/// Model stage, on the calling thread. Every batch is padded to the dataset's `max_seq_len`, so a
-/// row's logits do not depend on the lengths of the rows it shares a batch with.
+/// Model stage, on the calling thread: device work only.
 fn infer(
     plan: &Plan,
     model: &AuxModel,
     rx: Receiver<ToModel>,
     tx: Sender<ToWriter>,
 ) -> anyhow::Result<()> {
-    let width = plan.tokens.max_seq_len as usize;
-    let keys = Keys {
-        seed: plan.config.seed,
-        epoch: plan.config.epoch,
-        mask_rate: plan.config.mask_rate,
-        special: plan.special,
-    };
     for msg in rx {
         let out = match msg {
             ToModel::Begin { shard, rows } => ToWriter::Begin { shard, rows },
-            ToModel::Batch { shard, seqs } => {
-                let inputs = build_inputs(&seqs, width, &keys);
-                let sampled = model.corrupt(&inputs, plan.config.temperature)?;
-                ToWriter::Rows {
-                    shard,
-                    rows: apply(seqs, &sampled),
-                }
-            }
+            ToModel::Batch {
+                shard,
+                seqs,
+                inputs,
+            } => ToWriter::Rows {
+                shard,
+                sampled: model
+                    .corrupt(&inputs, plan.config.temperature)
+                    .map_err(|e| name_position(e, &seqs, &inputs))
+                    .with_context(|| format!("token shard {}", plan.token_paths[shard].display()))?,
+                seqs,
+            },
         };
         if tx.send(out).is_err() {
             return Ok(());
         }
     }
     Ok(())
+}
+
+/// Names the sequence and position of a row of non-finite logits.
+fn name_position(e: anyhow::Error, seqs: &[Seq], inputs: &Inputs) -> anyhow::Error {
+    let Some(bad) = e.downcast_ref::<NonFiniteLogits>() else {
+        return e;
+    };
+    let flat = inputs.positions[bad.row] as usize;
+    let (b, s) = (flat / inputs.width, flat % inputs.width);
+    e.context(format!(
+        "the auxiliary model's logits at sequence_id {} position {s}",
+        seqs[b].sequence_id
+    ))
 }
 
 type Written = (usize, anyhow::Result<(ShardEntry, ShardStats)>);
@@ -220,7 +236,12 @@ fn write(
                 pending.insert(shard, (rows, Vec::with_capacity(rows)));
                 (shard, rows == 0)
             }
-            ToWriter::Rows { shard, rows } => {
+            ToWriter::Rows {
+                shard,
+                seqs,
+                sampled,
+            } => {
+                let rows = apply(seqs, &sampled);
                 progress.inc(rows.len() as u64);
                 let p = pending.get_mut(&shard).expect("Begin precedes Rows");
                 p.1.extend(rows);

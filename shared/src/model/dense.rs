@@ -36,7 +36,9 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     }
 }
 
-/// `nn.LayerNorm(dim, eps)`: `weight` [dim], `bias` [dim]; always computed in fp32.
+/// `nn.LayerNorm(dim, eps)`: `weight` [dim], `bias` [dim]; computed in the weights' kind (fp32
+/// master weights: fp32 whatever the input; a model cast to bf16 for inference: bf16 in and out,
+/// with fp32 statistics inside the kernel).
 #[derive(Debug)]
 pub struct LayerNorm {
     pub weight: Tensor,
@@ -56,7 +58,7 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.to_kind(Kind::Float).layer_norm(
+        x.to_kind(self.weight.kind()).layer_norm(
             [self.dim],
             Some(&self.weight),
             Some(&self.bias),

@@ -5,7 +5,7 @@ use super::embeddings::Embeddings;
 use super::layer::Layer;
 use super::{Architecture, ModelConfig};
 use anyhow::bail;
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 #[derive(Debug)]
 pub struct Encoder {
@@ -57,7 +57,7 @@ impl Encoder {
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
         let mut x = self.embeddings.forward_t(input_ids, train);
         if let Some(project) = &self.embeddings_project {
-            x = project.forward(&x).to_kind(Kind::Float);
+            x = project.forward(&x).to_kind(x.kind());
         }
         let mask = key_mask(attention_mask, input_ids.device());
         for layer in &self.layers {

@@ -45,11 +45,23 @@ impl MaskedLm {
         positions: &Tensor,
         train: bool,
     ) -> Tensor {
+        self.head
+            .forward(&self.hidden_at(input_ids, attention_mask, positions, train))
+    }
+
+    /// The encoder's hidden states only at `positions` (as in [`Self::logits_at`]) -> [N, H],
+    /// for callers that run the head's pieces themselves.
+    pub fn hidden_at(
+        &self,
+        input_ids: &Tensor,
+        attention_mask: &Tensor,
+        positions: &Tensor,
+        train: bool,
+    ) -> Tensor {
         let hidden = self.encoder.forward_t(input_ids, attention_mask, train);
         let h = hidden.size()[2];
-        let rows = hidden
+        hidden
             .view([-1, h])
-            .index_select(0, &positions.to_device(hidden.device()));
-        self.head.forward(&rows)
+            .index_select(0, &positions.to_device(hidden.device()))
     }
 }

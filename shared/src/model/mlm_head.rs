@@ -75,8 +75,22 @@ impl MlmHead {
 
     /// Hidden states [.., H] -> vocabulary logits [.., V] (fp32).
     pub fn forward(&self, hidden: &Tensor) -> Tensor {
+        linear(
+            &self.transform(hidden),
+            &self.decoder_weight,
+            Some(&self.decoder_bias),
+        )
+        .to_kind(Kind::Float)
+    }
+
+    /// Hidden states [.., H] -> the decoder's input [.., E] (dense, activation, LayerNorm).
+    pub fn transform(&self, hidden: &Tensor) -> Tensor {
         let x = self.activation.forward(&self.dense.forward(hidden));
-        let x = self.layer_norm.forward(&x);
-        linear(&x, &self.decoder_weight, Some(&self.decoder_bias)).to_kind(Kind::Float)
+        self.layer_norm.forward(&x)
+    }
+
+    /// The vocabulary projection: weight [V, E] (the word embeddings when tied) and bias [V].
+    pub fn decoder(&self) -> (&Tensor, &Tensor) {
+        (&self.decoder_weight, &self.decoder_bias)
     }
 }
