@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, for a lent GPU machine (torch 2.11 Python, no Rust there).
 # Prepare here:  scripts/gpu-check.sh --prepare   (strips the release binaries into .gpu/ and
-# copies the tokenizer and corpus); on the device: `bash scripts/gpu-check.sh` with `.gpu` carried.
+# copies the tokenizer and corpus); on the device: `bash scripts/gpu-check.sh` with `.gpu` carried
+# (`--corruption-only` stops after the preprocessor's checks).
 # Prints one figure per check; the full log goes to $OUT/gpu-check.log.
 set -uo pipefail
 if [ "${1:-}" = "--prepare" ]; then
@@ -25,9 +26,23 @@ echo "== tokenize SOTU+Moby at 512: 1 thread, all cores"
 $P tokenize --input $W/sotu.jsonl $G/moby-dick.txt --tokenizer $G/tokenizer.json --out $W/tok1 --max-seq-len 512 --threads 1 2>&1 | tail -1
 $P tokenize --input $W/sotu.jsonl $G/moby-dick.txt --tokenizer $G/tokenizer.json --out $W/tok512 --max-seq-len 512 --row-group-rows 256 2>&1 | tail -1
 
-echo "== corruption: ours vs reference (4-layer base-width aux, seq 512, batch 128)"
-timeout 150 $P bench --device cuda --preset base --seq-len 512 --batch-size 128 --batches 20 --warmup 5 2>&1 | tail -2
-timeout 150 python3 scripts/bench/reference_corrupt.py --batch-size 128 --seq-len 512 2>&1 | tail -1
+echo "== corruption: ours vs reference (4-layer base-width aux, seq 512, batch 128), twice each, alternating"
+for run in 1 2; do
+  timeout 150 $P bench --device cuda --preset base --seq-len 512 --batch-size 128 --batches 20 --warmup 5 2>&1 | tail -4
+  timeout 150 python3 scripts/bench/reference_corrupt.py --batch-size 128 --seq-len 512 2>&1 | tail -2 | head -1
+done
+
+echo "== preprocess --epoch 0 end to end (reader, model, Parquet writer), 4-layer base-width aux, 16 x SOTU at 512"
+for i in $(seq 16); do cat $W/sotu.jsonl; done > $W/sotu16.jsonl
+$P tokenize --input $W/sotu16.jsonl --tokenizer $G/tokenizer.json --out $W/tok16 --max-seq-len 512 2>&1 | tail -1
+printf '{"model_type":"electra","architectures":["ElectraForMaskedLM"],"vocab_size":30522,"hidden_size":768,"embedding_size":768,"num_hidden_layers":4,"num_attention_heads":12,"intermediate_size":3072,"max_position_embeddings":512}' > $W/aux4.json
+$T --objective mlm --shards $W/tok16 --run-dir $W/aux4 --model $W/aux4.json --batch-size 8 --max-steps 2 \
+  --warmup-steps 1 --log-every 1 --checkpoint-every 100000 --device cuda --no-verify-shards 2>&1 | tail -1
+# Defaults (batch 128; on CUDA 4 encoding threads), then again with the per-stage profile.
+timeout 200 $P --epoch 0 --epochs 10 --tokens $W/tok16 --aux-model $W/aux4/export --out $W/ep16 --device cuda 2>&1 | tail -3
+timeout 200 $P --epoch 1 --epochs 10 --tokens $W/tok16 --aux-model $W/aux4/export --out $W/ep16 --device cuda --profile-batches 2>&1 | tail -4
+
+if [ "${1:-}" = "--corruption-only" ]; then echo "== done (corruption checks only)"; exit 0; fi
 
 echo "== encoder forward+backward (bench_encoder, base, batch 8 x 128 and batch 32 x 512)"
 timeout 100 $G/bench_encoder --device cuda --preset base --warmup 3 --iters 20 2>&1 | tail -3

@@ -13,6 +13,7 @@ use shared::rng::CounterRng;
 
 use crate::corrupt::aux::AuxModel;
 use crate::corrupt::batch::{build_inputs, Inputs, Keys, Seq};
+use crate::corrupt::clock::StageClock;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -82,6 +83,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         }
     };
     let mut model = AuxModel::new(lm, device);
+    model.pad_rows_to(a.batch_size);
     let cfg = model.config().clone();
     let vocab = cfg.vocab_size;
     anyhow::ensure!(
@@ -125,7 +127,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         precision_report(&mut model, &batches[0], a.temperature, vocab)?;
     }
     let mut times = Vec::with_capacity(a.batches);
-    let mut split = Vec::with_capacity(a.batches);
     for (b, inputs) in batches.iter().enumerate() {
         let start = Instant::now();
         // `corrupt` returns host vectors, so the device work is complete when it returns.
@@ -136,22 +137,17 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         anyhow::ensure!(sampled.ids.len() == inputs.positions.len());
         if b >= a.warmup {
             times.push(seconds);
-            split.push(forward_share(&model, inputs, device)?);
         }
     }
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let median_s = median(&mut times);
-    let forward_s = median(&mut split);
+    // The same batches again, synchronised after each stage.
+    let mut clock = StageClock::new(device, true);
+    for inputs in &batches[a.warmup..] {
+        model.corrupt_timed(inputs, a.temperature, &mut clock)?;
+    }
+    eprintln!("bench: {clock}");
+    times.sort_by(f64::total_cmp);
+    let median_s = times[times.len() / 2];
     let rate = a.batch_size as f64 / median_s;
-    eprintln!(
-        "bench: forward and vocabulary projection {:.1} ms, sampling and transfer {:.1} ms \
-         (medians of separately synchronised runs)",
-        forward_s * 1e3,
-        (median_s - forward_s).max(0.0) * 1e3
-    );
     println!(
         "median {:.4} s per batch of {} x {} tokens: {:.1} sequences/s ({:.0} tokens/s)",
         median_s,
@@ -161,18 +157,6 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
         rate * a.seq_len as f64
     );
     Ok(())
-}
-
-/// Seconds of the forward pass and vocabulary projection alone (synchronised after).
-fn forward_share(model: &AuxModel, inputs: &Inputs, device: tch::Device) -> anyhow::Result<f64> {
-    let start = Instant::now();
-    let logits = model.logits(inputs);
-    if let tch::Device::Cuda(i) = device {
-        tch::Cuda::synchronize(i as i64);
-    } else {
-        let _ = logits.sum(logits.kind()).double_value(&[]);
-    }
-    Ok(start.elapsed().as_secs_f64())
 }
 
 /// On CUDA, compares the fp32 model with its bf16 cast on one batch (logit differences, arg-max
@@ -186,15 +170,28 @@ fn precision_report(
     let l32 = model.logits(inputs).narrow(1, 0, vocab);
     let s32 = model.corrupt(inputs, temperature)?;
     model.use_bf16();
-    let l16 = model.logits(inputs).narrow(1, 0, vocab).to_kind(tch::Kind::Float);
+    let l16 = model
+        .logits(inputs)
+        .narrow(1, 0, vocab)
+        .to_kind(tch::Kind::Float);
     let s16 = model.corrupt(inputs, temperature)?;
     let diff = (&l32 - &l16).abs().max().double_value(&[]);
     let scale = l32.abs().max().double_value(&[]);
+    // Mean total-variation distance between the two tempered distributions: the chance that
+    // an optimal coupling of the two samplers picks different tokens.
+    let tempered = |l: &tch::Tensor| (l / temperature).softmax(-1, tch::Kind::Float);
+    let tv = (tempered(&l32) - tempered(&l16))
+        .abs()
+        .sum_dim_intlist(-1, false, tch::Kind::Float)
+        .mean(tch::Kind::Float)
+        .double_value(&[])
+        / 2.0;
     let n = s32.ids.len().max(1) as f64;
     let same = |a: &[i64], b: &[i64]| a.iter().zip(b).filter(|(x, y)| x == y).count() as f64 / n;
     eprintln!(
         "bench: bf16 vs fp32 auxiliary model on {} masked positions: logits max |diff| {diff:.4} \
-         (max |logit| {scale:.2}), same arg-max {:.2}%, same sampled token {:.2}%",
+         (max |logit| {scale:.2}), mean total-variation distance of the tempered distributions \
+         {tv:.5}, same arg-max {:.2}%, same sampled token at the same uniform {:.2}%",
         s32.ids.len(),
         100.0 * same(&s32.top1, &s16.top1),
         100.0 * same(&s32.ids, &s16.ids)

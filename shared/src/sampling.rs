@@ -168,7 +168,12 @@ impl std::error::Error for NonFiniteLogits {}
 
 /// Steps 1-4 of the module documentation for `z` `[n, W]` (W a multiple of [`BLOCK`]) and the
 /// uniforms `u` `[n, 1]` (fp64): sampled ids `[n]`, arg-max ids `[n]`, entropies `[n]` (fp32).
-fn sample_chunk(z: &Tensor, inv_t: f64, inv_t_dev: &Tensor, u: &Tensor) -> (Tensor, Tensor, Tensor) {
+fn sample_chunk(
+    z: &Tensor,
+    inv_t: f64,
+    inv_t_dev: &Tensor,
+    u: &Tensor,
+) -> (Tensor, Tensor, Tensor) {
     let (n, w) = z.size2().expect("logits are [n, W]");
     let blocks = w / BLOCK;
     let (m, top1) = z.max_dim(-1, true);
@@ -195,7 +200,11 @@ fn sample_chunk(z: &Tensor, inv_t: f64, inv_t_dev: &Tensor, u: &Tensor) -> (Tens
         .gather(1, &(&block - 1).clamp_min(0), false)
         .where_self(&block.gt(0), &Tensor::zeros_like(&t));
     let mass = e64
-        .gather(1, &block.view([n, 1, 1]).expand([n, 1, BLOCK], false), false)
+        .gather(
+            1,
+            &block.view([n, 1, 1]).expand([n, 1, BLOCK], false),
+            false,
+        )
         .view([n, BLOCK]);
     let within = mass.cumsum(-1, Kind::Double) + before;
     let j = t
@@ -341,8 +350,15 @@ mod tests {
             }
             let top = (0..v).max_by(|&a, &b| p[a].total_cmp(&p[b])).unwrap();
             assert_eq!(s.top1[r] as usize, top, "row {r}");
-            let h: f64 = -p.iter().map(|&q| if q > 0.0 { q * q.ln() } else { 0.0 }).sum::<f64>();
-            assert!((s.entropy[r] as f64 - h).abs() < 1e-4, "row {r}: {} vs {h}", s.entropy[r]);
+            let h: f64 = -p
+                .iter()
+                .map(|&q| if q > 0.0 { q * q.ln() } else { 0.0 })
+                .sum::<f64>();
+            assert!(
+                (s.entropy[r] as f64 - h).abs() < 1e-4,
+                "row {r}: {} vs {h}",
+                s.entropy[r]
+            );
         }
     }
 
@@ -378,7 +394,9 @@ mod tests {
         let err = sample_tempered(&z, 1.0, &[0.5; 4]).unwrap_err().to_string();
         assert!(err.contains("row 2 of 4"), "{err}");
         let all_banned = Tensor::full([1, 10], f64::NEG_INFINITY, (Kind::Float, tch::Device::Cpu));
-        let err = sample_tempered(&all_banned, 1.0, &[0.5]).unwrap_err().to_string();
+        let err = sample_tempered(&all_banned, 1.0, &[0.5])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("row 0 of 1"), "{err}");
     }
 }

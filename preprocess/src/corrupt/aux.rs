@@ -1,5 +1,6 @@
 //! The frozen auxiliary masked LM: inspecting its folder before any work, loading it, and
 //! turning one host batch into sampled replacement tokens on its device.
+use std::borrow::Cow;
 use std::path::Path;
 
 use anyhow::Context;
@@ -9,6 +10,7 @@ use shared::sampling::{padded_vocab, sample_tempered, Sampled};
 use tch::{Device, Tensor};
 
 use super::batch::Inputs;
+use super::clock::StageClock;
 
 /// What the folder says about the model, read without loading the weights.
 #[derive(Debug, Clone)]
@@ -51,9 +53,16 @@ pub fn inspect(dir: &Path) -> anyhow::Result<AuxSummary> {
 /// fp32 master weights to keep, and every activation costs half the memory traffic. The
 /// vocabulary projection is padded to a whole number of sampling blocks (the extra ids have a
 /// `-inf` bias, hence probability 0), which also aligns its GEMM for the tensor cores.
+///
+/// On CUDA every batch is also padded to the same shape (rows up to [`AuxModel::pad_rows_to`]
+/// with empty rows, masked positions up to a multiple of [`POSITIONS_MULTIPLE`]): libtorch
+/// picks GEMM kernels, and builds cuDNN attention graphs, per new shape, so one shape for the
+/// whole run keeps that out of the loop; the padding costs about 1% of the work.
 pub struct AuxModel {
     lm: Pretrained<MaskedLm>,
     device: Device,
+    /// On CUDA, rows every batch is padded to (0: no padding).
+    pad_rows: usize,
     /// [V', E] with V' = padded_vocab(V): the decoder weight, zero rows past V.
     decoder_weight: Tensor,
     /// [V']: the decoder bias, `-inf` past V.
@@ -80,9 +89,16 @@ impl AuxModel {
         Self {
             lm,
             device,
+            pad_rows: 0,
             decoder_weight,
             decoder_bias,
         }
+    }
+
+    /// On CUDA, pads every batch to `rows` rows (the batch size), so that all batches share one
+    /// shape. No effect on the CPU.
+    pub fn pad_rows_to(&mut self, rows: usize) {
+        self.pad_rows = rows;
     }
 
     /// Casts every weight to bf16 for a bf16 forward.
@@ -93,6 +109,10 @@ impl AuxModel {
         self.decoder_bias = b;
     }
 
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     pub fn config(&self) -> &ModelConfig {
         &self.lm.config
     }
@@ -100,36 +120,99 @@ impl AuxModel {
     /// Runs the model on one batch and samples a token at every masked position from
     /// softmax(logits / temperature). Only the `[N]` results come back to the host.
     pub fn corrupt(&self, inputs: &Inputs, temperature: f64) -> anyhow::Result<Sampled> {
-        if inputs.positions.is_empty() {
-            return Ok(Sampled::default());
-        }
-        let logits = self.logits(inputs);
-        tch::no_grad(|| sample_tempered(&logits, temperature, &inputs.uniforms))
+        self.corrupt_timed(inputs, temperature, &mut StageClock::off())
     }
 
-    /// Padded vocabulary logits `[N, V']` at the masked positions of `inputs`, on the device.
+    /// [`Self::corrupt`], charging each stage's time to `clock`.
+    pub fn corrupt_timed(
+        &self,
+        inputs: &Inputs,
+        temperature: f64,
+        clock: &mut StageClock,
+    ) -> anyhow::Result<Sampled> {
+        let n = inputs.positions.len();
+        if n == 0 {
+            return Ok(Sampled::default());
+        }
+        clock.start();
+        let logits = self.logits_timed(inputs, clock);
+        // Padded positions (a copy of the first one) get a dummy uniform; their draws are dropped.
+        let mut uniforms = inputs.uniforms.clone();
+        uniforms.resize(logits.size()[0] as usize, 0.5);
+        let mut s = tch::no_grad(|| sample_tempered(&logits, temperature, &uniforms))?;
+        clock.mark(3);
+        s.ids.truncate(n);
+        s.top1.truncate(n);
+        s.entropy.truncate(n);
+        Ok(s)
+    }
+
+    /// Vocabulary logits `[N', V']` at the masked positions of `inputs`, on the device: N' = N
+    /// (on CUDA rounded up to a multiple of [`POSITIONS_MULTIPLE`], the extra rows repeating the
+    /// first position), V' = [`padded_vocab`]`(V)`.
     pub fn logits(&self, inputs: &Inputs) -> Tensor {
-        let shape = [inputs.rows as i64, inputs.width as i64];
+        self.logits_timed(inputs, &mut StageClock::off())
+    }
+
+    fn logits_timed(&self, inputs: &Inputs, clock: &mut StageClock) -> Tensor {
+        let cuda = self.device.is_cuda();
+        let rows = if cuda {
+            inputs.rows.max(self.pad_rows)
+        } else {
+            inputs.rows
+        };
+        let cells = rows * inputs.width;
+        // Empty rows: all padding, attention mask 0; nothing of them is read back.
+        let input_ids = padded(&inputs.input_ids, cells, inputs.pad_id);
+        let attention_mask = padded(&inputs.attention_mask, cells, 0);
+        let n = inputs.positions.len();
+        let n_padded = if cuda {
+            n.max(1).div_ceil(POSITIONS_MULTIPLE) * POSITIONS_MULTIPLE
+        } else {
+            n
+        };
+        let first = inputs.positions.first().copied().unwrap_or(0);
+        let positions = padded(&inputs.positions, n_padded, first);
+        let shape = [rows as i64, inputs.width as i64];
         tch::no_grad(|| {
-            let ids = Tensor::from_slice(&inputs.input_ids)
+            let ids = Tensor::from_slice(&input_ids)
                 .view(shape)
                 .to_device(self.device);
-            let mask = Tensor::from_slice(&inputs.attention_mask)
+            let mask = Tensor::from_slice(&attention_mask)
                 .view(shape)
                 .to_device(self.device);
-            let positions = Tensor::from_slice(&inputs.positions).to_device(self.device);
+            let positions = Tensor::from_slice(&positions).to_device(self.device);
+            clock.mark(0);
             shared::device::with_autocast(self.device, || {
                 let model = &self.lm.model;
                 let hidden = model.hidden_at(&ids, &mask, &positions, false);
-                model
+                clock.mark(1);
+                let logits = model
                     .head
                     .transform(&hidden)
                     .to_kind(self.decoder_weight.kind())
-                    .linear(&self.decoder_weight, Some(&self.decoder_bias))
+                    .linear(&self.decoder_weight, Some(&self.decoder_bias));
+                clock.mark(2);
+                logits
             })
         })
     }
 }
+
+/// `v` extended to `len` entries with `fill` (borrowed when already that long).
+fn padded(v: &[i64], len: usize, fill: i64) -> Cow<'_, [i64]> {
+    if v.len() >= len {
+        Cow::Borrowed(v)
+    } else {
+        let mut p = Vec::with_capacity(len);
+        p.extend_from_slice(v);
+        p.resize(len, fill);
+        Cow::Owned(p)
+    }
+}
+
+/// On CUDA, the masked positions of a batch are padded to a multiple of this many rows.
+pub const POSITIONS_MULTIPLE: usize = 256;
 
 /// The model's decoder padded to [`padded_vocab`] ids: zero weight rows and `-inf` bias.
 fn padded_decoder(model: &MaskedLm) -> (Tensor, Tensor) {
@@ -207,7 +290,10 @@ mod tests {
             .max()
             .double_value(&[]);
         let spread = reference.std(true).double_value(&[]);
-        assert!(diff < 0.1 * spread.max(1e-3), "max |diff| {diff} vs logit std {spread}");
+        assert!(
+            diff < 0.1 * spread.max(1e-3),
+            "max |diff| {diff} vs logit std {spread}"
+        );
         let s = model.corrupt(&inputs, 1.5).unwrap();
         assert_eq!(s.ids.len(), n as usize);
         assert!(s.ids.iter().chain(&s.top1).all(|&i| (0..1000).contains(&i)));

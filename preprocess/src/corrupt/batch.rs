@@ -51,6 +51,8 @@ pub struct Inputs {
     pub positions: Vec<i64>,
     /// `[N]`: the sampling uniform of every masked position.
     pub uniforms: Vec<f64>,
+    /// The id padding fills rows with.
+    pub pad_id: i64,
 }
 
 /// Builds the auxiliary model's inputs for `seqs`, padded to `width` (>= the longest row).
@@ -86,6 +88,7 @@ pub fn build_inputs(seqs: &[Seq], width: usize, keys: &Keys) -> Inputs {
         attention_mask,
         positions,
         uniforms,
+        pad_id: keys.special.pad as i64,
     }
 }
 

@@ -3,6 +3,7 @@
 mod args;
 pub mod aux;
 pub mod batch;
+pub mod clock;
 mod finish;
 mod pipeline;
 mod plan;
@@ -13,9 +14,10 @@ use anyhow::Context;
 pub use args::{CorruptArgs, CorruptConfig};
 
 pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
-    let config = CorruptConfig::try_from(args)?;
+    let mut config = CorruptConfig::try_from(args)?;
     let device = shared::device::parse_device(&config.device)
         .with_context(|| format!("--device {}", config.device))?;
+    config.use_device(device);
     let plan = plan::plan(config)?;
     let c = &plan.config;
     eprintln!(
@@ -45,7 +47,12 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
         .num_threads(c.threads)
         .build_global()
         .context("starting the encoding threads")?;
-    tch::set_num_threads(c.threads as i32);
+    // On CUDA, libtorch's CPU work is a few small copies per batch: one thread, no pool to wake.
+    tch::set_num_threads(if device.is_cuda() {
+        1
+    } else {
+        c.threads as i32
+    });
 
     std::fs::create_dir_all(&c.out_dir)
         .with_context(|| format!("creating {}", c.out_dir.display()))?;
@@ -57,8 +64,17 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     let made = if plan.todo.is_empty() {
         pipeline::Made::default()
     } else {
-        let model = aux::AuxModel::load(&c.aux_model, device)?;
-        pipeline::run(&plan, &model)?
+        let mut model = aux::AuxModel::load(&c.aux_model, device)?;
+        model.pad_rows_to(c.batch_size);
+        let made = pipeline::run(&plan, &model)?;
+        eprintln!(
+            "pipeline: {} sequences in {:.2} s; {}",
+            made.stats.rows, made.seconds, made.stages
+        );
+        if let Some(clock) = &made.clock {
+            eprintln!("pipeline: model thread {clock}");
+        }
+        made
     };
     match finish::finish(&plan, &made)? {
         Some(m) => {

@@ -17,19 +17,17 @@ use shared::token_shards::TokenRows;
 
 use super::aux::AuxModel;
 use super::batch::{apply, build_inputs, CorruptedRow, Inputs, Keys, Seq};
-use shared::sampling::{NonFiniteLogits, Sampled};
+use super::clock::StageClock;
 use super::plan::Plan;
 use super::shard::write_epoch_shard;
+use shared::sampling::{NonFiniteLogits, Sampled};
 
 /// Batches queued between reader and model, and between model and writer.
 const QUEUE: usize = 4;
 
 enum ToModel {
     /// Shard `shard` starts; it has `rows` rows.
-    Begin {
-        shard: usize,
-        rows: usize,
-    },
+    Begin { shard: usize, rows: usize },
     Batch {
         shard: usize,
         seqs: Vec<Seq>,
@@ -55,6 +53,44 @@ pub struct Made {
     pub entries: BTreeMap<usize, ShardEntry>,
     pub stats: ShardStats,
     pub seconds: f64,
+    pub stages: Stages,
+    /// With `--profile-batches`: the model thread's time per stage.
+    pub clock: Option<StageClock>,
+}
+
+/// Where the pipeline's time went, to tell which stage limits the throughput.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stages {
+    /// Reader: decoding, masking and building model inputs (not waiting to hand them on).
+    pub read_busy: f64,
+    /// Model thread: running the auxiliary model and sampling.
+    pub model_busy: f64,
+    /// Model thread: waiting for the reader's next batch.
+    pub model_starved: f64,
+    /// Model thread: waiting for room in the writer's queue.
+    pub model_blocked: f64,
+    /// Seconds of the first batch (CUDA kernel selection and allocator warm-up included).
+    pub first_batch: f64,
+    /// Median and largest seconds of one batch.
+    pub median_batch: f64,
+    pub slowest_batch: f64,
+}
+
+impl std::fmt::Display for Stages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "reader busy {:.2} s; model busy {:.2} s (first batch {:.3} s, median {:.4} s, \
+             slowest {:.3} s), waited {:.2} s for the reader and {:.2} s for the writer",
+            self.read_busy,
+            self.model_busy,
+            self.first_batch,
+            self.median_batch,
+            self.slowest_batch,
+            self.model_starved,
+            self.model_blocked
+        )
+    }
 }
 
 /// Corrupts the shards of `plan.todo` with `model`.
@@ -77,7 +113,7 @@ pub fn run(plan: &Plan, model: &AuxModel) -> anyhow::Result<Made> {
     let (to_model, from_reader) = bounded::<ToModel>(QUEUE);
     let (to_writer, from_model) = bounded::<ToWriter>(QUEUE);
 
-    let (read, infer, write) = std::thread::scope(|s| {
+    let (read, (infer, mut stages, clock), write) = std::thread::scope(|s| {
         let reader = s.spawn(|| read(plan, &keys, to_model));
         let writer = s.spawn(|| write(plan, from_model, &progress));
         let infer = infer(plan, model, from_reader, to_writer);
@@ -85,13 +121,15 @@ pub fn run(plan: &Plan, model: &AuxModel) -> anyhow::Result<Made> {
     });
     progress.finish_and_clear();
     // The first real failure wins: a stage that stops early only closes its channels.
-    read.context("reading token shards")?;
+    stages.read_busy = read.context("reading token shards")?;
     infer.context("running the auxiliary model")?;
     let (entries, stats) = write.context("writing epoch shards")?;
     Ok(Made {
         entries,
         stats,
         seconds: start.elapsed().as_secs_f64(),
+        stages,
+        clock: plan.config.profile_batches.then_some(clock),
     })
 }
 
@@ -104,7 +142,15 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::R
 /// padded to the dataset's `max_seq_len`, so a row's logits do not depend on the lengths of the
 /// rows it shares a batch with. Stops quietly if the model stage has gone (its error is reported
 /// instead).
-fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<()> {
+fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let mut waited = 0.0;
+    let mut send = |msg: ToModel| {
+        let t = Instant::now();
+        let ok = tx.send(msg).is_ok();
+        waited += t.elapsed().as_secs_f64();
+        ok
+    };
     let batch_size = plan.config.batch_size;
     let width = plan.tokens.max_seq_len as usize;
     let batch = |shard: usize, seqs: Vec<Seq>| ToModel::Batch {
@@ -116,8 +162,8 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<()> {
         let path = &plan.token_paths[k];
         let file = ShardFile::open(path)?;
         let rows = file.num_rows() as usize;
-        if tx.send(ToModel::Begin { shard: k, rows }).is_err() {
-            return Ok(());
+        if !send(ToModel::Begin { shard: k, rows }) {
+            return Ok(0.0);
         }
         let mut seqs = Vec::with_capacity(batch_size);
         let mut row = 0;
@@ -128,17 +174,18 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<()> {
                 row += 1;
                 if seqs.len() == batch_size {
                     let full = std::mem::replace(&mut seqs, Vec::with_capacity(batch_size));
-                    if tx.send(batch(k, full)).is_err() {
-                        return Ok(());
+                    if !send(batch(k, full)) {
+                        return Ok(0.0);
                     }
                 }
             }
         }
-        if !seqs.is_empty() && tx.send(batch(k, seqs)).is_err() {
-            return Ok(());
+        if !seqs.is_empty() && !send(batch(k, seqs)) {
+            return Ok(0.0);
         }
     }
-    Ok(())
+    drop(send);
+    Ok(started.elapsed().as_secs_f64() - waited)
 }
 
 /// Model stage, on the calling thread: device work only.
@@ -147,8 +194,37 @@ fn infer(
     model: &AuxModel,
     rx: Receiver<ToModel>,
     tx: Sender<ToWriter>,
+) -> (anyhow::Result<()>, Stages, StageClock) {
+    let mut stages = Stages::default();
+    let mut batches = Vec::new();
+    let mut clock = StageClock::new(model.device(), plan.config.profile_batches);
+    let result = infer_loop(plan, model, rx, tx, &mut stages, &mut batches, &mut clock);
+    batches.sort_by(f64::total_cmp);
+    if let Some(&slowest) = batches.last() {
+        stages.median_batch = batches[batches.len() / 2];
+        stages.slowest_batch = slowest;
+    }
+    (result, stages, clock)
+}
+
+fn infer_loop(
+    plan: &Plan,
+    model: &AuxModel,
+    rx: Receiver<ToModel>,
+    tx: Sender<ToWriter>,
+    stages: &mut Stages,
+    batches: &mut Vec<f64>,
+    clock: &mut StageClock,
 ) -> anyhow::Result<()> {
-    for msg in rx {
+    let mut first = true;
+    loop {
+        let t = Instant::now();
+        let Ok(msg) = rx.recv() else {
+            return Ok(());
+        };
+        stages.model_starved += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let is_batch = matches!(msg, ToModel::Batch { .. });
         let out = match msg {
             ToModel::Begin { shard, rows } => ToWriter::Begin { shard, rows },
             ToModel::Batch {
@@ -158,17 +234,29 @@ fn infer(
             } => ToWriter::Rows {
                 shard,
                 sampled: model
-                    .corrupt(&inputs, plan.config.temperature)
+                    .corrupt_timed(&inputs, plan.config.temperature, clock)
                     .map_err(|e| name_position(e, &seqs, &inputs))
-                    .with_context(|| format!("token shard {}", plan.token_paths[shard].display()))?,
+                    .with_context(|| {
+                        format!("token shard {}", plan.token_paths[shard].display())
+                    })?,
                 seqs,
             },
         };
+        let busy = t.elapsed().as_secs_f64();
+        stages.model_busy += busy;
+        if is_batch {
+            if first {
+                stages.first_batch = busy;
+                first = false;
+            }
+            batches.push(busy);
+        }
+        let t = Instant::now();
         if tx.send(out).is_err() {
             return Ok(());
         }
+        stages.model_blocked += t.elapsed().as_secs_f64();
     }
-    Ok(())
 }
 
 /// Names the sequence and position of a row of non-finite logits.
