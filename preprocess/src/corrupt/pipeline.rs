@@ -184,7 +184,6 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<f64> {
             return Ok(0.0);
         }
     }
-    drop(send);
     Ok(started.elapsed().as_secs_f64() - waited)
 }
 
