@@ -1,7 +1,9 @@
-//! `preprocess bench`: sequences per second of the corruption's device work (masked input,
-//! auxiliary forward with logits only at masked positions, exact tempered sampling, results back
-//! to the host) on random token sequences, after a warm-up. Without `--aux-model` the model is a
-//! randomly initialised auxiliary preset (e.g. base width, 4 layers), which costs the same.
+//! `preprocess bench`: sequences per second of the model thread's work in `preprocess --epoch`
+//! (inputs to the device, auxiliary forward with logits only at masked positions, exact tempered
+//! sampling, results back to the host) on random token sequences, after a warm-up; then the same
+//! batches synchronised after each stage for the split per stage. Without `--aux-model` the model
+//! is a randomly initialised auxiliary preset (e.g. base width, 4 layers), which costs the same.
+//! On CUDA it first compares the fp32 model with its bf16 cast on one batch.
 use std::path::PathBuf;
 use std::time::Instant;
 
