@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod masking;
 pub mod model;
 pub mod parquet_write;
+pub mod progress;
 pub mod rng;
 pub mod sampling;
 pub mod schedule;

@@ -9,9 +9,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use indicatif::{ProgressBar, ProgressStyle};
 use shared::epoch_meta::ShardStats;
 use shared::manifest::ShardEntry;
+use shared::progress::Progress;
 use shared::shard_file::ShardFile;
 use shared::token_shards::TokenRows;
 
@@ -103,13 +103,12 @@ pub fn run(plan: &Plan, model: &AuxModel) -> anyhow::Result<Made> {
         special: plan.special,
     };
     let total_rows: u64 = plan.todo.iter().map(|&k| plan.tokens.shards[k].rows).sum();
-    let progress = ProgressBar::new(total_rows).with_style(
-        ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} sequences ({per_sec}, eta {eta})",
-        )
-        .expect("valid template"),
+    let progress = Progress::new(
+        &format!("epoch {}", plan.config.epoch),
+        total_rows,
+        "sequences",
+        "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} sequences ({per_sec}, eta {eta})",
     );
-    progress.set_prefix(format!("epoch {}", plan.config.epoch));
     let (to_model, from_reader) = bounded::<ToModel>(QUEUE);
     let (to_writer, from_model) = bounded::<ToWriter>(QUEUE);
 
@@ -278,7 +277,7 @@ type Written = (usize, anyhow::Result<(ShardEntry, ShardStats)>);
 fn write(
     plan: &Plan,
     rx: Receiver<ToWriter>,
-    progress: &ProgressBar,
+    progress: &Progress,
 ) -> anyhow::Result<(BTreeMap<usize, ShardEntry>, ShardStats)> {
     let (done_tx, done_rx) = bounded::<Written>(plan.todo.len().max(1));
     let mut pending: BTreeMap<usize, (usize, Vec<CorruptedRow>)> = BTreeMap::new();

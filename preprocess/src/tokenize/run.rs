@@ -68,12 +68,12 @@ pub fn run(cfg: TokenizeConfig) -> anyhow::Result<()> {
     );
 
     let total_bytes: u64 = source_files.iter().map(|s| s.bytes).sum();
-    let progress = indicatif::ProgressBar::new(total_bytes).with_style(
-        indicatif::ProgressStyle::with_template(
-            "tokenize [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} \
-             {binary_bytes_per_sec} eta {eta}",
-        )
-        .expect("valid template"),
+    let progress = shared::progress::Progress::new(
+        "tokenize",
+        total_bytes,
+        "bytes",
+        "{prefix} [{elapsed_precise}] {wide_bar} {binary_bytes}/{binary_total_bytes} \
+         {binary_bytes_per_sec} eta {eta}",
     );
     let tokenize_started = Instant::now();
     let stats = pool

@@ -33,7 +33,7 @@ pub fn tokenize_all(
     sources: &[Source],
     train: &mut SplitWriter,
     validation: &mut SplitWriter,
-    progress: &indicatif::ProgressBar,
+    progress: &shared::progress::Progress,
 ) -> anyhow::Result<Stats> {
     let special = &tok.info.special_tokens;
     let packer = Packer {

@@ -154,12 +154,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .map(|t| t * 1e12)
         .or_else(|| gpu::name(device).and_then(|n| shared::cost::peak_flops(&n)));
     let mut peak_mem: Option<u64> = None;
-    let bar = indicatif::ProgressBar::new(rc.total_steps);
-    bar.set_position(step);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta} {msg}")
-            .expect("progress template"),
+    let bar = shared::progress::Progress::new(
+        "trainer",
+        rc.total_steps,
+        "updates",
+        "{bar:40} {pos}/{len} {per_sec} eta {eta} {msg}",
     );
+    bar.start_at(step);
     let mut iv = Interval::new();
     let mut epoch_now = 0u32;
     let mut cursor_now = cursor;
