@@ -480,8 +480,17 @@ fn validation_split_is_corrupted_like_training() {
         "cpu",
         "--threads",
         "1",
+        "--profile-batches",
     ]));
     let m = manifest(&out.join("epoch-004"));
     assert_eq!(m.split, "validation", "{}", stderr(&e));
     assert!(m.num_sequences > 0);
+    // Where the time went: the pipeline's stages and, with --profile-batches, the model thread's.
+    let log = stderr(&e);
+    let stages = format!("pipeline: {} sequences in ", m.num_sequences);
+    assert!(log.contains(&stages), "{log}");
+    assert!(
+        log.contains("model thread per batch (synchronised): inputs to device"),
+        "{log}"
+    );
 }
