@@ -137,8 +137,7 @@ impl AuxModel {
         clock.start();
         let logits = self.logits_timed(inputs, clock);
         // Padded positions (a copy of the first one) get a dummy uniform; their draws are dropped.
-        let mut uniforms = inputs.uniforms.clone();
-        uniforms.resize(logits.size()[0] as usize, 0.5);
+        let uniforms = padded(&inputs.uniforms, logits.size()[0] as usize, 0.5);
         let mut s = tch::no_grad(|| sample_tempered(&logits, temperature, &uniforms))?;
         clock.mark(3);
         s.ids.truncate(n);
@@ -200,7 +199,7 @@ impl AuxModel {
 }
 
 /// `v` extended to `len` entries with `fill` (borrowed when already that long).
-fn padded(v: &[i64], len: usize, fill: i64) -> Cow<'_, [i64]> {
+fn padded<T: Clone>(v: &[T], len: usize, fill: T) -> Cow<'_, [T]> {
     if v.len() >= len {
         Cow::Borrowed(v)
     } else {

@@ -197,6 +197,7 @@ fn infer(
     let mut batches = Vec::new();
     let mut clock = StageClock::new(model.device(), plan.config.profile_batches);
     let result = infer_loop(plan, model, rx, tx, &mut stages, &mut batches, &mut clock);
+    stages.first_batch = batches.first().copied().unwrap_or(0.0);
     batches.sort_by(f64::total_cmp);
     if let Some(&slowest) = batches.last() {
         stages.median_batch = batches[batches.len() / 2];
@@ -214,7 +215,6 @@ fn infer_loop(
     batches: &mut Vec<f64>,
     clock: &mut StageClock,
 ) -> anyhow::Result<()> {
-    let mut first = true;
     loop {
         let t = Instant::now();
         let Ok(msg) = rx.recv() else {
@@ -243,10 +243,6 @@ fn infer_loop(
         let busy = t.elapsed().as_secs_f64();
         stages.model_busy += busy;
         if is_batch {
-            if first {
-                stages.first_batch = busy;
-                first = false;
-            }
             batches.push(busy);
         }
         let t = Instant::now();
