@@ -69,9 +69,9 @@ pub fn expect_err(out: std::process::Output) -> String {
 }
 
 /// Every row of one epoch shard (all its row groups, in file order).
-pub fn read_epoch_shard(path: &std::path::Path) -> shared::epoch_shards::EpochRows {
-    use shared::epoch_shards::EpochRows;
-    let file = shared::shard_file::ShardFile::open(path).unwrap();
+pub fn read_epoch_shard(path: &std::path::Path) -> shared::format::epoch_shards::EpochRows {
+    use shared::format::epoch_shards::EpochRows;
+    let file = shared::format::shard_reader::ShardFile::open(path).unwrap();
     let mut all = EpochRows::new();
     for g in 0..file.num_row_groups() {
         let r = EpochRows::from_batch(&file.read_row_group(g).unwrap(), path).unwrap();

@@ -9,13 +9,13 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use shared::masking::SpecialIds;
+use shared::corruption::masking::SpecialIds;
+use shared::corruption::rng::CounterRng;
 use shared::model::{init_masked_lm, load_masked_lm, Architecture, ModelConfig};
-use shared::rng::CounterRng;
 
-use crate::corrupt::aux::AuxModel;
-use crate::corrupt::batch::{build_inputs, Inputs, Keys, Seq};
-use crate::corrupt::clock::StageClock;
+use shared::corruption::aux::AuxModel;
+use shared::corruption::batch::{build_inputs, Inputs, Keys, Seq};
+use shared::runtime::clock::StageClock;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
@@ -67,7 +67,7 @@ pub fn run(a: BenchArgs) -> anyhow::Result<()> {
             a.batches
         );
     }
-    let device = shared::device::parse_device(&a.device)?;
+    let device = shared::runtime::device::parse_device(&a.device)?;
     if let Some(t) = a.threads {
         tch::set_num_threads(t as i32);
     }

@@ -1,7 +1,7 @@
 """Cost of the pieces of the corruption's device work, in PyTorch, on one GPU: the auxiliary
 model's forward, the vocabulary projection (30,522 columns vs a padded 30,720), and the
 candidate formulations of exact tempered sampling over the [N, V] logits of N masked positions.
-This is how the preprocessor's sampler (shared/src/sampling.rs) was chosen; it times ops only.
+This is how the preprocessor's sampler (shared/src/corruption/sampling.rs) was chosen; it times ops only.
 
     python3 scripts/bench/sampler_ops.py [--batch-size 128] [--seq-len 512]
 

@@ -5,8 +5,8 @@
 //!
 //! On CUDA the forward runs under bf16 mixed precision (`with_autocast`).
 use clap::Parser;
-use shared::device::{parse_device, with_autocast};
 use shared::model::{init_discriminator, init_masked_lm, Architecture, ModelConfig};
+use shared::runtime::device::{parse_device, with_autocast};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 

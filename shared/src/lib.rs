@@ -1,20 +1,18 @@
-//! Code shared by `preprocess` and `trainer`: the shard formats of `data-spec/`, manifests,
-//! atomic writes, the encoder model with Hugging Face checkpoint I/O, schedules and the cost model.
-pub mod atomic;
+//! Code shared by `preprocess` and `trainer`, grouped by concern along the data flow:
+//! - [`format`]: the shard formats of `data-spec/` (schema constants, manifests, reading,
+//!   writing and validating token and epoch shards);
+//! - [`files`]: atomic writes and SHA-256 fingerprints;
+//! - [`corruption`]: the counter-based RNG, masking, temperature schedules, the exact tempered
+//!   sampler, the frozen auxiliary model and batch building (used by `preprocess --epoch` and
+//!   by the trainer's online objectives);
+//! - [`model`]: the BERT/ELECTRA encoder with Hugging Face checkpoint I/O;
+//! - [`runtime`]: device selection and mixed precision, progress lines, stage clocks;
+//! - [`tokenizer`]: loading a Hugging Face `tokenizer.json`;
+//! - [`cost`]: the FLOP and memory cost model.
+pub mod corruption;
 pub mod cost;
-pub mod device;
-pub mod epoch_meta;
-pub mod epoch_shards;
-pub mod hash;
-pub mod manifest;
-pub mod masking;
+pub mod files;
+pub mod format;
 pub mod model;
-pub mod parquet_write;
-pub mod progress;
-pub mod rng;
-pub mod sampling;
-pub mod schedule;
-pub mod shard_file;
-pub mod spec;
-pub mod token_shards;
+pub mod runtime;
 pub mod tokenizer;

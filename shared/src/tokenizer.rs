@@ -4,7 +4,7 @@
 use anyhow::Context;
 use std::path::Path;
 
-use crate::manifest::{SpecialTokens, TokenizerInfo};
+use crate::format::manifest::{SpecialTokens, TokenizerInfo};
 
 /// A tokenizer ready to encode whole documents, with what the manifests record about it.
 pub struct LoadedTokenizer {
@@ -24,7 +24,7 @@ pub const UNK_NAMES: &[&str] = &["[UNK]", "<unk>"];
 /// encode as plain text, finds the special tokens and fingerprints
 /// the file (SHA-256). Refuses a tokenizer without a mask, CLS, SEP or PAD token.
 pub fn load_tokenizer(path: &Path) -> anyhow::Result<LoadedTokenizer> {
-    let sha256 = crate::hash::sha256_file(path)
+    let sha256 = crate::files::hash::sha256_file(path)
         .with_context(|| format!("tokenizer {}: unreadable", path.display()))?;
     let mut tokenizer = tokenizers::Tokenizer::from_file(path).map_err(|e| {
         anyhow::anyhow!(
@@ -119,7 +119,10 @@ mod tests {
             }
         );
         assert_eq!(t.info.vocab_size, 7);
-        assert_eq!(t.info.sha256, crate::hash::sha256_file(&path).unwrap());
+        assert_eq!(
+            t.info.sha256,
+            crate::files::hash::sha256_file(&path).unwrap()
+        );
         let enc = t
             .tokenizer
             .encode("hello world hello world hello world", false)

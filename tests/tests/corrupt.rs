@@ -8,12 +8,12 @@ use std::process::Output;
 use std::sync::OnceLock;
 
 use e2e_tests::{bert_tokenizer, shared_data};
-use shared::epoch_shards::EpochRows;
-use shared::manifest::EpochManifest;
-use shared::masking::num_to_mask;
+use shared::corruption::masking::num_to_mask;
+use shared::format::epoch_shards::EpochRows;
+use shared::format::manifest::EpochManifest;
+use shared::format::shard_reader::ShardFile;
+use shared::format::token_shards::TokenRows;
 use shared::model::{save_pretrained, Architecture, MaskedLm, ModelConfig};
-use shared::shard_file::ShardFile;
-use shared::token_shards::TokenRows;
 
 const SPECIAL: [i32; 4] = [0, 101, 102, 103];
 
@@ -111,7 +111,7 @@ fn save_tiny_aux(dir: &Path, vocab: i64, favour: Option<i32>) {
 }
 
 fn read_token_rows(dir: &Path) -> HashMap<u64, Vec<i32>> {
-    let (_, paths) = shared::token_shards::open_token_dir(dir).unwrap();
+    let (_, paths) = shared::format::token_shards::open_token_dir(dir).unwrap();
     let mut rows = HashMap::new();
     for path in paths {
         let file = ShardFile::open(&path).unwrap();
@@ -173,7 +173,7 @@ fn shard_files(dir: &Path) -> Vec<PathBuf> {
 }
 
 fn manifest(dir: &Path) -> EpochManifest {
-    let mut m: EpochManifest = shared::manifest::read_manifest(dir).unwrap();
+    let mut m: EpochManifest = shared::format::manifest::read_manifest(dir).unwrap();
     m.report.remove("sequences_per_second");
     m.aux_model.path.clear();
     m

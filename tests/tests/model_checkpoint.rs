@@ -225,7 +225,7 @@ fn discriminator_trains_every_parameter_and_survives_all_padding() {
 /// and the gradients reach the fp32 master weights.
 #[test]
 fn bf16_mixed_precision_path_keeps_fp32_outputs_and_gradients() {
-    use shared::device::with_autocast;
+    use shared::runtime::device::with_autocast;
     tch::manual_seed(4);
     let cfg = tiny(Architecture::ElectraForMaskedLM);
     let m = init_masked_lm(&cfg, Architecture::ElectraForMaskedLM, Device::Cpu).unwrap();

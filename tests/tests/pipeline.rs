@@ -18,11 +18,11 @@
 //! transformers for the export test (`$PYTHON` overrides).
 use e2e_tests::{bert_tokenizer, expect_ok, run, shared_data};
 use serde_json::Value;
-use shared::epoch_shards::EpochRows;
-use shared::hash::sha256_file;
-use shared::manifest::{read_manifest, EpochManifest, ShardEntry, TokenManifest};
-use shared::shard_file::ShardFile;
-use shared::token_shards::TokenRows;
+use shared::files::hash::sha256_file;
+use shared::format::epoch_shards::EpochRows;
+use shared::format::manifest::{read_manifest, EpochManifest, ShardEntry, TokenManifest};
+use shared::format::shard_reader::ShardFile;
+use shared::format::token_shards::TokenRows;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -90,7 +90,7 @@ fn snapshot(dir: &Path) -> Snapshot {
     out
 }
 
-/// Equation 2 of DESIGN.md, computed here: T = 1 + (T0 - 1) exp(-u / tau), u = epoch / epochs.
+/// Equation 2 of docs/design.md, computed here: T = 1 + (T0 - 1) exp(-u / tau), u = epoch / epochs.
 fn equation_2(epoch: u32) -> f64 {
     let u = epoch as f64 / EPOCHS as f64;
     1.0 + (T0 - 1.0) * (-u / TAU).exp()

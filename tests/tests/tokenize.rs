@@ -1,10 +1,11 @@
 //! `preprocess tokenize` end to end (issue 2): the real binary on slices of the shared corpus and
 //! small fixtures. Needs `cargo build --release --bins` first (scripts/test does it).
 use e2e_tests::{bert_tokenizer, binary, shared_data};
-use shared::manifest::TokenManifest;
-use shared::shard_file::ShardFile;
-use shared::spec::token_dir::VALIDATION_DIR;
-use shared::token_shards::{open_token_dir, TokenRows};
+use shared::format::manifest::TokenManifest;
+use shared::format::shard_reader::ShardFile;
+use shared::format::spec::token_dir::VALIDATION_DIR;
+use shared::format::token_shards::{open_token_dir, TokenRows};
+use shared::format::validate::{check_shard, open_checked, ShardExpectation};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -59,10 +60,9 @@ fn read_rows(dir: &Path) -> (TokenManifest, TokenRows) {
     let (manifest, paths) = open_token_dir(dir).unwrap();
     let mut all = TokenRows::new();
     for (path, entry) in paths.iter().zip(&manifest.shards) {
-        assert_eq!(shared::hash::sha256_file(path).unwrap(), entry.sha256);
-        let shard = ShardFile::open(path).unwrap();
-        shared::token_shards::check_token_shard(&shard, &manifest).unwrap();
-        assert_eq!(shard.num_rows(), entry.rows);
+        let expect = ShardExpectation::tokens(&manifest);
+        let mpath = dir.join(shared::format::spec::MANIFEST_FILE);
+        let shard = open_checked(path, entry, &expect, true, &mpath).unwrap();
         for g in 0..shard.num_row_groups() {
             let rows = TokenRows::from_batch(&shard.read_row_group(g).unwrap(), path).unwrap();
             for i in 0..rows.len() {
@@ -285,7 +285,11 @@ fn validation_split_is_document_level_and_seeded() {
     assert_eq!(train_m.num_documents + val_m.num_documents, 40);
     // The rule of data-spec "Validation split", recomputed independently.
     for doc in 0..40u64 {
-        let draw = shared::rng::CounterRng::new(7, &[shared::rng::domain::SPLIT, doc]).next_f64();
+        let draw = shared::corruption::rng::CounterRng::new(
+            7,
+            &[shared::corruption::rng::domain::SPLIT, doc],
+        )
+        .next_f64();
         assert_eq!(val_docs.contains(&doc), draw < fraction, "document {doc}");
     }
     assert!(
@@ -614,7 +618,7 @@ fn interrupted_run_leaves_no_manifest_and_a_rerun_finishes() {
 }
 
 #[test]
-fn a_shard_of_another_dataset_is_refused_by_check_token_shard() {
+fn a_shard_of_another_dataset_is_refused_by_the_shard_validator() {
     let tmp = tempfile::tempdir().unwrap();
     let (jsonl, _) = sotu_slice(tmp.path(), 1);
     let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
@@ -636,7 +640,7 @@ fn a_shard_of_another_dataset_is_refused_by_check_token_shard() {
     ]));
     let (manifest_a, _) = open_token_dir(&a).unwrap();
     let shard_b = ShardFile::open(&b.join("part-00000.parquet")).unwrap();
-    let err = shared::token_shards::check_token_shard(&shard_b, &manifest_a).unwrap_err();
+    let err = check_shard(&shard_b, &ShardExpectation::tokens(&manifest_a)).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("b/part-00000.parquet"), "{msg}");
     assert!(msg.contains("fast_electra.dataset_fingerprint"), "{msg}");

@@ -127,7 +127,10 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, std::time::SystemTime)> {
             out.extend(snapshot(&p));
         } else {
             let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
-            out.insert(p.clone(), (shared::hash::sha256_file(&p).unwrap(), mtime));
+            out.insert(
+                p.clone(),
+                (shared::files::hash::sha256_file(&p).unwrap(), mtime),
+            );
         }
     }
     out

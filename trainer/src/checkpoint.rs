@@ -78,7 +78,7 @@ pub fn save(
     let root = run_dir.join(CHECKPOINTS);
     std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     let dest = root.join(folder_name(state.step));
-    let tmp = shared::atomic::temp_path(&dest);
+    let tmp = shared::files::atomic::temp_path(&dest);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
@@ -88,7 +88,7 @@ pub fn save(
         &vs.variables().into_iter().collect::<Vec<_>>(),
     )?;
     write_tensors(&tmp.join("optimizer.safetensors"), optimizer)?;
-    shared::atomic::write_json_atomic(&tmp.join("state.json"), state)?;
+    shared::files::atomic::write_json_atomic(&tmp.join("state.json"), state)?;
     if dest.exists() {
         std::fs::remove_dir_all(&dest).with_context(|| format!("removing {}", dest.display()))?;
     }

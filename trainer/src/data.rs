@@ -1,13 +1,13 @@
 //! Opens the `--shards` folders, checks that they belong together, and memory-maps their
 //! shards. Nothing is ever written into these folders (many runs may read them at once).
 use anyhow::{bail, Context};
-use rayon::prelude::*;
-use shared::epoch_meta::open_epoch_dir;
-use shared::epoch_shards::EpochRows;
-use shared::manifest::{EpochManifest, TokenManifest, TokenizerInfo};
-use shared::shard_file::ShardFile;
-use shared::spec::{MANIFEST_FILE, META_DATA_SPEC_VERSION, META_KIND};
-use shared::token_shards::{open_token_dir, TokenRows};
+use shared::format::epoch_meta::open_epoch_dir;
+use shared::format::epoch_shards::EpochRows;
+use shared::format::manifest::{EpochManifest, TokenManifest, TokenizerInfo};
+use shared::format::shard_reader::ShardFile;
+use shared::format::spec::MANIFEST_FILE;
+use shared::format::token_shards::{open_token_dir, TokenRows};
+use shared::format::validate::{open_all_checked, ShardExpectation};
 use std::path::{Path, PathBuf};
 
 use crate::cli::Objective;
@@ -56,65 +56,12 @@ fn manifest_path(dir: &Path) -> PathBuf {
     dir.join(MANIFEST_FILE)
 }
 
-/// Opens every shard listed, checking its kind and version metadata and, with `verify`, its
-/// SHA-256 against the manifest.
-fn open_shards(
-    paths: &[PathBuf],
-    listed: &[shared::manifest::ShardEntry],
-    kind: &str,
-    verify: bool,
-    mpath: &Path,
-) -> anyhow::Result<Vec<ShardFile>> {
-    paths
-        .par_iter()
-        .zip(listed.par_iter())
-        .map(|(path, entry)| {
-            if verify {
-                let sha = shared::hash::sha256_file(path)?;
-                if sha != entry.sha256 {
-                    bail!(
-                        "{}: sha256: expected {} as listed in {}, found {sha} (the file is corrupted or was replaced)",
-                        path.display(),
-                        entry.sha256,
-                        mpath.display()
-                    );
-                }
-            }
-            let shard = ShardFile::open(path)?;
-            let found_kind = shard.key_value(META_KIND);
-            if found_kind.as_deref() != Some(kind) {
-                bail!(
-                    "{}: metadata {META_KIND}: expected {kind:?}, found {found_kind:?}",
-                    path.display()
-                );
-            }
-            let version = shard.key_value(META_DATA_SPEC_VERSION);
-            let want = shared::spec::DATA_SPEC_VERSION.to_string();
-            if version.as_deref() != Some(want.as_str()) {
-                bail!(
-                    "{}: metadata {META_DATA_SPEC_VERSION}: expected {want}, found {version:?}",
-                    path.display()
-                );
-            }
-            if shard.num_rows() != entry.rows {
-                bail!(
-                    "{}: rows: expected {} as listed in {}, found {}",
-                    path.display(),
-                    entry.rows,
-                    mpath.display(),
-                    shard.num_rows()
-                );
-            }
-            Ok(shard)
-        })
-        .collect()
-}
-
 /// Opens an epoch folder (RTD).
 pub fn open_epoch_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
     let (m, paths): (EpochManifest, Vec<PathBuf>) = open_epoch_dir(dir)?;
     let mpath = manifest_path(dir);
-    let shards = open_shards(&paths, &m.shards, shared::spec::epoch::KIND, verify, &mpath)?;
+    let expect = ShardExpectation::epoch(&m);
+    let shards = open_all_checked(&paths, &m.shards, &expect, verify, &mpath)?;
     Ok(Folder {
         dir: dir.to_path_buf(),
         epoch: m.epoch,
@@ -122,7 +69,7 @@ pub fn open_epoch_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
         tokenizer: m.tokenizer.clone(),
         max_seq_len: m.max_seq_len,
         vocab_size: m.vocab_size,
-        manifest_sha256: shared::hash::sha256_file(&mpath)?,
+        manifest_sha256: shared::files::hash::sha256_file(&mpath)?,
         shards,
         epoch_manifest: Some(m),
     })
@@ -132,13 +79,8 @@ pub fn open_epoch_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
 pub fn open_token_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
     let (m, paths): (TokenManifest, Vec<PathBuf>) = open_token_dir(dir)?;
     let mpath = manifest_path(dir);
-    let shards = open_shards(
-        &paths,
-        &m.shards,
-        shared::spec::tokens::KIND,
-        verify,
-        &mpath,
-    )?;
+    let expect = ShardExpectation::tokens(&m);
+    let shards = open_all_checked(&paths, &m.shards, &expect, verify, &mpath)?;
     Ok(Folder {
         dir: dir.to_path_buf(),
         epoch: 0,
@@ -146,7 +88,7 @@ pub fn open_token_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
         vocab_size: m.tokenizer.vocab_size,
         tokenizer: m.tokenizer,
         max_seq_len: m.max_seq_len,
-        manifest_sha256: shared::hash::sha256_file(&mpath)?,
+        manifest_sha256: shared::files::hash::sha256_file(&mpath)?,
         shards,
         epoch_manifest: None,
     })

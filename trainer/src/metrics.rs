@@ -81,7 +81,7 @@ impl MetricsWriter {
                     })
                     .map(|l| format!("{l}\n"))
                     .collect();
-                shared::atomic::write_atomic(&path, kept.as_bytes())?;
+                shared::files::atomic::write_atomic(&path, kept.as_bytes())?;
             }
         }
         let file = std::fs::OpenOptions::new()

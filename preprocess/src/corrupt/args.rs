@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use shared::schedule::{TemperatureSchedule, SCHEDULE_NAMES};
+use shared::corruption::schedule::{TemperatureSchedule, SCHEDULE_NAMES};
 
 /// Corrupt one epoch of token shards with the frozen auxiliary model (no subcommand).
 #[derive(Debug, Clone, Args)]
@@ -187,7 +187,7 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
             temperature,
             tokens: a.tokens,
             aux_model: a.aux_model,
-            out_dir: a.out.join(shared::spec::epoch::folder_name(epoch)),
+            out_dir: a.out.join(shared::format::spec::epoch::folder_name(epoch)),
             mask_rate: a.mask_rate,
             seed: a.seed,
             device: a.device,

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use shared::epoch_meta::{ShardStats, META_SHARD_STATS};
-use shared::manifest::{EpochManifest, ShardEntry};
-use shared::shard_file::ShardFile;
-use shared::spec::{epoch, shard_file_name, DATA_SPEC_VERSION, MANIFEST_FILE};
+use shared::format::epoch_meta::{ShardStats, META_SHARD_STATS};
+use shared::format::manifest::{EpochManifest, ShardEntry};
+use shared::format::shard_reader::ShardFile;
+use shared::format::spec::{epoch, shard_file_name, DATA_SPEC_VERSION, MANIFEST_FILE};
 
 use super::pipeline::Made;
 use super::plan::{scan, Plan};
@@ -59,7 +59,7 @@ pub fn finish(plan: &Plan, made: &Made) -> anyhow::Result<Option<EpochManifest>>
                 rows: stats.rows,
                 tokens: stats.tokens,
                 bytes: file.len_bytes(),
-                sha256: shared::hash::sha256_file(&path)?,
+                sha256: shared::files::hash::sha256_file(&path)?,
             },
         };
         total.add(&stats);
@@ -96,7 +96,7 @@ pub fn finish(plan: &Plan, made: &Made) -> anyhow::Result<Option<EpochManifest>>
         report,
         shards: entries,
     };
-    shared::atomic::write_json_atomic(&out.join(MANIFEST_FILE), &manifest)?;
+    shared::files::atomic::write_json_atomic(&out.join(MANIFEST_FILE), &manifest)?;
     Ok(Some(manifest))
 }
 

@@ -1,9 +1,6 @@
 //! `preprocess --epoch E`: corrupt one epoch of token shards with the frozen auxiliary model at
 //! that epoch's temperature (data-spec/epoch.md).
 mod args;
-pub mod aux;
-pub mod batch;
-pub mod clock;
 mod finish;
 mod pipeline;
 mod plan;
@@ -15,7 +12,7 @@ pub use args::{CorruptArgs, CorruptConfig};
 
 pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     let mut config = CorruptConfig::try_from(args)?;
-    let device = shared::device::parse_device(&config.device)
+    let device = shared::runtime::device::parse_device(&config.device)
         .with_context(|| format!("--device {}", config.device))?;
     config.use_device(device);
     let plan = plan::plan(config)?;
@@ -33,7 +30,8 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
         plan.todo.len()
     );
     if plan.complete {
-        let m: shared::manifest::EpochManifest = shared::manifest::read_manifest(&c.out_dir)?;
+        let m: shared::format::manifest::EpochManifest =
+            shared::format::manifest::read_manifest(&c.out_dir)?;
         eprintln!(
             "{}: already complete with these settings",
             c.out_dir.display()
@@ -64,7 +62,7 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     let made = if plan.todo.is_empty() {
         pipeline::Made::default()
     } else {
-        let mut model = aux::AuxModel::load(&c.aux_model, device)?;
+        let mut model = shared::corruption::aux::AuxModel::load(&c.aux_model, device)?;
         model.pad_rows_to(c.batch_size);
         let made = pipeline::run(&plan, &model)?;
         eprintln!(

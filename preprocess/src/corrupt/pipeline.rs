@@ -9,18 +9,18 @@ use std::time::Instant;
 
 use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
-use shared::epoch_meta::ShardStats;
-use shared::manifest::ShardEntry;
-use shared::progress::Progress;
-use shared::shard_file::ShardFile;
-use shared::token_shards::TokenRows;
+use shared::format::epoch_meta::ShardStats;
+use shared::format::manifest::ShardEntry;
+use shared::format::shard_reader::ShardFile;
+use shared::format::token_shards::TokenRows;
+use shared::runtime::progress::Progress;
 
-use super::aux::AuxModel;
-use super::batch::{apply, build_inputs, CorruptedRow, Inputs, Keys, Seq};
-use super::clock::StageClock;
 use super::plan::Plan;
 use super::shard::write_epoch_shard;
-use shared::sampling::{NonFiniteLogits, Sampled};
+use shared::corruption::aux::AuxModel;
+use shared::corruption::batch::{apply, build_inputs, CorruptedRow, Inputs, Keys, Seq};
+use shared::corruption::sampling::{NonFiniteLogits, Sampled};
+use shared::runtime::clock::StageClock;
 
 /// Batches queued between reader and model, and between model and writer.
 const QUEUE: usize = 4;

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use shared::epoch_meta::{EpochSettings, META_SETTINGS, META_SETTINGS_FINGERPRINT};
-use shared::manifest::{AuxModelInfo, EpochManifest, TokenManifest};
-use shared::masking::SpecialIds;
-use shared::shard_file::ShardFile;
-use shared::spec::{shard_file_name, DATA_SPEC_VERSION, MANIFEST_FILE};
+use shared::corruption::masking::SpecialIds;
+use shared::format::epoch_meta::{EpochSettings, META_SETTINGS, META_SETTINGS_FINGERPRINT};
+use shared::format::manifest::{AuxModelInfo, EpochManifest, TokenManifest};
+use shared::format::shard_reader::ShardFile;
+use shared::format::spec::{shard_file_name, DATA_SPEC_VERSION, MANIFEST_FILE};
 
 use super::args::CorruptConfig;
 
@@ -85,14 +85,14 @@ pub fn settings_of_manifest(m: &EpochManifest) -> EpochSettings {
 }
 
 pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
-    let (tokens, token_paths) =
-        shared::token_shards::open_token_dir(&config.tokens).with_context(|| {
+    let (tokens, token_paths) = shared::format::token_shards::open_token_dir(&config.tokens)
+        .with_context(|| {
             format!(
                 "--tokens {}: not a complete token folder",
                 config.tokens.display()
             )
         })?;
-    let aux = super::aux::inspect(&config.aux_model)?;
+    let aux = shared::corruption::aux::inspect(&config.aux_model)?;
     let tok = &tokens.tokenizer;
     if aux.info.vocab_size != tok.vocab_size {
         bail!(
@@ -122,7 +122,7 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
     let mut complete = false;
     let manifest_path = out.join(MANIFEST_FILE);
     if manifest_path.exists() {
-        let why = match shared::manifest::read_manifest::<EpochManifest>(out) {
+        let why = match shared::format::manifest::read_manifest::<EpochManifest>(out) {
             Ok(m) => {
                 let d = settings.differences(&settings_of_manifest(&m).to_json());
                 if d.is_empty() && m.shards.len() == shards {

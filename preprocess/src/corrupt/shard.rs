@@ -4,16 +4,16 @@
 use std::path::Path;
 
 use rayon::prelude::*;
-use shared::epoch_meta::{
+use shared::corruption::rng::{domain, CounterRng};
+use shared::format::epoch_meta::{
     EpochSettings, ShardStats, META_EPOCH, META_SETTINGS, META_SETTINGS_FINGERPRINT,
     META_SHARD_STATS, META_SOURCE_SHA256, META_SOURCE_SHARD, META_TEMPERATURE,
 };
-use shared::epoch_shards::{epoch_schema, EpochRows};
-use shared::manifest::ShardEntry;
-use shared::rng::{domain, CounterRng};
-use shared::spec::{epoch, shard_file_name, META_KIND};
+use shared::format::epoch_shards::{epoch_schema, EpochRows};
+use shared::format::manifest::ShardEntry;
+use shared::format::spec::{epoch, shard_file_name, META_KIND};
 
-use super::batch::CorruptedRow;
+use shared::corruption::batch::CorruptedRow;
 
 /// Rows per row group of an epoch shard (the trainer decodes row groups in parallel).
 pub const ROW_GROUP_ROWS: usize = 1024;
@@ -95,7 +95,7 @@ pub fn write_epoch_shard(
         (META_SOURCE_SHA256.to_string(), source.sha256.clone()),
     ];
     let path = dir.join(shard_file_name(shard));
-    let entry = shared::parquet_write::write_shard(
+    let entry = shared::format::shard_writer::write_shard(
         &path,
         epoch_schema(),
         &batches,

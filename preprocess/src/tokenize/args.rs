@@ -41,7 +41,7 @@ pub struct TokenizeArgs {
     #[arg(long, default_value_t = 65536, value_name = "ROWS")]
     pub rows_per_shard: usize,
     /// Rows per Parquet row group inside a shard (the trainer decodes row groups in parallel).
-    #[arg(long, default_value_t = shared::spec::token_dir::DEFAULT_ROW_GROUP_ROWS, value_name = "ROWS")]
+    #[arg(long, default_value_t = shared::format::spec::token_dir::DEFAULT_ROW_GROUP_ROWS, value_name = "ROWS")]
     pub row_group_rows: usize,
     /// Tokenizer threads; 0 = all cores. The output is byte-identical for any value.
     #[arg(long, default_value_t = 0, value_name = "N")]

@@ -2,8 +2,8 @@
 //! together into the dataset fingerprint (data-spec "Token manifest").
 use anyhow::Context;
 use rayon::prelude::*;
-use shared::manifest::SourceFile;
-use shared::spec::DATA_SPEC_VERSION;
+use shared::format::manifest::SourceFile;
+use shared::format::spec::DATA_SPEC_VERSION;
 use shared::tokenizer::LoadedTokenizer;
 use std::collections::BTreeMap;
 
@@ -25,7 +25,7 @@ pub fn hash_sources(sources: &[Source]) -> anyhow::Result<Vec<SourceFile>> {
             Ok(SourceFile {
                 path: s.path.display().to_string(),
                 bytes,
-                sha256: shared::hash::sha256_file(&s.path)?,
+                sha256: shared::files::hash::sha256_file(&s.path)?,
             })
         })
         .collect()
@@ -71,5 +71,5 @@ pub fn dataset_fingerprint(
         "max_seq_len": cfg.max_seq_len,
         "settings": settings,
     });
-    shared::hash::sha256_hex(canonical.to_string().as_bytes())
+    shared::files::hash::sha256_hex(canonical.to_string().as_bytes())
 }

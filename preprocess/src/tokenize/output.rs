@@ -1,9 +1,9 @@
 //! The output folder before a run: finished with the same dataset (nothing to do), holding a
 //! different dataset (refused unless --overwrite), or empty / interrupted (cleaned, then run).
 use anyhow::Context;
-use shared::manifest::{read_manifest, TokenManifest};
-use shared::spec::token_dir::VALIDATION_DIR;
-use shared::spec::MANIFEST_FILE;
+use shared::format::manifest::{read_manifest, TokenManifest};
+use shared::format::spec::token_dir::VALIDATION_DIR;
+use shared::format::spec::MANIFEST_FILE;
 use std::path::Path;
 
 /// What to do with the output folder.
@@ -70,7 +70,7 @@ fn clean_dir(dir: &Path) -> anyhow::Result<()> {
         std::fs::remove_file(&manifest)
             .with_context(|| format!("removing {}", manifest.display()))?;
     }
-    shared::atomic::remove_stale_temps(dir)?;
+    shared::files::atomic::remove_stale_temps(dir)?;
     for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
         let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -2,9 +2,9 @@
 //! the sources, check the output folder, then stream documents through a reader thread, tokenize
 //! each chunk in parallel, pack and number rows in corpus order, write shards, write manifests.
 use anyhow::Context;
-use shared::manifest::TokenManifest;
-use shared::spec::token_dir::{SPLIT_TRAIN, SPLIT_VALIDATION, VALIDATION_DIR};
-use shared::spec::DATA_SPEC_VERSION;
+use shared::format::manifest::TokenManifest;
+use shared::format::spec::token_dir::{SPLIT_TRAIN, SPLIT_VALIDATION, VALIDATION_DIR};
+use shared::format::spec::DATA_SPEC_VERSION;
 use shared::tokenizer::load_tokenizer;
 use std::time::Instant;
 
@@ -68,7 +68,7 @@ pub fn run(cfg: TokenizeConfig) -> anyhow::Result<()> {
     );
 
     let total_bytes: u64 = source_files.iter().map(|s| s.bytes).sum();
-    let progress = shared::progress::Progress::new(
+    let progress = shared::runtime::progress::Progress::new(
         "tokenize",
         total_bytes,
         "bytes",
@@ -98,7 +98,7 @@ pub fn run(cfg: TokenizeConfig) -> anyhow::Result<()> {
 
     let manifest = |w: &SplitWriter, split: &str| TokenManifest {
         data_spec_version: DATA_SPEC_VERSION,
-        kind: shared::spec::tokens::KIND.to_string(),
+        kind: shared::format::spec::tokens::KIND.to_string(),
         split: split.to_string(),
         dataset_fingerprint: fingerprint.clone(),
         tokenizer: tok.info.clone(),
@@ -120,10 +120,16 @@ pub fn run(cfg: TokenizeConfig) -> anyhow::Result<()> {
             );
         }
         let m = manifest(&validation, SPLIT_VALIDATION);
-        shared::atomic::write_json_atomic(&validation.dir().join(shared::spec::MANIFEST_FILE), &m)?;
+        shared::files::atomic::write_json_atomic(
+            &validation.dir().join(shared::format::spec::MANIFEST_FILE),
+            &m,
+        )?;
     }
     let m = manifest(&train, SPLIT_TRAIN);
-    shared::atomic::write_json_atomic(&train.dir().join(shared::spec::MANIFEST_FILE), &m)?;
+    shared::files::atomic::write_json_atomic(
+        &train.dir().join(shared::format::spec::MANIFEST_FILE),
+        &m,
+    )?;
 
     let mb = stats.text_bytes as f64 / 1e6;
     eprintln!(

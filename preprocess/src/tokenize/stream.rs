@@ -1,7 +1,7 @@
 //! The streaming core: a reader thread cuts the corpus into chunks of documents, each chunk is
 //! tokenized and packed in parallel, and its rows are numbered and written in document order.
 use rayon::prelude::*;
-use shared::rng::{domain, CounterRng};
+use shared::corruption::rng::{domain, CounterRng};
 use shared::tokenizer::LoadedTokenizer;
 
 use super::args::TokenizeConfig;
@@ -33,7 +33,7 @@ pub fn tokenize_all(
     sources: &[Source],
     train: &mut SplitWriter,
     validation: &mut SplitWriter,
-    progress: &shared::progress::Progress,
+    progress: &shared::runtime::progress::Progress,
 ) -> anyhow::Result<Stats> {
     let special = &tok.info.special_tokens;
     let packer = Packer {

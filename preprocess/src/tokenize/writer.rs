@@ -1,11 +1,11 @@
 //! One split's output: rows are numbered (`sequence_id` 0.. in corpus order) and written as
 //! shards of `rows_per_shard` rows as they fill; the manifest is written by the caller, last.
-use shared::manifest::ShardEntry;
-use shared::spec::token_dir::{
+use shared::format::manifest::ShardEntry;
+use shared::format::spec::token_dir::{
     META_DATASET_FINGERPRINT, META_MAX_SEQ_LEN, META_SPLIT, META_TOKENIZER_SHA256, META_VOCAB_SIZE,
 };
-use shared::spec::{shard_file_name, META_KIND};
-use shared::token_shards::{token_schema, TokenRows};
+use shared::format::spec::{shard_file_name, META_KIND};
+use shared::format::token_shards::{token_schema, TokenRows};
 use std::path::PathBuf;
 
 /// What every shard of a dataset carries in its Parquet key-value metadata.
@@ -80,7 +80,7 @@ impl SplitWriter {
         let rows = std::mem::replace(&mut self.pending, TokenRows::new());
         let path = self.dir.join(shard_file_name(self.shards.len()));
         let metadata = [
-            (META_KIND, shared::spec::tokens::KIND.to_string()),
+            (META_KIND, shared::format::spec::tokens::KIND.to_string()),
             (META_SPLIT, self.split.to_string()),
             (META_DATASET_FINGERPRINT, self.meta.fingerprint.clone()),
             (META_TOKENIZER_SHA256, self.meta.tokenizer_sha256.clone()),
@@ -88,7 +88,7 @@ impl SplitWriter {
             (META_VOCAB_SIZE, self.meta.vocab_size.to_string()),
         ]
         .map(|(k, v)| (k.to_string(), v));
-        let entry = shared::parquet_write::write_shard(
+        let entry = shared::format::shard_writer::write_shard(
             &path,
             token_schema(),
             &[rows.to_batch()?],

@@ -1,7 +1,7 @@
 //! `nn.Linear` and `nn.LayerNorm` with the parameter names of PyTorch (`weight`, `bias`), aware of
-//! the bf16 mixed precision of [`crate::device::with_autocast`].
+//! the bf16 mixed precision of [`crate::runtime::device::with_autocast`].
 use super::init;
-use crate::device::bf16_autocast_active;
+use crate::runtime::device::bf16_autocast_active;
 use tch::{nn, Kind, Tensor};
 
 /// `nn.Linear(in, out)`: `weight` [out, in], `bias` [out].
@@ -25,7 +25,7 @@ impl Dense {
     }
 }
 
-/// A linear map that runs in bf16 inside [`crate::device::with_autocast`] on CUDA.
+/// A linear map that runs in bf16 inside [`crate::runtime::device::with_autocast`] on CUDA.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Tensor {
     if bf16_autocast_active() {
         let b = bias.map(|b| b.to_kind(Kind::BFloat16));

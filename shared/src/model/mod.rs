@@ -3,7 +3,6 @@
 mod activation;
 mod architecture;
 mod attention;
-mod checkpoint;
 mod config;
 mod dense;
 mod discriminator;
@@ -15,12 +14,10 @@ mod masked_lm;
 mod mlm_head;
 mod pretrained;
 mod rtd_head;
+mod weights;
 
 pub use activation::Activation;
 pub use architecture::Architecture;
-pub use checkpoint::{
-    checkpoint_fingerprint, CheckpointError, CONFIG_FILE, PICKLE_FILE, WEIGHTS_FILE,
-};
 pub use config::ModelConfig;
 pub use discriminator::Discriminator;
 pub use encoder::Encoder;
@@ -31,3 +28,6 @@ pub use pretrained::{
     Pretrained,
 };
 pub use rtd_head::RtdHead;
+pub use weights::{
+    checkpoint_fingerprint, CheckpointError, CONFIG_FILE, PICKLE_FILE, WEIGHTS_FILE,
+};

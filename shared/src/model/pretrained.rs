@@ -1,6 +1,6 @@
 //! Hugging Face model folders (`config.json` + `model.safetensors`): load into, and save from,
 //! the models of this crate.
-use super::checkpoint::{load_weights, weight_files, weights_bytes, CONFIG_FILE, WEIGHTS_FILE};
+use super::weights::{load_weights, weight_files, weights_bytes, CONFIG_FILE, WEIGHTS_FILE};
 use super::{Architecture, Discriminator, MaskedLm, ModelConfig};
 use anyhow::{bail, Context};
 use std::path::Path;
@@ -186,9 +186,9 @@ pub fn save_pretrained(
         ),
     }
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    crate::atomic::remove_stale_temps(dir)?;
+    crate::files::atomic::remove_stale_temps(dir)?;
     let bytes = weights_bytes(vs).with_context(|| format!("saving into {}", dir.display()))?;
-    crate::atomic::write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
-    crate::atomic::write_json_atomic(&dir.join(CONFIG_FILE), &cfg)?;
+    crate::files::atomic::write_atomic(&dir.join(WEIGHTS_FILE), &bytes)?;
+    crate::files::atomic::write_json_atomic(&dir.join(CONFIG_FILE), &cfg)?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Micro-batches: rows padded to the longest row of the batch, with an attention mask; RTD
 //! targets or MLM masked positions and labels.
-use shared::masking::{mask_positions, SpecialIds};
-use shared::rng::{domain, CounterRng};
+use shared::corruption::masking::{mask_positions, SpecialIds};
+use shared::corruption::rng::{domain, CounterRng};
 
 use super::rows::{Cursor, Rows};
 
@@ -15,7 +15,7 @@ pub enum BatchKind {
 }
 
 /// Dynamic masking of the MLM objective: `rate` of the non-special tokens (round half up, at
-/// least one; `shared::masking`), chosen and replaced with a [`CounterRng`] keyed (seed, MLM,
+/// least one; `shared::corruption::masking`), chosen and replaced with a [`CounterRng`] keyed (seed, MLM,
 /// pass, sequence_id), so each pass over the data masks a sequence anew, independently of batch
 /// size and threads. Of the chosen positions 80% become [MASK], 10% a uniform random token and
 /// 10% keep their token (BERT's rule).

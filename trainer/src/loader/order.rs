@@ -1,7 +1,7 @@
 //! The order of one pass over an epoch: row groups shuffled, then cut into windows of
 //! `window` row groups whose rows are shuffled together. Pure functions of (seed, epoch,
 //! repeat), so the order never depends on thread count and a resumed run sees the same rows.
-use shared::rng::{domain, CounterRng};
+use shared::corruption::rng::{domain, CounterRng};
 
 /// Which pass over which epoch (repeat 0 is the first pass; `--repeat-last-epoch` adds more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

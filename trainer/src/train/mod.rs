@@ -24,7 +24,7 @@ use crate::optim::{AdamW, AdamWConfig};
 /// The seed torch is given before update `step`, so that dropout masks are a function of
 /// (seed, step) and a resumed run draws the same ones.
 pub fn torch_seed(seed: u64, step: u64) -> i64 {
-    let mut r = shared::rng::CounterRng::new(seed, &[0x7_0c4, step]);
+    let mut r = shared::corruption::rng::CounterRng::new(seed, &[0x7_0c4, step]);
     (r.next_u64() >> 1) as i64
 }
 
@@ -154,7 +154,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         .map(|t| t * 1e12)
         .or_else(|| gpu::name(device).and_then(|n| shared::cost::peak_flops(&n)));
     let mut peak_mem: Option<u64> = None;
-    let bar = shared::progress::Progress::new(
+    let bar = shared::runtime::progress::Progress::new(
         "trainer",
         rc.total_steps,
         "updates",
@@ -194,7 +194,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             epoch_now = hb.epoch;
             cursor_now = hb.cursor_after;
             let db = DeviceBatch::new(&hb, device);
-            let out = shared::device::with_autocast(device, || s.model.forward(&db, true));
+            let out = shared::runtime::device::with_autocast(device, || s.model.forward(&db, true));
             let mut loss = out.loss / k as f64;
             if args.debug_nan_at_step == Some(step + 1) {
                 loss = loss.g_mul_scalar(f64::NAN);
@@ -298,7 +298,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     s.model
         .save_pretrained(&export)
         .with_context(|| format!("exporting into {}", export.display()))?;
-    shared::atomic::write_atomic(&export.join("tokenizer.json"), &s.tokenizer_json)?;
+    shared::files::atomic::write_atomic(&export.join("tokenizer.json"), &s.tokenizer_json)?;
     eprintln!(
         "trainer: {} steps done; metrics in {}, export in {}",
         step,

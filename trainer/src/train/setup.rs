@@ -70,7 +70,7 @@ fn check_flags(a: &TrainArgs) -> anyhow::Result<()> {
 /// SHA-256 against the manifest's.
 fn read_tokenizer(args: &TrainArgs, first: &Folder) -> anyhow::Result<Vec<u8>> {
     let info = &first.tokenizer;
-    let manifest = first.dir.join(shared::spec::MANIFEST_FILE);
+    let manifest = first.dir.join(shared::format::spec::MANIFEST_FILE);
     let path = args
         .tokenizer
         .clone()
@@ -82,7 +82,7 @@ fn read_tokenizer(args: &TrainArgs, first: &Folder) -> anyhow::Result<Vec<u8>> {
             manifest.display()
         )
     })?;
-    let sha = shared::hash::sha256_hex(&bytes);
+    let sha = shared::files::hash::sha256_hex(&bytes);
     if sha != info.sha256 {
         bail!(
             "{}: sha256: expected {} (field tokenizer.sha256 of {}), found {sha}",
@@ -173,7 +173,7 @@ fn prepare_run_dir(
         }
     }
     std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    shared::atomic::write_json_atomic(&run_file, rc)?;
+    shared::files::atomic::write_json_atomic(&run_file, rc)?;
     Ok(None)
 }
 
@@ -181,7 +181,7 @@ impl Setup {
     pub fn new(args: &TrainArgs) -> anyhow::Result<Self> {
         check_flags(args)?;
         let run_dir = args.run_dir.clone().context("--run-dir is required")?;
-        let device = shared::device::parse_device(&args.device)?;
+        let device = shared::runtime::device::parse_device(&args.device)?;
         if args.loader_threads > 0 {
             let _ = rayon::ThreadPoolBuilder::new()
                 .num_threads(args.loader_threads)

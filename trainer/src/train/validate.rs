@@ -72,7 +72,7 @@ pub fn run(
         let mut counts = Tensor::zeros([5], (Kind::Double, device));
         for hb in &set.batches {
             let db = DeviceBatch::new(hb, device);
-            let out = shared::device::with_autocast(device, || model.forward(&db, false));
+            let out = shared::runtime::device::with_autocast(device, || model.forward(&db, false));
             loss_sum += out.loss.to_kind(Kind::Double) * out.counts.get(1);
             counts += out.counts;
         }

@@ -1,8 +1,8 @@
 //! Host side of one auxiliary-model batch: masking token rows, the padded input tensors, the
 //! per-position uniforms, and applying the sampled tokens to make the corrupted rows.
-use shared::masking::{mask_positions, SpecialIds};
-use shared::rng::{domain, CounterRng};
-use shared::sampling::{position_uniform, Sampled};
+use crate::corruption::masking::{mask_positions, SpecialIds};
+use crate::corruption::rng::{domain, CounterRng};
+use crate::corruption::sampling::{position_uniform, Sampled};
 
 /// One token row with its masked positions.
 #[derive(Debug, Clone)]

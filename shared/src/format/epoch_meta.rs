@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{EpochManifest, ScheduleInfo};
-use crate::spec::{shard_file_name, DATA_SPEC_VERSION};
+use crate::format::manifest::{EpochManifest, ScheduleInfo};
+use crate::format::spec::{shard_file_name, DATA_SPEC_VERSION};
 
 /// JSON of [`EpochSettings`].
 pub const META_SETTINGS: &str = "fast_electra.epoch_settings";
@@ -54,7 +54,7 @@ pub struct EpochSettings {
 impl EpochSettings {
     /// SHA-256 of the settings' compact JSON (fields in declaration order).
     pub fn fingerprint(&self) -> String {
-        crate::hash::sha256_hex(self.to_json().as_bytes())
+        crate::files::hash::sha256_hex(self.to_json().as_bytes())
     }
 
     /// Compact JSON, as stored under [`META_SETTINGS`].
@@ -153,9 +153,9 @@ impl ShardStats {
 /// paths of its shards in order. Fails when the manifest is missing (the epoch is incomplete),
 /// a listed shard is missing, or the shard names are not `part-00000.parquet`, ... in order.
 pub fn open_epoch_dir(dir: &Path) -> anyhow::Result<(EpochManifest, Vec<PathBuf>)> {
-    let manifest: EpochManifest = crate::manifest::read_manifest(dir)?;
-    let mpath = dir.join(crate::spec::MANIFEST_FILE);
-    if manifest.kind != crate::spec::epoch::KIND {
+    let manifest: EpochManifest = crate::format::manifest::read_manifest(dir)?;
+    let mpath = dir.join(crate::format::spec::MANIFEST_FILE);
+    if manifest.kind != crate::format::spec::epoch::KIND {
         anyhow::bail!(
             "{}: field kind: expected \"epoch\", found {:?}",
             mpath.display(),

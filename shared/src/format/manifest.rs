@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::spec::{DATA_SPEC_VERSION, MANIFEST_FILE};
+use crate::format::spec::{DATA_SPEC_VERSION, MANIFEST_FILE};
 
 /// One Parquet shard as listed in a manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

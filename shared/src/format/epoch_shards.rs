@@ -11,7 +11,7 @@ use arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Field, Int32Type, Int8Type, Schema, SchemaRef, UInt64Type};
 use arrow::record_batch::RecordBatch;
 
-use crate::spec::epoch as col;
+use crate::format::spec::epoch as col;
 
 /// A malformed epoch shard; every message names the file and the column.
 #[derive(Debug, thiserror::Error)]

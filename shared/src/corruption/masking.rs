@@ -8,7 +8,7 @@
 //!
 //! The corruption keys the RNG by `(seed, [domain::MASK, epoch, sequence_id])`; the trainer's MLM
 //! objective passes its own key (e.g. `[domain::MLM, step, sequence_id]`).
-use crate::rng::CounterRng;
+use crate::corruption::rng::CounterRng;
 
 /// Token ids never masked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +25,8 @@ impl SpecialIds {
     }
 }
 
-impl From<&crate::manifest::SpecialTokens> for SpecialIds {
-    fn from(s: &crate::manifest::SpecialTokens) -> Self {
+impl From<&crate::format::manifest::SpecialTokens> for SpecialIds {
+    fn from(s: &crate::format::manifest::SpecialTokens) -> Self {
         Self {
             cls: s.cls as i32,
             sep: s.sep as i32,
@@ -72,7 +72,7 @@ pub fn mask_positions(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::domain;
+    use crate::corruption::rng::domain;
 
     const SPECIAL: SpecialIds = SpecialIds {
         cls: 101,

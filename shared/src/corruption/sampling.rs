@@ -23,7 +23,7 @@
 //! The result depends on the uniforms and each row's logits only.
 use tch::{Kind, Tensor};
 
-use crate::rng::{domain, CounterRng};
+use crate::corruption::rng::{domain, CounterRng};
 
 /// Ids per block of the two-level inverse CDF. A multiple of 64, so that a vocabulary padded to
 /// it also suits the tensor cores of the vocabulary projection.

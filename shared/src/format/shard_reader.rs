@@ -29,7 +29,7 @@ pub struct ShardFile {
 /// [`Bytes`] made from it) is alive: a truncated file makes reads of the map fault (SIGBUS), and
 /// a modified one changes bytes that Rust treats as immutable. Shards satisfy this by
 /// construction: they are written under a temporary name and renamed into place
-/// ([`crate::atomic`]), never written in place, and a rewrite renames a new file over the name,
+/// ([`crate::files::atomic`]), never written in place, and a rewrite renames a new file over the name,
 /// leaving the mapped inode untouched.
 #[allow(unsafe_code)]
 unsafe fn map_read_only(file: &std::fs::File) -> std::io::Result<Mmap> {
@@ -52,7 +52,7 @@ impl ShardFile {
             path.display()
         );
         // SAFETY: shards are only ever written to a temporary name and renamed into place
-        // (shared::atomic, shared::parquet_write), never modified or truncated in place, so the
+        // (shared::files::atomic, shared::format::shard_writer), never modified or truncated in place, so the
         // mapped file stays as it is for the life of the map. See `map_read_only`'s contract.
         #[allow(unsafe_code)]
         let map = unsafe { map_read_only(&file) }
@@ -94,7 +94,7 @@ impl ShardFile {
         self.metadata.metadata().row_group(i).num_rows() as u64
     }
 
-    /// A Parquet key-value metadata entry of the file, e.g. [`crate::spec::META_KIND`].
+    /// A Parquet key-value metadata entry of the file, e.g. [`crate::format::spec::META_KIND`].
     pub fn key_value(&self, key: &str) -> Option<String> {
         self.metadata
             .metadata()

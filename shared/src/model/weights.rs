@@ -196,7 +196,7 @@ pub fn checkpoint_fingerprint(dir: &Path) -> anyhow::Result<String> {
     let config = dir.join(CONFIG_FILE);
     text.push_str(&format!(
         "{CONFIG_FILE}:{}\n",
-        crate::hash::sha256_file(&config)
+        crate::files::hash::sha256_file(&config)
             .with_context(|| format!("fingerprinting model folder {}", dir.display()))?
     ));
     for file in weight_files(dir)? {
@@ -204,7 +204,10 @@ pub fn checkpoint_fingerprint(dir: &Path) -> anyhow::Result<String> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        text.push_str(&format!("{name}:{}\n", crate::hash::sha256_file(&file)?));
+        text.push_str(&format!(
+            "{name}:{}\n",
+            crate::files::hash::sha256_file(&file)?
+        ));
     }
-    Ok(crate::hash::sha256_hex(text.as_bytes()))
+    Ok(crate::files::hash::sha256_hex(text.as_bytes()))
 }

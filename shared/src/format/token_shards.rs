@@ -8,13 +8,9 @@ use arrow::record_batch::RecordBatch;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::manifest::{read_manifest, TokenManifest};
-use crate::shard_file::ShardFile;
-use crate::spec::token_dir::{
-    META_DATASET_FINGERPRINT, META_MAX_SEQ_LEN, META_SPLIT, META_TOKENIZER_SHA256, META_VOCAB_SIZE,
-};
-use crate::spec::tokens::{DOC_ID, INPUT_IDS, KIND, SEQUENCE_ID};
-use crate::spec::{DATA_SPEC_VERSION, MANIFEST_FILE, META_DATA_SPEC_VERSION, META_KIND};
+use crate::format::manifest::{read_manifest, TokenManifest};
+use crate::format::spec::tokens::{DOC_ID, INPUT_IDS, KIND, SEQUENCE_ID};
+use crate::format::spec::MANIFEST_FILE;
 
 /// The item field of the `input_ids` list column: `item`, `Int32`, not null.
 fn input_ids_item() -> Arc<Field> {
@@ -240,47 +236,6 @@ pub fn open_token_dir(dir: &Path) -> anyhow::Result<(TokenManifest, Vec<PathBuf>
     Ok((manifest, paths))
 }
 
-/// Checks that `shard` is a token shard of the dataset `manifest` describes: its schema, and its
-/// key-value metadata (data-spec version, kind, split, dataset fingerprint, tokenizer, maximum
-/// length, vocabulary size) against the manifest. Errors name the file, the key, expected and
-/// found.
-pub fn check_token_shard(shard: &ShardFile, manifest: &TokenManifest) -> anyhow::Result<()> {
-    let path = shard.path().display();
-    let schema = shard.schema();
-    let expected = token_schema();
-    for field in expected.fields() {
-        let found = schema.field_with_name(field.name()).ok();
-        anyhow::ensure!(
-            found.is_some_and(|f| f.data_type() == field.data_type()),
-            "{path}: column {}: expected {}, found {}",
-            field.name(),
-            field.data_type(),
-            found.map_or("no such column".to_string(), |f| f.data_type().to_string())
-        );
-    }
-    let expect = [
-        (META_DATA_SPEC_VERSION, DATA_SPEC_VERSION.to_string()),
-        (META_KIND, KIND.to_string()),
-        (META_SPLIT, manifest.split.clone()),
-        (
-            META_DATASET_FINGERPRINT,
-            manifest.dataset_fingerprint.clone(),
-        ),
-        (META_TOKENIZER_SHA256, manifest.tokenizer.sha256.clone()),
-        (META_MAX_SEQ_LEN, manifest.max_seq_len.to_string()),
-        (META_VOCAB_SIZE, manifest.tokenizer.vocab_size.to_string()),
-    ];
-    for (key, want) in expect {
-        let found = shard.key_value(key);
-        anyhow::ensure!(
-            found.as_deref() == Some(want.as_str()),
-            "{path}: metadata {key}: expected {want} (from the manifest), found {}",
-            found.unwrap_or_else(|| "nothing".to_string())
-        );
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,8 +254,9 @@ mod tests {
         let path = dir.path().join("part-00000.parquet");
         let rows = sample();
         let batch = rows.to_batch().unwrap();
-        crate::parquet_write::write_shard(&path, token_schema(), &[batch], &[], 2, 13).unwrap();
-        let shard = ShardFile::open(&path).unwrap();
+        crate::format::shard_writer::write_shard(&path, token_schema(), &[batch], &[], 2, 13)
+            .unwrap();
+        let shard = crate::format::shard_reader::ShardFile::open(&path).unwrap();
         assert_eq!(shard.num_rows(), 3);
         assert_eq!(shard.num_row_groups(), 2);
         assert_eq!(shard.row_group_rows(1), 1);

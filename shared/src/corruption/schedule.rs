@@ -1,4 +1,4 @@
-//! Temperature schedules of Fast-ELECTRA (DESIGN.md equation 2 and the paper's alternatives).
+//! Temperature schedules of Fast-ELECTRA (equation 2 of `docs/design.md` and the paper's alternatives).
 //!
 //! The temperature of epoch `e` of `E` is a pure function of `u = e / E`, the fraction of
 //! training done when the epoch starts:
@@ -13,7 +13,7 @@
 //! `step` cuts training into `k` equal stretches and lowers T by `(T0 - 1) / k` at the start of
 //! each; the first stretch runs at `T0`. For `step`, `floor(e * k / E)` is computed in integers so
 //! that an epoch on a step boundary never lands on the wrong side through rounding.
-use crate::manifest::ScheduleInfo;
+use crate::format::manifest::ScheduleInfo;
 
 /// Why a schedule's parameters were refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -32,7 +32,7 @@ pub enum ScheduleError {
 /// A temperature schedule with checked parameters (build it with [`TemperatureSchedule::new`]).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TemperatureSchedule {
-    /// `1 + (t0 - 1) * exp(-u / tau)`: equation 2 of DESIGN.md.
+    /// `1 + (t0 - 1) * exp(-u / tau)`: equation 2 of `docs/design.md`.
     Exp { t0: f64, tau: f64 },
     /// `t0` in every epoch.
     Const { t0: f64 },

@@ -1,5 +1,5 @@
 //! Writing one Parquet shard (zstd, bounded row groups, key-value metadata), atomically: the file
-//! is written under a temporary name, synced and renamed (see [`crate::atomic`]), so a reader
+//! is written under a temporary name, synced and renamed (see [`crate::files::atomic`]), so a reader
 //! never sees half a shard. Used for token shards (data-spec "Token shards") and epoch shards.
 use anyhow::Context;
 use arrow::datatypes::SchemaRef;
@@ -12,15 +12,15 @@ use sha2::{Digest, Sha256};
 use std::io::{BufWriter, Write};
 use std::path::Path;
 
-use crate::manifest::ShardEntry;
-use crate::spec::{DATA_SPEC_VERSION, META_DATA_SPEC_VERSION};
+use crate::format::manifest::ShardEntry;
+use crate::format::spec::{DATA_SPEC_VERSION, META_DATA_SPEC_VERSION};
 
 /// zstd level of every shard: level 3 (zstd's own default) compresses token ids about as well as
 /// higher levels at a fraction of the time.
 pub const ZSTD_LEVEL: i32 = 3;
 
 /// Writes `batches` (one schema) as one zstd Parquet file at `path`, atomically (temp + rename via
-/// [`crate::atomic`]), with `metadata` as Parquet key-value metadata (plus
+/// [`crate::files::atomic`]), with `metadata` as Parquet key-value metadata (plus
 /// [`META_DATA_SPEC_VERSION`], added here), row groups of at most `row_group_rows` rows. Returns
 /// the manifest entry (rows, bytes, sha256; `tokens` = the number passed in).
 ///
@@ -58,7 +58,7 @@ pub fn write_shard(
         .set_key_value_metadata(Some(kv))
         .build();
 
-    let tmp = crate::atomic::temp_path(path);
+    let tmp = crate::files::atomic::temp_path(path);
     let result = write_to(&tmp, schema, batches, props);
     let (rows, bytes, sha256) = match result {
         Ok(v) => v,
@@ -67,7 +67,7 @@ pub fn write_shard(
             return Err(e.context(format!("writing shard {}", path.display())));
         }
     };
-    crate::atomic::commit(&tmp, path)?;
+    crate::files::atomic::commit(&tmp, path)?;
     Ok(ShardEntry {
         file: file_name,
         rows,
@@ -150,10 +150,13 @@ mod tests {
         assert_eq!(entry.rows, 20);
         assert_eq!(entry.tokens, 7);
         assert_eq!(entry.bytes, std::fs::metadata(&path).unwrap().len());
-        assert_eq!(entry.sha256, crate::hash::sha256_file(&path).unwrap());
+        assert_eq!(
+            entry.sha256,
+            crate::files::hash::sha256_file(&path).unwrap()
+        );
         // Only the shard is left: no temporary file.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        let shard = crate::shard_file::ShardFile::open(&path).unwrap();
+        let shard = crate::format::shard_reader::ShardFile::open(&path).unwrap();
         assert_eq!(shard.num_row_groups(), 5);
         assert_eq!(
             shard.key_value("fast_electra.kind").as_deref(),

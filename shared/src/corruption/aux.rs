@@ -3,14 +3,14 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use crate::corruption::sampling::{padded_vocab, sample_tempered, Sampled};
+use crate::format::manifest::AuxModelInfo;
+use crate::model::{checkpoint_fingerprint, load_masked_lm, MaskedLm, ModelConfig, Pretrained};
 use anyhow::Context;
-use shared::manifest::AuxModelInfo;
-use shared::model::{checkpoint_fingerprint, load_masked_lm, MaskedLm, ModelConfig, Pretrained};
-use shared::sampling::{padded_vocab, sample_tempered, Sampled};
 use tch::{Device, Tensor};
 
 use super::batch::Inputs;
-use super::clock::StageClock;
+use crate::runtime::clock::StageClock;
 
 /// What the folder says about the model, read without loading the weights.
 #[derive(Debug, Clone)]
@@ -182,7 +182,7 @@ impl AuxModel {
                 .to_device(self.device);
             let positions = Tensor::from_slice(&positions).to_device(self.device);
             clock.mark(0);
-            shared::device::with_autocast(self.device, || {
+            crate::runtime::device::with_autocast(self.device, || {
                 let model = &self.lm.model;
                 let hidden = model.hidden_at(&ids, &mask, &positions, false);
                 clock.mark(1);
@@ -230,10 +230,10 @@ fn padded_decoder(model: &MaskedLm) -> (Tensor, Tensor) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::batch::{build_inputs, Keys, Seq};
     use super::*;
-    use shared::masking::SpecialIds;
-    use shared::model::{init_masked_lm, Architecture};
+    use crate::corruption::batch::{build_inputs, Keys, Seq};
+    use crate::corruption::masking::SpecialIds;
+    use crate::model::{init_masked_lm, Architecture};
     use tch::Kind;
 
     fn tiny_inputs(vocab: i32) -> Inputs {
