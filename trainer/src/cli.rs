@@ -156,6 +156,22 @@ pub struct CostArgs {
     /// Fraction of positions the auxiliary model predicts (its vocabulary logits).
     #[arg(long, default_value_t = 0.15)]
     pub mask_rate: f64,
+    /// What to count: `system` (this system: auxiliary logits at the masked positions only,
+    /// softmax and heads included, GiB) or `paper` (the Fast-ELECTRA paper's Table 1: the
+    /// auxiliary vocabulary projection at every position, no softmax or heads, relative
+    /// positions, decimal GB; `--model base --aux-layers 4 --vocab 128000 --batch-size 2048`
+    /// gives its base column).
+    #[arg(long, value_enum, default_value_t = Accounting::System)]
+    pub accounting: Accounting,
+}
+
+/// The cost accounting of `trainer cost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accounting {
+    /// This system's costs (shared::cost).
+    System,
+    /// The paper's Table 1 rules (shared::cost::paper).
+    Paper,
 }
 
 #[derive(Debug, Clone, Args)]

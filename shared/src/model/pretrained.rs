@@ -1,7 +1,7 @@
 //! Hugging Face model folders (`config.json` + `model.safetensors`): load into, and save from,
 //! the models of this crate.
 use super::weights::{load_weights, weight_files, weights_bytes, CONFIG_FILE, WEIGHTS_FILE};
-use super::{Architecture, Discriminator, MaskedLm, ModelConfig};
+use super::{Architecture, Discriminator, MaskedLm, ModelConfig, NATIVE_MODEL_TYPE};
 use anyhow::{bail, Context};
 use std::path::Path;
 use tch::{nn::VarStore, Device};
@@ -40,6 +40,7 @@ pub fn init_masked_lm(
 ) -> anyhow::Result<Pretrained<MaskedLm>> {
     let vs = VarStore::new(device);
     let model = MaskedLm::new(&vs.root(), config, arch)?;
+    super::admin::initialize(&model.encoder, config.vocab_size, device);
     Ok(Pretrained {
         model,
         vs,
@@ -55,6 +56,7 @@ pub fn init_discriminator(
 ) -> anyhow::Result<Pretrained<Discriminator>> {
     let vs = VarStore::new(device);
     let model = Discriminator::new(&vs.root(), config)?;
+    super::admin::initialize(&model.encoder, config.vocab_size, device);
     Ok(Pretrained {
         model,
         vs,
@@ -82,7 +84,11 @@ fn resolve_architecture(
         Some(a) => a,
         None => match (cfg.model_type.as_str(), wanted.first()) {
             ("bert", _) => Architecture::BertForMaskedLM,
-            ("electra", Some(&first)) if first != Architecture::BertForMaskedLM => first,
+            ("electra" | NATIVE_MODEL_TYPE, Some(&first))
+                if first != Architecture::BertForMaskedLM =>
+            {
+                first
+            }
             (other, _) => bail!(
                 "{}: field model_type: expected \"electra\" or \"bert\", found {other:?}",
                 path.display()
@@ -96,7 +102,8 @@ fn resolve_architecture(
             wanted_names()
         );
     }
-    if cfg.model_type != arch.model_type() {
+    let native_ok = cfg.model_type == NATIVE_MODEL_TYPE && arch != Architecture::BertForMaskedLM;
+    if cfg.model_type != arch.model_type() && !native_ok {
         bail!(
             "{}: field model_type: expected {:?} for {arch}, found {:?}",
             path.display(),
@@ -167,7 +174,10 @@ pub fn save_pretrained(
         Architecture::BertForMaskedLM => config.embedding_size,
         _ => Some(config.effective_embedding_size()),
     };
-    cfg.model_type = arch.model_type().to_string();
+    cfg.model_type = match cfg.hugging_face_incompatibility() {
+        Some(_) => NATIVE_MODEL_TYPE.to_string(),
+        None => arch.model_type().to_string(),
+    };
     cfg.architectures = Some(vec![arch.as_str().to_string()]);
     cfg.validate()
         .with_context(|| format!("saving model config into {}", dir.display()))?;

@@ -58,7 +58,7 @@ impl Model {
 /// The model config of `--model` (a preset name or a config.json) for a vocabulary of `vocab`
 /// tokens and sequences of up to `max_seq_len`.
 pub fn resolve_config(model: &str, vocab: u32, max_seq_len: u32) -> anyhow::Result<ModelConfig> {
-    let cfg = if matches!(model, "tiny" | "small" | "base" | "large") {
+    let cfg = if ModelConfig::is_preset(model) {
         ModelConfig::preset(model, vocab as i64)?
     } else {
         let path = Path::new(model);
