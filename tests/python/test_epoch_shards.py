@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, ElectraConfig, ElectraForMaskedLM
+from shared_data import SHARED
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SHARED = pathlib.Path(os.environ.get("FAST_ELECTRA_SHARED_DATA", REPO.parent / "shared" / "data"))
 SPECIAL = {0, 101, 102, 103}
 
 

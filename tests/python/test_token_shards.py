@@ -14,10 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
+from shared_data import SHARED, TOKENIZER
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("FAST_ELECTRA_SHARED_DATA", REPO.parent / "shared" / "data"))
-TOKENIZER = SHARED / "tokenizers" / "bert-base-uncased" / "tokenizer.json"
 MAX_SEQ_LEN, MIN_TAIL, ROWS_PER_SHARD, ROW_GROUP_ROWS = 96, 16, 150, 32
 
 
