@@ -27,7 +27,8 @@ pub enum Command {
     LoaderBench(BenchArgs),
 }
 
-/// The training objective.
+/// The training objective. With [`Objective::spec`](crate::objectives) this enum is the
+/// registry of objectives: a new one adds a variant here and a line there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Objective {
@@ -43,11 +44,14 @@ pub struct TrainArgs {
     /// epochs are trained in the order of the epoch number in their manifests.
     #[arg(long, num_args = 1.., required = true)]
     pub shards: Vec<PathBuf>,
-    /// The run folder (metrics.jsonl, checkpoints/, plots, export/). Refused if it holds
-    /// another run, unless --resume.
-    #[arg(long, required = true)]
+    /// The run folder (run.json, metrics.jsonl, loss.png, accuracy.png, checkpoints/,
+    /// export/). Refused if it holds another run, unless --resume (which needs it given)
+    /// [default: a new folder runs/<objective>-<model>-<UTC yyyymmdd-HHMMSS> under the current
+    /// directory, with -2, -3, ... appended if that exists; printed at start].
+    #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    /// Model size: tiny, small, base or large, or a Hugging Face config.json.
+    /// Model size: tiny, small, base or large, or a Hugging Face config.json (its file stem
+    /// names the default run folder).
     #[arg(long, default_value = "base")]
     pub model: String,
     /// Training objective.
@@ -99,7 +103,7 @@ pub struct TrainArgs {
     /// Seed of initialisation, shuffling, dropout and MLM masking.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Continue the run in --run-dir from its latest checkpoint.
+    /// Continue the run in --run-dir (required then) from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,
     /// When the updates need more rows than the epochs hold, pass over the last epoch again

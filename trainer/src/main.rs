@@ -12,7 +12,9 @@ mod lr;
 mod metrics;
 mod objectives;
 mod optim;
+mod outputs;
 mod plots;
+mod rng;
 mod train;
 
 fn main() -> ExitCode {
