@@ -113,7 +113,7 @@ def test_pyarrow_reads_every_file_and_metadata_matches_manifest(data, kind):
         assert pf.metadata.row_group(0).column(1).compression == "ZSTD"
         meta = {k.decode(): v.decode() for k, v in pf.metadata.metadata.items()}
         assert meta["fast_electra.kind"] == "epoch"
-        assert meta["fast_electra.data_spec_version"] == "1"
+        assert meta["fast_electra.data_spec_version"] == "2"
         assert meta["fast_electra.epoch"] == "1"
         settings = meta["fast_electra.epoch_settings"]
         assert hashlib.sha256(settings.encode()).hexdigest() == meta["fast_electra.settings_fingerprint"]

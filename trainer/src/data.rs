@@ -175,8 +175,9 @@ fn same<T: PartialEq + std::fmt::Debug>(
     Ok(())
 }
 
-/// Checks that `other` is compatible with `reference`: tokenizer, auxiliary model, sequence
-/// length, vocabulary (and, for two training epochs, the corruption settings).
+/// Checks that `other` is compatible with `reference`: tokenizer, replaced-token distribution and
+/// augmentation, auxiliary model, sequence length, vocabulary (and, for two training epochs, the
+/// corruption settings: schedules, alpha, term frequencies).
 pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> anyhow::Result<()> {
     same(
         "tokenizer.sha256",
@@ -200,6 +201,21 @@ pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> a
         other.vocab_size,
     )?;
     if let (Some(a), Some(b)) = (&reference.epoch_manifest, &other.epoch_manifest) {
+        // The replaced-token distribution (data-spec version 1 reads as aux + temperature).
+        same(
+            "distribution",
+            reference,
+            other,
+            &a.distribution,
+            &b.distribution,
+        )?;
+        same(
+            "augmentation",
+            reference,
+            other,
+            &a.augmentation,
+            &b.augmentation,
+        )?;
         same(
             "aux_model.sha256",
             reference,
@@ -220,6 +236,21 @@ pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> a
             same("epochs", reference, other, a.epochs, b.epochs)?;
             same("schedule", reference, other, &a.schedule, &b.schedule)?;
             same("mask_rate", reference, other, a.mask_rate, b.mask_rate)?;
+            same("alpha", reference, other, a.alpha, b.alpha)?;
+            same(
+                "gamma_schedule",
+                reference,
+                other,
+                &a.gamma_schedule,
+                &b.gamma_schedule,
+            )?;
+            same(
+                "term_frequency_sha256",
+                reference,
+                other,
+                &a.term_frequency_sha256,
+                &b.term_frequency_sha256,
+            )?;
         }
     }
     Ok(())

@@ -26,8 +26,8 @@ pub use encoder::Encoder;
 pub use masked_lm::MaskedLm;
 pub use mlm_head::MlmHead;
 pub use pretrained::{
-    init_discriminator, init_masked_lm, load_discriminator, load_masked_lm, save_pretrained,
-    Pretrained,
+    init_discriminator, init_masked_lm, load_discriminator, load_masked_lm, load_masked_lm_with,
+    save_pretrained, Pretrained,
 };
 pub use rtd_head::RtdHead;
 pub use weights::{

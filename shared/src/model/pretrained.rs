@@ -118,10 +118,12 @@ fn load<M>(
     dir: &Path,
     device: Device,
     wanted: &[Architecture],
+    edit: impl FnOnce(&mut ModelConfig),
     build: impl FnOnce(&VarStore, &ModelConfig, Architecture) -> anyhow::Result<M>,
 ) -> anyhow::Result<Pretrained<M>> {
     let config_path = dir.join(CONFIG_FILE);
-    let config = ModelConfig::from_file(&config_path)?;
+    let mut config = ModelConfig::from_file(&config_path)?;
+    edit(&mut config);
     let architecture = resolve_architecture(&config, &config_path, wanted)?;
     let files = weight_files(dir)?;
     let vs = VarStore::new(device);
@@ -138,6 +140,16 @@ fn load<M>(
 
 /// Loads an `ElectraForMaskedLM` or `BertForMaskedLM` folder; weights become fp32 on `device`.
 pub fn load_masked_lm(dir: &Path, device: Device) -> anyhow::Result<Pretrained<MaskedLm>> {
+    load_masked_lm_with(dir, device, |_| {})
+}
+
+/// [`load_masked_lm`], with the folder's config changed by `edit` before the model is built
+/// (e.g. other dropout rates; the weights do not depend on them).
+pub fn load_masked_lm_with(
+    dir: &Path,
+    device: Device,
+    edit: impl FnOnce(&mut ModelConfig),
+) -> anyhow::Result<Pretrained<MaskedLm>> {
     load(
         dir,
         device,
@@ -145,6 +157,7 @@ pub fn load_masked_lm(dir: &Path, device: Device) -> anyhow::Result<Pretrained<M
             Architecture::ElectraForMaskedLM,
             Architecture::BertForMaskedLM,
         ],
+        edit,
         |vs, cfg, arch| MaskedLm::new(&vs.root(), cfg, arch),
     )
 }
@@ -155,6 +168,7 @@ pub fn load_discriminator(dir: &Path, device: Device) -> anyhow::Result<Pretrain
         dir,
         device,
         &[Architecture::ElectraForPreTraining],
+        |_| {},
         |vs, cfg, _| Discriminator::new(&vs.root(), cfg),
     )
 }
