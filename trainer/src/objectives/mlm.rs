@@ -17,8 +17,8 @@ use crate::metrics::CountTensors;
 pub const SPEC: ObjectiveSpec = ObjectiveSpec {
     name: "mlm",
     data: DataKind::Tokens,
-    batches: batches,
-    build: build,
+    batches,
+    build,
 };
 
 fn batches(c: &BatchContext) -> BatchKind {

@@ -16,8 +16,8 @@ use crate::metrics::CountTensors;
 pub const SPEC: ObjectiveSpec = ObjectiveSpec {
     name: "rtd",
     data: DataKind::Epochs,
-    batches: batches,
-    build: build,
+    batches,
+    build,
 };
 
 fn batches(_: &BatchContext) -> BatchKind {

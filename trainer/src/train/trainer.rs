@@ -177,6 +177,7 @@ impl Trainer {
     }
 
     /// Whether `every` divides the updates done, or the run just finished.
+    #[allow(clippy::manual_is_multiple_of)] // u64::is_multiple_of needs Rust 1.87; rust-version is 1.85
     pub fn due(&self, every: u64) -> bool {
         self.step % every == 0 || self.done()
     }
