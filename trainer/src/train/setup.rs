@@ -189,7 +189,11 @@ impl Setup {
         let validation_folder = open_validation(&c, spec, &folders[0])?;
         let first = &folders[0];
         let tokenizer_json = read_tokenizer(c.tokenizer.as_deref(), first)?;
-        let model_config = resolve_config(&c.model, first.vocab_size, first.max_seq_len)?;
+        let mut model_config = resolve_config(&c.model, first.vocab_size, first.max_seq_len)?;
+        if let Some(p) = c.dropout {
+            model_config.hidden_dropout_prob = p;
+            model_config.attention_probs_dropout_prob = p;
+        }
         let pad_id = first.tokenizer.special_tokens.pad as i32;
         let batch = BatchContext {
             seed: c.hyper.seed,

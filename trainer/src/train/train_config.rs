@@ -68,6 +68,8 @@ pub struct TrainConfig {
     pub objective: Objective,
     /// `--model` as given (a preset name or a config.json path).
     pub model: String,
+    /// `--dropout`: hidden and attention dropout overriding the model config's.
+    pub dropout: Option<f64>,
     pub shards: Vec<PathBuf>,
     pub validation: Option<PathBuf>,
     /// `--tokenizer`: the tokenizer.json for the export (else the manifest's path).
@@ -126,6 +128,11 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 bail!("--peak-tflops: expected a positive number, found {t}");
             }
         }
+        if let Some(p) = a.dropout {
+            if !(0.0..1.0).contains(&p) {
+                bail!("--dropout: expected a probability in [0, 1), found {p}");
+            }
+        }
         if a.shards.is_empty() {
             bail!("--shards: expected at least one folder, found none");
         }
@@ -139,6 +146,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
         Ok(Self {
             objective: a.objective,
             model: a.model.clone(),
+            dropout: a.dropout,
             shards: a.shards.clone(),
             validation: a.validation.clone(),
             tokenizer: a.tokenizer.clone(),
