@@ -361,7 +361,7 @@ mod tests {
         assert!(with(&["--aux-model", "m"]).contains("unused by --distribution uniform"));
         assert!(with(&["--augmentation", "dropout"]).contains("--distribution aux only"));
         assert!(with(&["--alpha", "1"]).contains("--alpha: expected a number in (0, 1), found 1"));
-        assert!(with(&["--gamma-max", "-0.5"]).contains("--gamma-max"));
+        assert!(with(&["--gamma-max=-0.5"]).contains("--gamma-max: expected a number in [0, 1]"));
         assert!(config(&["--epoch", "0", "--distribution", "zipf"]).is_err());
     }
 
