@@ -211,7 +211,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             });
         }
         let lr = sched.at(step);
-        let norm = opt.clip_and_step(lr, rc.clip_norm);
+        let norm = opt.clip_and_step(lr, rc.clip_norm)?;
         opt.zero_grad();
         step += 1;
         iv.losses.push((step, step_loss.expect("grad_accum >= 1")));
