@@ -55,7 +55,8 @@ fn main() {
         .file("csrc/optim.cpp")
         .file("csrc/dist.cpp")
         .file("csrc/nccl.cpp");
-    if let Some(dirs) = nccl_include_dirs(&root, &lib) {
+    let nccl = nccl_include_dirs(&root, &lib);
+    if let Some(dirs) = &nccl {
         build
             .define("FE_WITH_NCCL", None)
             .define("USE_C10D_NCCL", None)
@@ -72,6 +73,11 @@ fn main() {
     // The extension's references into libtorch (after the static library on the link line).
     println!("cargo:rustc-link-lib=dylib=torch_cpu");
     println!("cargo:rustc-link-lib=dylib=c10");
+    if nccl.is_some() {
+        // ProcessGroupNCCL and c10::cuda::set_device.
+        println!("cargo:rustc-link-lib=dylib=torch_cuda");
+        println!("cargo:rustc-link-lib=dylib=c10_cuda");
+    }
 }
 
 /// The include folders of CUDA (with `crt/`), its `cccl` and NCCL in the torch wheel's

@@ -7,6 +7,7 @@ mod checkpoint;
 mod cli;
 mod cost_cmd;
 mod data;
+mod dist;
 mod ext;
 mod loader;
 mod lr;

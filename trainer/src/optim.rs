@@ -392,7 +392,7 @@ mod tests {
         let (vs, _lin) = setup();
         let mut opt = AdamW::new(&vs, AdamWConfig::default()).unwrap();
         let _ = opt.grads().shallow_clone().fill_(0.5);
-        opt.clip_and_step(0.1, 2.0).unwrap();
+        let _ = opt.clip_and_step(0.1, 2.0).unwrap();
         let state = opt.state();
         let (vs2, _lin2) = setup();
         let mut opt2 = AdamW::new(&vs2, AdamWConfig::default()).unwrap();
@@ -402,8 +402,8 @@ mod tests {
         let _ = opt.grads().shallow_clone().fill_(0.5);
         let _ = opt2.grads().shallow_clone().fill_(0.5);
         let _ = opt2.params().shallow_clone().copy_(opt.params());
-        opt.clip_and_step(0.1, 2.0).unwrap();
-        opt2.clip_and_step(0.1, 2.0).unwrap();
+        let _ = opt.clip_and_step(0.1, 2.0).unwrap();
+        let _ = opt2.clip_and_step(0.1, 2.0).unwrap();
         assert!(opt.params().equal(opt2.params()));
         let bad = vec![
             ("exp_avg".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu))),
