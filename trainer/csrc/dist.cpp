@@ -63,11 +63,6 @@ char* fe_store_add(FeStore* s, const char* key, int64_t delta, int64_t* out) {
   return fe::guard([&] { *out = s->store->add(std::string(key), delta); });
 }
 
-// Whether `key` is present, without waiting.
-char* fe_store_check(FeStore* s, const char* key, bool* out) {
-  return fe::guard([&] { *out = s->store->check({std::string(key)}); });
-}
-
 char* fe_pg_gloo(FeStore* s, int rank, int size, int64_t timeout_ms, FePg** out) {
   return fe::guard([&] {
     auto timeout = std::chrono::milliseconds(timeout_ms);

@@ -70,7 +70,6 @@ extern "C" {
     ) -> *mut c_char;
     fn fe_store_add(s: *mut FeStore, key: *const c_char, delta: i64, out: *mut i64)
         -> *mut c_char;
-    fn fe_store_check(s: *mut FeStore, key: *const c_char, out: *mut bool) -> *mut c_char;
 
     fn fe_has_nccl() -> bool;
     fn fe_pg_gloo(
@@ -241,15 +240,6 @@ impl Store {
         check(unsafe { fe_store_add(self.0.as_ptr(), key.as_ptr(), delta, &mut out) })?;
         Ok(out)
     }
-
-    /// Whether `key` is set (does not wait).
-    pub fn contains(&self, key: &str) -> anyhow::Result<bool> {
-        let key = cstring(key)?;
-        let mut out = false;
-        // SAFETY: live handle; `out` is a valid place.
-        check(unsafe { fe_store_check(self.0.as_ptr(), key.as_ptr(), &mut out) })?;
-        Ok(out)
-    }
 }
 
 impl Drop for Store {
@@ -260,12 +250,10 @@ impl Drop for Store {
     }
 }
 
-/// Reduction of an all-reduce.
+/// Reduction of an all-reduce (the C++ side also has max = 1, min = 2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReduceOp {
     Sum = 0,
-    Max = 1,
-    Min = 2,
 }
 
 /// A c10d process group (`ProcessGroupGloo` or `ProcessGroupNCCL`).

@@ -14,6 +14,7 @@ mod lr;
 mod metrics;
 mod objectives;
 mod optim;
+mod parallel;
 mod plots;
 mod train;
 
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(cli::Command::Cost(args)) => cost_cmd::run(args),
         Some(cli::Command::LoaderBench(args)) => train::bench::run(args),
+        Some(cli::Command::DistCheck(args)) => dist::check(args),
         None => train::run(&cli.train),
     };
     match result {

@@ -20,6 +20,7 @@ use crate::lr::LinearSchedule;
 use crate::metrics::{rates, MetricsWriter, TrainRecord};
 use crate::objectives::DeviceBatch;
 use crate::optim::{AdamW, AdamWConfig};
+use crate::parallel::Parallel;
 
 /// The seed torch is given before update `step`, so that dropout masks are a function of
 /// (seed, step) and a resumed run draws the same ones.
@@ -39,6 +40,8 @@ struct Interval {
     losses: Vec<(u64, Tensor)>,
     grad_norms: Vec<Tensor>,
     counts: Option<Tensor>,
+    /// Leading entries of `losses` already summed over the ranks.
+    losses_reduced: usize,
 }
 
 impl Interval {
@@ -52,8 +55,42 @@ impl Interval {
             losses: vec![],
             grad_norms: vec![],
             counts: None,
+            losses_reduced: 0,
         }
     }
+}
+
+/// Data-parallel runs: sums the interval's losses not summed yet (each rank holds its weighted
+/// share of every update's loss) and, with `counts`, the metric counts over the ranks, in one
+/// all-reduce, so that every rank sees the global values (and stops on the same non-finite one).
+fn reduce_interval(par: &mut Parallel, iv: &mut Interval, counts: bool) -> anyhow::Result<()> {
+    if par.world == 1 {
+        return Ok(());
+    }
+    let fresh: Vec<Tensor> = iv.losses[iv.losses_reduced..]
+        .iter()
+        .map(|(_, t)| t.to_kind(Kind::Double).view([1]))
+        .collect();
+    let n = fresh.len() as i64;
+    let mut parts = fresh;
+    let c = if counts { iv.counts.take() } else { None };
+    if let Some(c) = &c {
+        parts.push(c.to_kind(Kind::Double).view([-1]));
+    }
+    if parts.is_empty() {
+        return Ok(());
+    }
+    let flat = Tensor::cat(&parts, 0);
+    let step = iv.losses.last().map_or(0, |(s, _)| *s);
+    par.sum(&flat, &format!("the all-reduce of the losses and metrics up to update {step}"))?;
+    for (i, entry) in iv.losses[iv.losses_reduced..].iter_mut().enumerate() {
+        entry.1 = flat.get(i as i64);
+    }
+    iv.losses_reduced = iv.losses.len();
+    if c.is_some() {
+        iv.counts = Some(flat.narrow(0, n, flat.size()[0] - n));
+    }
+    Ok(())
 }
 
 /// Syncs the interval's losses and gradient norms to the host; the first non-finite one stops
@@ -125,6 +162,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         None => (0, Default::default()),
     };
+    // Every rank starts from rank 0's weights (fresh runs: one initialisation; resumed runs
+    // loaded the same checkpoint, so this only guards against a mixed-up file system).
+    s.par
+        .broadcast_from_rank0(opt.params(), "broadcasting rank 0's weights")?;
+    let world = s.par.world;
+    let mut allreduce_time = Duration::ZERO;
     let mut last_good = s.resume_from.as_ref().map(|(_, d)| d.clone());
     let epochs = Arc::new(std::mem::take(&mut s.epochs));
     let temperatures: std::collections::HashMap<u32, Option<f64>> = s.temperatures.clone();
@@ -142,7 +185,17 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         },
         cursor,
     );
-    let mut metrics = MetricsWriter::open(&s.run_dir, Some(step))?;
+    // Rank 0 writes every output of the run.
+    let mut metrics = if s.par.writes() {
+        Some(MetricsWriter::open(&s.run_dir, Some(step))?)
+    } else {
+        None
+    };
+    // Dropout masks: rank 0 keeps the single-process rule, the others differ from it.
+    let rank_seed = match s.par.rank {
+        0 => rc.seed,
+        r => rc.seed ^ (r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    };
     let sched = LinearSchedule {
         peak: rc.lr,
         warmup: rc.warmup_steps,
@@ -165,6 +218,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut epoch_now = 0u32;
     let mut cursor_now = cursor;
     let first_step = step;
+    let run_start = Instant::now();
     while step < rc.total_steps {
         if args
             .debug_stop_after
@@ -174,7 +228,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             eprintln!("trainer: stopped after step {step} (--debug-stop-after)");
             return Ok(());
         }
-        tch::manual_seed(torch_seed(rc.seed, step));
+        tch::manual_seed(torch_seed(rank_seed, step));
         let mut step_loss: Option<Tensor> = None;
         for _ in 0..k {
             let t0 = Instant::now();
@@ -193,9 +247,13 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 } as f64;
             epoch_now = hb.epoch;
             cursor_now = hb.cursor_after;
-            let db = DeviceBatch::new(&hb, device);
+            // `hb` is the global micro-batch; this rank computes on its share, weighted so that
+            // the sum over the ranks is the global batch's mean loss (crate::parallel).
+            let mine = s.par.share(&hb);
+            let weight = s.par.loss_weight(&hb, &mine);
+            let db = DeviceBatch::new(&mine, device);
             let out = shared::runtime::device::with_autocast(device, || s.model.forward(&db, true));
-            let mut loss = out.loss / k as f64;
+            let mut loss = out.loss * (weight / k as f64);
             if args.debug_nan_at_step == Some(step + 1) {
                 loss = loss.g_mul_scalar(f64::NAN);
             }
@@ -210,6 +268,12 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 None => out.counts,
             });
         }
+        let t_sync = Instant::now();
+        s.par.sum(
+            opt.grads(),
+            &format!("the all-reduce of the gradients of update {}", step + 1),
+        )?;
+        allreduce_time += t_sync.elapsed();
         let lr = sched.at(step);
         let norm = opt.clip_and_step(lr, rc.clip_norm)?;
         opt.zero_grad();
@@ -219,6 +283,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         bar.set_position(step);
         let last = step == rc.total_steps;
         if step % rc.log_every == 0 || last {
+            reduce_interval(&mut s.par, &mut iv, true)?;
             let losses = check_finite(&iv, &last_good)?;
             let counts: Vec<f64> = Vec::<f64>::try_from(
                 iv.counts
@@ -261,7 +326,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 },
                 seq_per_s: iv.rows as f64 / secs,
                 tokens_per_s: iv.tokens as f64 / secs,
-                mfu: peak.map(|p| iv.flops / secs / p),
+                mfu: peak.map(|p| iv.flops / secs / (p * world as f64)),
                 peak_memory_bytes: peak_mem,
                 data_wait_fraction: iv.wait.as_secs_f64() / secs,
             };
@@ -269,17 +334,25 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
                 "loss {:.4} acc {:.4}",
                 record.loss, record.accuracy
             ));
-            metrics.write(&record)?;
+            if let Some(m) = &mut metrics {
+                m.write(&record)?;
+            }
             iv = Interval::new();
         }
         if let Some(v) = &s.validation {
             if step % rc.validate_every == 0 || last {
                 let rec = validate::run(&s.model, v, device, step, rc.objective)?;
-                metrics.write(&rec)?;
+                if let Some(m) = &mut metrics {
+                    m.write(&rec)?;
+                }
             }
         }
         if step % rc.checkpoint_every == 0 || last {
+            reduce_interval(&mut s.par, &mut iv, false)?;
             check_finite(&iv, &last_good)?;
+            if !s.par.writes() {
+                continue;
+            }
             let state = TrainState {
                 step,
                 cursor: cursor_now,
@@ -293,6 +366,19 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
     bar.finish_and_clear();
     drop(loader);
+    if world > 1 {
+        let total = run_start.elapsed().as_secs_f64();
+        eprintln!(
+            "trainer: rank {}: {} updates in {total:.2} s, {:.2} s of it in the gradient all-reduce ({:.1}%)",
+            s.par.rank,
+            step - first_step,
+            allreduce_time.as_secs_f64(),
+            100.0 * allreduce_time.as_secs_f64() / total.max(1e-9)
+        );
+    }
+    if !s.par.writes() {
+        return Ok(());
+    }
     crate::plots::write_run_plots(&s.run_dir)?;
     let export = s.run_dir.join("export");
     s.model

@@ -13,6 +13,7 @@ use crate::cli::{Objective, TrainArgs};
 use crate::data::{self, Folder, ShardDecoder};
 use crate::loader::pipeline::batches_per_pass;
 use crate::loader::{BatchKind, EpochData, MlmMasking};
+use crate::parallel::Parallel;
 use shared::model::ModelConfig;
 
 /// A checked, ready-to-train run.
@@ -32,6 +33,8 @@ pub struct Setup {
     pub resume_from: Option<(u64, PathBuf)>,
     /// Bytes of the data's tokenizer.json, checked against the manifest's SHA-256.
     pub tokenizer_json: Vec<u8>,
+    /// This process's place in a data-parallel run (a single process unless launched).
+    pub par: Parallel,
 }
 
 fn check_flags(a: &TrainArgs) -> anyhow::Result<()> {
@@ -95,8 +98,8 @@ fn read_tokenizer(args: &TrainArgs, first: &Folder) -> anyhow::Result<Vec<u8>> {
 }
 
 /// Updates the data allows: (total updates, micro-batches available without repeating).
-fn plan_steps(args: &TrainArgs, epochs: &[EpochData]) -> anyhow::Result<u64> {
-    let b = args.batch_size;
+/// `b` is the global micro-batch (`--batch-size` x world size).
+fn plan_steps(args: &TrainArgs, epochs: &[EpochData], b: usize) -> anyhow::Result<u64> {
     let k = args.grad_accum as u64;
     let available: u64 = epochs.iter().map(|e| batches_per_pass(e, b)).sum();
     let rows: u64 = epochs.iter().map(|e| e.rows()).sum();
@@ -181,7 +184,13 @@ impl Setup {
     pub fn new(args: &TrainArgs) -> anyhow::Result<Self> {
         check_flags(args)?;
         let run_dir = args.run_dir.clone().context("--run-dir is required")?;
-        let device = shared::runtime::device::parse_device(&args.device)?;
+        let launch = crate::dist::launch_from_env()?;
+        let device = match &launch {
+            Some(l) => launched_device(&args.device, l.local_rank)?,
+            None => shared::runtime::device::parse_device(&args.device)?,
+        };
+        let world = launch.as_ref().map_or(1, |l| l.world_size);
+        let global_batch = args.batch_size * world;
         if args.loader_threads > 0 {
             let _ = rayon::ThreadPoolBuilder::new()
                 .num_threads(args.loader_threads)
@@ -212,12 +221,13 @@ impl Setup {
             }),
         };
         let epochs: Vec<EpochData> = folders.iter().map(|f| f.epoch_data()).collect();
-        let total_steps = plan_steps(args, &epochs)?;
+        let total_steps = plan_steps(args, &epochs, global_batch)?;
         let config = RunConfig {
             objective: args.objective,
             model: args.model.clone(),
             model_config: serde_json::to_value(&model_config)?,
-            batch_size: args.batch_size,
+            // The global micro-batch: a run resumes on another number of ranks with the same.
+            batch_size: global_batch,
             grad_accum: args.grad_accum,
             lr: args.lr,
             warmup_steps: args.warmup_steps,
@@ -235,10 +245,25 @@ impl Setup {
             checkpoint_every: args.checkpoint_every,
             log_every: args.log_every,
         };
-        let resume_from = prepare_run_dir(args, &run_dir, &config)?;
+        let mut par = match &launch {
+            Some(l) => Parallel::join(l, device, std::time::Duration::from_secs(args.dist_timeout))?,
+            None => Parallel::single(),
+        };
+        par.check_same_config(&serde_json::to_value(&config)?)?;
+        // Rank 0 alone writes into the run folder; the others learn what it found.
+        let resume_from = if par.writes() {
+            prepare_run_dir(args, &run_dir, &config)?
+        } else {
+            None
+        };
+        let resume_from: Option<(u64, PathBuf)> = serde_json::from_str(
+            &par.from_rank0("resume-from", serde_json::to_string(&resume_from)?)?,
+        )?;
         tch::manual_seed(super::torch_seed(args.seed, u64::MAX) ^ 0x5eed);
         let model = Model::init(args.objective, &model_config, device)?;
+        // Rank 0 validates (the others go on and wait for it at the next all-reduce).
         let validation = validation_folder
+            .filter(|_| par.writes())
             .map(|v| {
                 ValidationSet::load(
                     v,
@@ -273,6 +298,21 @@ impl Setup {
             validation,
             resume_from,
             tokenizer_json,
+            par,
         })
+    }
+}
+
+/// The device of a launched rank: `auto` is `cuda:LOCAL_RANK` when CUDA is available, else the
+/// CPU; `cuda` is `cuda:LOCAL_RANK`; anything else as given.
+fn launched_device(flag: &str, local_rank: usize) -> anyhow::Result<Device> {
+    let f = flag.trim().to_ascii_lowercase();
+    let local = format!("cuda:{local_rank}");
+    match f.as_str() {
+        "auto" if tch::Cuda::is_available() => shared::runtime::device::parse_device(&local),
+        "auto" => Ok(Device::Cpu),
+        "cuda" => shared::runtime::device::parse_device(&local)
+            .with_context(|| format!("--device cuda with LOCAL_RANK={local_rank}")),
+        _ => shared::runtime::device::parse_device(flag),
     }
 }
