@@ -37,13 +37,18 @@ impl Parallel {
     /// Joins the launched group (Gloo on the CPU, NCCL on CUDA).
     pub fn join(l: &Launch, device: Device, timeout: Duration) -> anyhow::Result<Self> {
         let dist = Dist::init(l, device.is_cuda(), timeout)?;
-        eprintln!(
-            "trainer: rank {} of {} (pid {}, local rank {}, device {device:?}, {})",
-            l.rank,
-            l.world_size,
-            std::process::id(),
-            l.local_rank,
-            if dist.is_nccl() { "NCCL" } else { "Gloo" }
+        // One write, so that the ranks' lines do not interleave.
+        eprint!(
+            "{}",
+            format!(
+                "trainer: rank {} of {} (pid {}, local rank {}, device {device:?}, {}; global batch = {} ranks x --batch-size)\n",
+                l.rank,
+                l.world_size,
+                std::process::id(),
+                l.local_rank,
+                if dist.is_nccl() { "NCCL" } else { "Gloo" },
+                l.world_size
+            )
         );
         Ok(Self {
             rank: l.rank,

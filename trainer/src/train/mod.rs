@@ -368,12 +368,15 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     drop(loader);
     if world > 1 {
         let total = run_start.elapsed().as_secs_f64();
-        eprintln!(
-            "trainer: rank {}: {} updates in {total:.2} s, {:.2} s of it in the gradient all-reduce ({:.1}%)",
-            s.par.rank,
-            step - first_step,
-            allreduce_time.as_secs_f64(),
-            100.0 * allreduce_time.as_secs_f64() / total.max(1e-9)
+        eprint!(
+            "{}",
+            format!(
+                "trainer: rank {}: {} updates in {total:.2} s, {:.2} s of it in the gradient all-reduce ({:.1}%)\n",
+                s.par.rank,
+                step - first_step,
+                allreduce_time.as_secs_f64(),
+                100.0 * allreduce_time.as_secs_f64() / total.max(1e-9)
+            )
         );
     }
     if !s.par.writes() {

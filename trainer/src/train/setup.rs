@@ -143,14 +143,16 @@ fn data_ref(f: &Folder) -> DataRef {
 
 /// Checks the run folder: a fresh one gets `run.json`; an existing run is refused without
 /// `--resume` and must match with it. Returns the checkpoint to resume from.
+/// A group restarted by torchrun (`--max-restarts`, attempt > 0) resumes the run it finds.
 fn prepare_run_dir(
     args: &TrainArgs,
     run_dir: &Path,
     rc: &RunConfig,
+    attempt: u64,
 ) -> anyhow::Result<Option<(u64, PathBuf)>> {
     let run_file = run_dir.join(RUN_FILE);
     if run_file.exists() {
-        if !args.resume {
+        if !args.resume && attempt == 0 {
             bail!(
                 "{}: the run folder already holds a run; pass --resume to continue it, or choose another --run-dir",
                 run_file.display()
@@ -252,7 +254,8 @@ impl Setup {
         par.check_same_config(&serde_json::to_value(&config)?)?;
         // Rank 0 alone writes into the run folder; the others learn what it found.
         let resume_from = if par.writes() {
-            prepare_run_dir(args, &run_dir, &config)?
+            let attempt = launch.as_ref().map_or(0, |l| l.attempt);
+            prepare_run_dir(args, &run_dir, &config, attempt)?
         } else {
             None
         };
