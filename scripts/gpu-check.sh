@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Every GPU check in one go, for a lent GPU machine (torch 2.11 Python, no Rust there).
 # Prepare here:  scripts/gpu-check.sh --prepare   (strips the release binaries into .gpu/ and
-# copies the tokenizer and corpus); on the device: `bash scripts/gpu-check.sh` with `.gpu` carried
-# (`--corruption-only` stops after the preprocessor's checks).
+# copies the tokenizer and corpus from scripts/fetch-data's folder); on the device:
+# `bash scripts/gpu-check.sh` with `.gpu` carried (`--corruption-only` stops after the
+# preprocessor's checks).
 # Prints one figure per check; the full log goes to $OUT/gpu-check.log.
 set -uo pipefail
 if [ "${1:-}" = "--prepare" ]; then
-  SHARED=${FAST_ELECTRA_SHARED_DATA:-../shared/data}
+  SHARED=$(scripts/fetch-data) || exit 1
   mkdir -p .gpu
   for b in preprocess trainer; do strip -o .gpu/$b target/release/$b; done
   strip -o .gpu/bench_encoder target/release/examples/bench_encoder

@@ -5,9 +5,10 @@
 Per epoch folder (DATA_DIR/epoch-* and DATA_DIR/validation/epoch-*): temperature, replaced
 fraction (of all tokens and of the masked ones), the auxiliary model's top-1 accuracy at masked
 positions, mean entropy of the tempered distribution, sequences and preprocess throughput.
-Per run (RUNS_DIR/*/metrics.jsonl): objective, updates, final training loss, last validation loss
-and accuracy (RTD: with the all-"original" baseline), median sequences/s, and the plots and export
-it left. Standard library only.
+Per run (RUNS_DIR/*/metrics.jsonl): objective, updates, final training loss, last validation loss,
+ROC AUC and F1 of "replaced" (RTD; accuracy alone hides learning under class imbalance: most
+tokens are original) and accuracy with the all-"original" baseline, median sequences/s, and the
+plots and export it left. Standard library only.
 """
 import glob
 import json
@@ -42,8 +43,8 @@ def epochs_table(data):
 
 
 def runs_table(runs):
-    print("run                objective  steps  final loss  val loss  val acc  all-original  "
-          "seq/s  left behind")
+    print("run                objective  steps  final loss  val loss  val AUC  val F1  val acc  "
+          "all-original  seq/s  left behind")
     for d in sorted(glob.glob(os.path.join(runs, "*"))):
         metrics = os.path.join(d, "metrics.jsonl")
         if not os.path.exists(metrics):
@@ -65,7 +66,8 @@ def runs_table(runs):
         left = [f for f in ("loss.png", "accuracy.png", "export")
                 if os.path.exists(os.path.join(d, f))]
         print(f"{os.path.basename(d):<18} {objective:<9}  {t['step']:>5}  {fmt(t.get('loss')):>10}  "
-              f"{fmt(v.get('loss')):>8}  {fmt(v.get('accuracy')):>7}  "
+              f"{fmt(v.get('loss')):>8}  {fmt(v.get('auc')):>7}  {fmt(v.get('f1')):>6}  "
+              f"{fmt(v.get('accuracy')):>7}  "
               f"{fmt(v.get('baseline_accuracy')):>12}  {fmt(speed, '.0f'):>5}  {', '.join(left)}")
 
 

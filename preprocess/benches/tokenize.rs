@@ -5,16 +5,22 @@
 //! reports medians: the binary's own figure (text MB/s of the read + tokenize + pack + write
 //! phase) and the end-to-end figure (input file MB over wall-clock, including start-up, loading
 //! the tokenizer and hashing the input), plus input MB per CPU-second of the child (user +
-//! system; the least disturbed by other load, and for one thread the single-core speed). Shared data: `$FAST_ELECTRA_SHARED_DATA` or
-//! `../shared/data`. Not a test: run it on a quiet machine.
+//! system; the least disturbed by other load, and for one thread the single-core speed). The
+//! corpus and tokenizer come from `scripts/fetch-data` (`$FAST_ELECTRA_SHARED_DATA`,
+//! `../shared/data` or the fetch cache; it fetches them when none is there). Not a test: run it on
+//! a quiet machine.
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-fn shared_data() -> PathBuf {
-    std::env::var_os("FAST_ELECTRA_SHARED_DATA")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"))
+/// The public data folder, as `scripts/fetch-data` finds (or fetches) it.
+fn shared_data() -> anyhow::Result<PathBuf> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/fetch-data");
+    let out = Command::new(&script)
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    anyhow::ensure!(out.status.success(), "{} failed", script.display());
+    Ok(PathBuf::from(String::from_utf8(out.stdout)?.trim()))
 }
 
 /// CPU seconds (user + system) used by this process's finished children, from `/proc/self/stat`
@@ -34,7 +40,7 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let data = shared_data();
+    let data = shared_data()?;
     let corpus = data.join("corpus/sotu.jsonl");
     let tokenizer = data.join("tokenizers/bert-base-uncased/tokenizer.json");
     let file_mb = std::fs::metadata(&corpus)?.len() as f64 / 1e6;

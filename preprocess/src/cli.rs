@@ -2,7 +2,8 @@
 use clap::{Parser, Subcommand};
 
 /// Fast-ELECTRA preprocessing: tokenize a corpus once, then corrupt it once per epoch with a
-/// frozen auxiliary masked LM at that epoch's temperature.
+/// frozen auxiliary masked LM at that epoch's temperature (or another replaced-token
+/// distribution: --distribution, --augmentation).
 #[derive(Debug, Parser)]
 #[command(
     name = "preprocess",
@@ -24,6 +25,9 @@ pub enum Command {
     Tokenize(crate::tokenize::TokenizeArgs),
     /// Measure the corruption's sequences per second on random data (median after warm-up).
     Bench(crate::bench::BenchArgs),
+    /// Count the token ids of an existing training split into its term-frequency file (new
+    /// token folders get it from `tokenize`).
+    TermFrequency(crate::term_frequency::TermFrequencyArgs),
 }
 
 pub fn run() -> anyhow::Result<()> {
@@ -31,6 +35,7 @@ pub fn run() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::Tokenize(args)) => crate::tokenize::run(args),
         Some(Command::Bench(args)) => crate::bench::run(args),
+        Some(Command::TermFrequency(args)) => crate::term_frequency::run(args),
         None => crate::corrupt::run(cli.corrupt),
     }
 }

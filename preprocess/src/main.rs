@@ -3,6 +3,7 @@
 mod bench;
 mod cli;
 mod corrupt;
+mod term_frequency;
 mod tokenize;
 
 use std::process::ExitCode;

@@ -15,9 +15,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import BertConfig, BertForMaskedLM, ElectraConfig, ElectraForMaskedLM
+from shared_data import SHARED
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SHARED = pathlib.Path(os.environ.get("FAST_ELECTRA_SHARED_DATA", REPO.parent / "shared" / "data"))
 SPECIAL = {0, 101, 102, 103}
 
 
@@ -113,7 +113,7 @@ def test_pyarrow_reads_every_file_and_metadata_matches_manifest(data, kind):
         assert pf.metadata.row_group(0).column(1).compression == "ZSTD"
         meta = {k.decode(): v.decode() for k, v in pf.metadata.metadata.items()}
         assert meta["fast_electra.kind"] == "epoch"
-        assert meta["fast_electra.data_spec_version"] == "1"
+        assert meta["fast_electra.data_spec_version"] == "2"
         assert meta["fast_electra.epoch"] == "1"
         settings = meta["fast_electra.epoch_settings"]
         assert hashlib.sha256(settings.encode()).hexdigest() == meta["fast_electra.settings_fingerprint"]

@@ -14,10 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
+from shared_data import SHARED, TOKENIZER
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("FAST_ELECTRA_SHARED_DATA", REPO.parent / "shared" / "data"))
-TOKENIZER = SHARED / "tokenizers" / "bert-base-uncased" / "tokenizer.json"
 MAX_SEQ_LEN, MIN_TAIL, ROWS_PER_SHARD, ROW_GROUP_ROWS = 96, 16, 150, 32
 
 
@@ -65,7 +64,7 @@ def test_schema_metadata_and_layout(dataset):
     out, _ = dataset
     for folder, split in [(out, "train"), (out / "validation", "validation")]:
         manifest, tables = read_split(folder)
-        assert manifest["data_spec_version"] == 1 and manifest["kind"] == "tokens"
+        assert manifest["data_spec_version"] == 2 and manifest["kind"] == "tokens"
         assert manifest["split"] == split and manifest["max_seq_len"] == MAX_SEQ_LEN
         assert [e["file"] for e in manifest["shards"]] == [
             f"part-{i:05d}.parquet" for i in range(len(manifest["shards"]))]
@@ -78,7 +77,7 @@ def test_schema_metadata_and_layout(dataset):
         for i, (path, f) in enumerate(tables):
             assert f.schema_arrow.equals(expected), f.schema_arrow
             kv = {k.decode(): v.decode() for k, v in f.metadata.metadata.items()}
-            assert kv["fast_electra.data_spec_version"] == "1"
+            assert kv["fast_electra.data_spec_version"] == "2"
             assert kv["fast_electra.kind"] == "tokens"
             assert kv["fast_electra.split"] == split
             assert kv["fast_electra.dataset_fingerprint"] == manifest["dataset_fingerprint"]
@@ -102,6 +101,33 @@ def test_schema_metadata_and_layout(dataset):
     assert train["tokenizer"]["special_tokens"] == {
         "cls": 101, "sep": 102, "mask": 103, "pad": 0, "unk": 100}
     assert train["tokenizer"]["vocab_size"] == 30522
+
+
+def test_term_frequency_equals_a_pyarrow_recount(dataset):
+    """data-spec "Term frequency": one row per id, the training split's counts, SHA-256 listed."""
+    out, _ = dataset
+    manifest, tables = read_split(out)
+    entry = manifest["term_frequency"]
+    path = out / entry["file"]
+    assert entry["file"] == "term_frequency.parquet"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
+    tf = pq.read_table(path)
+    assert tf.schema.equals(pa.schema([pa.field("token_id", pa.uint32(), nullable=False),
+                                       pa.field("count", pa.uint64(), nullable=False)]))
+    kv = {k.decode(): v.decode() for k, v in pq.ParquetFile(path).metadata.metadata.items()}
+    assert kv["fast_electra.kind"] == "term_frequency"
+    assert kv["fast_electra.dataset_fingerprint"] == manifest["dataset_fingerprint"]
+    vocab = manifest["tokenizer"]["vocab_size"]
+    assert tf.column("token_id").to_pylist() == list(range(vocab))
+    recount = [0] * vocab
+    for _, f in tables:
+        for row in f.read().column("input_ids").to_pylist():
+            for i in row:
+                recount[i] += 1
+    assert tf.column("count").to_pylist() == recount
+    assert entry["tokens"] == sum(recount) == manifest["num_tokens"]
+    val = json.loads((out / "validation" / "manifest.json").read_text())
+    assert "term_frequency" not in val
 
 
 def test_rows_and_packing_match_an_independent_encoding(dataset):

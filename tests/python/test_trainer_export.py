@@ -18,10 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import ElectraForMaskedLM, ElectraForPreTraining
+from shared_data import SHARED, TOKENIZER
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("FAST_ELECTRA_SHARED_DATA", REPO.parent / "shared" / "data"))
-TOKENIZER = SHARED / "tokenizers" / "bert-base-uncased" / "tokenizer.json"
 
 
 def binary(name: str) -> Path:

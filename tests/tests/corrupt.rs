@@ -1,27 +1,26 @@
 //! Issue 4: `preprocess --epoch E`, run for real on a slice of Moby-Dick tokenized by
-//! `preprocess tokenize`, with a tiny random auxiliary model made here (`MaskedLm::new` +
+//! `preprocess tokenize`, with a tiny random auxiliary model (`MaskedLm::new` +
 //! `save_pretrained`) whose decoder bias favours the slice's most frequent token, so that the
-//! temperature visibly changes how often the original token is sampled back.
+//! temperature visibly changes how often the original token is sampled back: the suite's cached
+//! fixture `support::fixtures::moby_tokens`. Outputs go to this binary's own temporary folder.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
 
-use e2e_tests::{bert_tokenizer, shared_data};
+use e2e_tests::support::files::{copy_dir, copy_files, parquet_files as shard_files};
+use e2e_tests::support::fixtures::{moby_tokens, save_tiny_aux, MobyTokens, SPECIAL};
+use e2e_tests::support::shards::token_rows_by_id;
+use e2e_tests::{bert_tokenizer, expect_ok as ok, stderr};
 use shared::corruption::masking::num_to_mask;
 use shared::format::epoch_shards::EpochRows;
 use shared::format::manifest::EpochManifest;
-use shared::format::shard_reader::ShardFile;
-use shared::format::token_shards::TokenRows;
-use shared::model::{save_pretrained, Architecture, MaskedLm, ModelConfig};
-
-const SPECIAL: [i32; 4] = [0, 101, 102, 103];
 
 struct Fixture {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    tokens: PathBuf,
-    aux: PathBuf,
+    /// The suite's cached tokens and auxiliary model (read only).
+    data: &'static MobyTokens,
+    /// This test binary's own folder for outputs.
+    work: PathBuf,
     /// sequence_id -> token row.
     rows: HashMap<u64, Vec<i32>>,
 }
@@ -31,98 +30,16 @@ fn run(args: &[&str]) -> Output {
     e2e_tests::run("preprocess", args)
 }
 
-fn ok(out: Output) -> Output {
-    e2e_tests::expect_ok(out)
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let text = std::fs::read_to_string(shared_data().join("corpus/moby-dick.txt")).unwrap();
-        let mut end = 60_000;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        std::fs::write(root.join("slice.txt"), &text[..end]).unwrap();
-        let tokens = root.join("tokens");
-        let tokenizer = bert_tokenizer();
-        ok(run(&[
-            "tokenize",
-            "--input",
-            root.join("slice.txt").to_str().unwrap(),
-            "--tokenizer",
-            tokenizer.to_str().unwrap(),
-            "--out",
-            tokens.to_str().unwrap(),
-            "--max-seq-len",
-            "64",
-            "--rows-per-shard",
-            "64",
-            "--row-group-rows",
-            "16",
-        ]));
-        let rows = read_token_rows(&tokens);
-        let mut counts: HashMap<i32, usize> = HashMap::new();
-        for ids in rows.values() {
-            for &id in ids.iter().filter(|id| !SPECIAL.contains(id)) {
-                *counts.entry(id).or_default() += 1;
-            }
-        }
-        let (&mode, _) = counts.iter().max_by_key(|(id, c)| (**c, -**id)).unwrap();
-        let aux = root.join("aux");
-        save_tiny_aux(&aux, 30522, Some(mode));
+        let data = moby_tokens();
         Fixture {
-            _dir: dir,
-            root,
-            tokens,
-            aux,
-            rows,
+            data,
+            work: tempfile::tempdir().unwrap().keep(),
+            rows: token_rows_by_id(&data.tokens()),
         }
     })
-}
-
-/// A 1-layer, 64-wide random ELECTRA generator; with `favour`, its decoder bias for that token is
-/// 16 (so at T = 1 it gets most of the mass, at T = 2 about 1%).
-fn save_tiny_aux(dir: &Path, vocab: i64, favour: Option<i32>) {
-    let cfg = ModelConfig::aux_preset("tiny", vocab).unwrap();
-    tch::manual_seed(0);
-    let vs = tch::nn::VarStore::new(tch::Device::Cpu);
-    let arch = Architecture::ElectraForMaskedLM;
-    let _model = MaskedLm::new(&vs.root(), &cfg, arch).unwrap();
-    if let Some(id) = favour {
-        let vars = vs.variables();
-        let (_, bias) = vars
-            .iter()
-            .find(|(name, t)| {
-                name.ends_with("bias") && t.size() == [vocab] && name.contains("lm_head")
-            })
-            .expect("the decoder bias");
-        tch::no_grad(|| {
-            let _ = bias.get(id as i64).fill_(16.0);
-        });
-    }
-    save_pretrained(&vs, &cfg, arch, dir).unwrap();
-}
-
-fn read_token_rows(dir: &Path) -> HashMap<u64, Vec<i32>> {
-    let (_, paths) = shared::format::token_shards::open_token_dir(dir).unwrap();
-    let mut rows = HashMap::new();
-    for path in paths {
-        let file = ShardFile::open(&path).unwrap();
-        for g in 0..file.num_row_groups() {
-            let t = TokenRows::from_batch(&file.read_row_group(g).unwrap(), &path).unwrap();
-            for i in 0..t.len() {
-                rows.insert(t.sequence_ids[i], t.row(i).to_vec());
-            }
-        }
-    }
-    rows
 }
 
 /// `preprocess --epoch E` on the fixture, CPU, one thread (unless `extra` says otherwise: torch's
@@ -138,9 +55,10 @@ fn corrupt(out: &Path, epoch: u32, extra: &[&str]) -> Output {
         "--device",
         "cpu",
     ];
+    let (tokens, aux) = (f.data.tokens(), f.data.aux());
     let defaults = [
-        ("--tokens", f.tokens.to_str().unwrap()),
-        ("--aux-model", f.aux.to_str().unwrap()),
+        ("--tokens", tokens.to_str().unwrap()),
+        ("--aux-model", aux.to_str().unwrap()),
         ("--threads", "1"),
     ];
     for (flag, value) in defaults {
@@ -156,20 +74,10 @@ fn corrupt(out: &Path, epoch: u32, extra: &[&str]) -> Output {
 fn reference() -> &'static Path {
     static R: OnceLock<PathBuf> = OnceLock::new();
     R.get_or_init(|| {
-        let out = fixture().root.join("reference");
+        let out = fixture().work.join("reference");
         ok(corrupt(&out, 1, &["--batch-size", "16"]));
         out.join("epoch-001")
     })
-}
-
-fn shard_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
-        .collect();
-    v.sort();
-    v
 }
 
 fn manifest(dir: &Path) -> EpochManifest {
@@ -245,7 +153,7 @@ fn identical_shards_whatever_threads_and_batch_size() {
     let reference = reference();
     check_invariants(reference, 0.15);
     for (name, threads, batch) in [("one", "1", "5"), ("many", "2", "64")] {
-        let out = fixture().root.join(format!("threads-{name}"));
+        let out = fixture().work.join(format!("threads-{name}"));
         ok(corrupt(
             &out,
             1,
@@ -257,7 +165,7 @@ fn identical_shards_whatever_threads_and_batch_size() {
 
 #[test]
 fn five_epochs_of_exp_temperature_and_replacements_fall() {
-    let out = fixture().root.join("five");
+    let out = fixture().work.join("five");
     let mut temps = Vec::new();
     let mut replaced = Vec::new();
     for e in 0..5 {
@@ -300,7 +208,7 @@ fn five_epochs_of_exp_temperature_and_replacements_fall() {
 #[test]
 fn killed_mid_epoch_resumes_to_the_same_shards() {
     let reference = reference();
-    let out = fixture().root.join("killed");
+    let out = fixture().work.join("killed");
     let dir = out.join("epoch-001");
     // One encoding thread: the abort comes before any other shard is dispatched.
     let crash = corrupt(
@@ -341,7 +249,7 @@ fn killed_mid_epoch_resumes_to_the_same_shards() {
 #[test]
 fn parts_share_an_epoch_and_the_last_writes_the_manifest() {
     let reference = reference();
-    let out = fixture().root.join("parts");
+    let out = fixture().work.join("parts");
     let dir = out.join("epoch-001");
     ok(corrupt(&out, 1, &["--part", "1/2"]));
     assert!(!dir.join("manifest.json").exists());
@@ -357,13 +265,9 @@ fn parts_share_an_epoch_and_the_last_writes_the_manifest() {
 #[test]
 fn complete_epoch_is_kept_and_other_settings_are_refused_unless_overwrite() {
     let reference = reference();
-    let out = fixture().root.join("rerun");
+    let out = fixture().work.join("rerun");
     let dir = out.join("epoch-001");
-    std::fs::create_dir_all(&dir).unwrap();
-    for p in std::fs::read_dir(reference).unwrap() {
-        let p = p.unwrap().path();
-        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
-    }
+    copy_dir(reference, &dir);
     let again = ok(corrupt(&out, 1, &[]));
     assert!(
         stderr(&again).contains("already complete"),
@@ -404,7 +308,7 @@ fn complete_epoch_is_kept_and_other_settings_are_refused_unless_overwrite() {
 #[test]
 fn bad_inputs_fail_before_any_work() {
     let f = fixture();
-    let out = f.root.join("bad");
+    let out = f.work.join("bad");
     let fails = |extra: &[&str], epoch: u32, needles: &[&str]| {
         let o = corrupt(&out, epoch, extra);
         let msg = stderr(&o);
@@ -425,7 +329,7 @@ fn bad_inputs_fail_before_any_work() {
     fails(&["--mask-rate", "1.5"], 0, &["--mask-rate", "1.5"]);
     fails(&["--part", "3/2"], 0, &["--part", "3/2"]);
 
-    let small = f.root.join("aux-small-vocab");
+    let small = f.work.join("aux-small-vocab");
     save_tiny_aux(&small, 1000, None);
     fails(
         &["--aux-model", small.to_str().unwrap()],
@@ -433,14 +337,10 @@ fn bad_inputs_fail_before_any_work() {
         &["vocab_size", "expected 30522", "found 1000"],
     );
 
-    let incomplete = f.root.join("tokens-incomplete");
-    std::fs::create_dir_all(&incomplete).unwrap();
-    for p in std::fs::read_dir(&f.tokens).unwrap() {
-        let p = p.unwrap().path();
-        if p.file_name().unwrap() != "manifest.json" {
-            std::fs::copy(&p, incomplete.join(p.file_name().unwrap())).unwrap();
-        }
-    }
+    let incomplete = f.work.join("tokens-incomplete");
+    copy_files(&f.data.tokens(), &incomplete, |p| {
+        p.file_name().unwrap() != "manifest.json"
+    });
     fails(
         &["--tokens", incomplete.to_str().unwrap()],
         0,
@@ -451,11 +351,11 @@ fn bad_inputs_fail_before_any_work() {
 #[test]
 fn validation_split_is_corrupted_like_training() {
     let f = fixture();
-    let tokens = f.root.join("split-tokens");
+    let tokens = f.work.join("split-tokens");
     ok(run(&[
         "tokenize",
         "--input",
-        f.root.join("slice.txt").to_str().unwrap(),
+        f.data.corpus().to_str().unwrap(),
         "--tokenizer",
         bert_tokenizer().to_str().unwrap(),
         "--out",
@@ -466,14 +366,14 @@ fn validation_split_is_corrupted_like_training() {
         "--validation-fraction",
         "0.3",
     ]));
-    let out = f.root.join("split-validation");
+    let out = f.work.join("split-validation");
     let e = ok(run(&[
         "--epoch",
         "4",
         "--tokens",
         tokens.join("validation").to_str().unwrap(),
         "--aux-model",
-        f.aux.to_str().unwrap(),
+        f.data.aux().to_str().unwrap(),
         "--out",
         out.to_str().unwrap(),
         "--device",

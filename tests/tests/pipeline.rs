@@ -1,12 +1,14 @@
 //! Issue 6: the pipeline of `scripts/demo`, end to end through the real binaries, at tiny scale.
 //!
-//! One fixture (built once per test binary, about a minute on 2 cores) runs every stage of the
-//! demo on a slice of the shared corpus (16 State of the Union addresses + the first 100 kB of
-//! Moby-Dick) into a temp folder:
+//! Stages 1-3 are the suite's cached fixture `support::fixtures::demo_data` (made once for the
+//! whole suite, about a minute on 2 cores): a slice of the shared corpus (16 State of the Union
+//! addresses + the first 30 kB of Moby-Dick)
 //!   1. `preprocess tokenize` (sequence length 64, a document-level validation split);
 //!   2. `trainer --objective mlm` (a tiny masked LM: the auxiliary model);
 //!   3. `preprocess --epoch E --temperature-schedule exp` for 3 epochs, and the validation split
 //!      once at the last epoch's temperature;
+//!
+//! and this binary runs the rest once (into its own temporary folder):
 //!   4. `trainer --shards data/epoch-*` (tiny discriminator, validated, exported);
 //!   5. a second trainer run with another learning rate on the same dumps.
 //!
@@ -16,33 +18,33 @@
 //! model, and that the second run read the same shards without writing into them.
 //! Needs `cargo build --release --bins` first (scripts/test does it) and `python3` with
 //! transformers for the export test (`$PYTHON` overrides).
-use e2e_tests::{bert_tokenizer, expect_ok, run, shared_data};
-use serde_json::Value;
+use e2e_tests::support::data::s;
+use e2e_tests::support::files::{read_json as json, snapshot, Snapshot};
+use e2e_tests::support::fixtures::{
+    demo_data, DemoData, DEMO_EPOCHS as EPOCHS, DEMO_SEQ_LEN as SEQ_LEN, DEMO_T0 as T0,
+    DEMO_TAU as TAU,
+};
+use e2e_tests::support::runs::metrics;
+use e2e_tests::{bert_tokenizer, expect_ok, run};
 use shared::files::hash::sha256_file;
 use shared::format::epoch_shards::EpochRows;
 use shared::format::manifest::{read_manifest, EpochManifest, ShardEntry, TokenManifest};
 use shared::format::shard_reader::ShardFile;
 use shared::format::token_shards::TokenRows;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
-const EPOCHS: u32 = 3;
-const T0: f64 = 2.0;
-/// The deep-auxiliary decay constant: with only 3 epochs, tau = 0.1 would put T within 0.04 of 1
-/// after the first epoch, too close to tell replaced fractions apart on a slice this small.
-const TAU: f64 = 0.5;
-const SEQ_LEN: u32 = 64;
 const BATCH: u64 = 32;
 const BATCH_2: u64 = 16;
 
-/// SHA-256 and modification time of every file under a folder.
-type Snapshot = BTreeMap<PathBuf, (String, SystemTime)>;
-
 struct Pipeline {
-    root: PathBuf,
+    /// Stages 1-3, cached for the suite (read only).
+    demo: &'static DemoData,
+    /// This binary's folder: `runs/` of stages 4 and 5.
+    work: PathBuf,
     before_first: Snapshot,
     before_second: Snapshot,
     after_second: Snapshot,
@@ -50,44 +52,28 @@ struct Pipeline {
 
 impl Pipeline {
     fn data(&self) -> PathBuf {
-        self.root.join("data")
+        self.demo.data()
     }
     fn tokens(&self) -> PathBuf {
-        self.root.join("data/tokens")
+        self.demo.tokens()
     }
     fn epoch(&self, e: u32) -> PathBuf {
-        self.root.join(format!("data/epoch-{e:03}"))
+        self.demo.epoch(e)
     }
     fn validation(&self) -> PathBuf {
-        self.root
-            .join(format!("data/validation/epoch-{:03}", EPOCHS - 1))
+        self.demo.validation()
+    }
+    fn aux(&self) -> PathBuf {
+        self.demo.aux()
     }
     fn run(&self, name: &str) -> PathBuf {
-        self.root.join("runs").join(name)
+        self.work.join("runs").join(name)
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
 }
 
 /// Runs a binary of the workspace and fails the test with its stderr if it fails.
 fn run_ok(bin: &str, args: &[&str]) {
     expect_ok(run(bin, args));
-}
-
-fn snapshot(dir: &Path) -> Snapshot {
-    let mut out = Snapshot::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(snapshot(&p));
-        } else {
-            let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
-            out.insert(p.clone(), (sha256_file(&p).unwrap(), mtime));
-        }
-    }
-    out
 }
 
 /// Equation 2 of docs/design.md, computed here: T = 1 + (T0 - 1) exp(-u / tau), u = epoch / epochs.
@@ -96,24 +82,11 @@ fn equation_2(epoch: u32) -> f64 {
     1.0 + (T0 - 1.0) * (-u / TAU).exp()
 }
 
-/// A corpus folder: the first 16 addresses of sotu.jsonl and the first ~100 kB of Moby-Dick.
-fn write_corpus(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    let sotu = std::fs::read_to_string(shared_data().join("corpus/sotu.jsonl")).unwrap();
-    let lines: Vec<&str> = sotu.lines().take(16).collect();
-    std::fs::write(dir.join("sotu-16.jsonl"), lines.join("\n") + "\n").unwrap();
-    let moby = std::fs::read_to_string(shared_data().join("corpus/moby-dick.txt")).unwrap();
-    let mut cut = 100_000.min(moby.len());
-    while !moby.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    std::fs::write(dir.join("moby-dick-100k.txt"), &moby[..cut]).unwrap();
-}
-
 fn pipeline() -> &'static Pipeline {
     static P: OnceLock<Pipeline> = OnceLock::new();
     P.get_or_init(|| {
-        let root = tempfile::tempdir().unwrap().keep();
+        let demo = demo_data();
+        let work = tempfile::tempdir().unwrap().keep();
         let mut timings = vec![];
         let mut stage = |name: &str, f: &mut dyn FnMut()| {
             let t = Instant::now();
@@ -122,112 +95,10 @@ fn pipeline() -> &'static Pipeline {
             eprintln!("pipeline: {name}: {secs:.1} s");
             timings.push((name.to_string(), secs));
         };
-        let corpus = root.join("corpus");
-        write_corpus(&corpus);
-        let data = root.join("data");
-        let tokens = data.join("tokens");
-        let runs = root.join("runs");
-        let epochs = EPOCHS.to_string();
-        let last = (EPOCHS - 1).to_string();
-        let (tau, t0) = (TAU.to_string(), T0.to_string());
-
-        stage("1 tokenize", &mut || {
-            run_ok(
-                "preprocess",
-                &[
-                    "tokenize",
-                    "--input",
-                    s(&corpus),
-                    "--tokenizer",
-                    s(&bert_tokenizer()),
-                    "--out",
-                    s(&tokens),
-                    "--max-seq-len",
-                    &SEQ_LEN.to_string(),
-                    "--validation-fraction",
-                    "0.15",
-                    "--row-group-rows",
-                    "128",
-                    "--rows-per-shard",
-                    "512",
-                ],
-            )
-        });
-        stage("2 auxiliary masked LM", &mut || {
-            run_ok(
-                "trainer",
-                &[
-                    "--objective",
-                    "mlm",
-                    "--shards",
-                    s(&tokens),
-                    "--validation",
-                    s(&tokens.join("validation")),
-                    "--model",
-                    "tiny",
-                    "--run-dir",
-                    s(&runs.join("aux-mlm")),
-                    "--max-steps",
-                    "60",
-                    "--batch-size",
-                    "16",
-                    "--lr",
-                    "3e-3",
-                    "--warmup-steps",
-                    "6",
-                    "--validate-every",
-                    "60",
-                    "--checkpoint-every",
-                    "60",
-                    "--log-every",
-                    "20",
-                    "--device",
-                    "cpu",
-                ],
-            )
-        });
-        let aux = runs.join("aux-mlm/export");
-        stage("3 corrupt", &mut || {
-            let mut jobs: Vec<(String, PathBuf, PathBuf)> = (0..EPOCHS)
-                .map(|e| (e.to_string(), tokens.clone(), data.clone()))
-                .collect();
-            jobs.push((
-                last.clone(),
-                tokens.join("validation"),
-                data.join("validation"),
-            ));
-            for (e, toks, out) in &jobs {
-                run_ok(
-                    "preprocess",
-                    &[
-                        "--epoch",
-                        e,
-                        "--epochs",
-                        &epochs,
-                        "--temperature-schedule",
-                        "exp",
-                        "--t0",
-                        &t0,
-                        "--tau",
-                        &tau,
-                        "--tokens",
-                        s(toks),
-                        "--aux-model",
-                        s(&aux),
-                        "--out",
-                        s(out),
-                        "--device",
-                        "cpu",
-                        "--batch-size",
-                        "64",
-                    ],
-                );
-            }
-        });
-        let shards: Vec<PathBuf> = (0..EPOCHS)
-            .map(|e| data.join(format!("epoch-{e:03}")))
-            .collect();
-        let validation = data.join(format!("validation/epoch-{last:0>3}"));
+        let data = demo.data();
+        let runs = work.join("runs");
+        let shards = demo.epochs();
+        let validation = demo.validation();
         let disc = |name: &str, lr: &str, batch: u64, extra: &[&str]| {
             let mut a = vec!["--shards"];
             a.extend(shards.iter().map(|p| s(p)));
@@ -287,9 +158,10 @@ fn pipeline() -> &'static Pipeline {
         });
         let after_second = snapshot(&data);
         let total: f64 = timings.iter().map(|t| t.1).sum();
-        eprintln!("pipeline: stages took {total:.1} s in all");
+        eprintln!("pipeline: stages 4 and 5 took {total:.1} s in all");
         Pipeline {
-            root,
+            demo,
+            work,
             before_first,
             before_second,
             after_second,
@@ -369,21 +241,6 @@ fn epoch_rows(dir: &Path, m: &EpochManifest) -> Vec<EpochRows> {
         .collect()
 }
 
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// Lines of one split of a run's metrics.jsonl.
-fn metrics(run_dir: &Path, split: &str) -> Vec<Value> {
-    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["split"] == split)
-        .collect()
-}
-
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-12 * a.abs().max(1.0)
 }
@@ -392,7 +249,7 @@ fn close(a: f64, b: f64) -> bool {
 fn issue6_every_manifest_is_complete_and_consistent() {
     let p = pipeline();
     let tokenizer_sha = sha256_file(&bert_tokenizer()).unwrap();
-    let aux_sha = shared::model::checkpoint_fingerprint(&p.run("aux-mlm/export")).unwrap();
+    let aux_sha = shared::model::checkpoint_fingerprint(&p.aux()).unwrap();
 
     // Token folders: both splits, disjoint documents, sums add up.
     let train: TokenManifest = read_manifest(&p.tokens()).unwrap();

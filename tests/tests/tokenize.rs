@@ -1,6 +1,9 @@
 //! `preprocess tokenize` end to end (issue 2): the real binary on slices of the shared corpus and
 //! small fixtures. Needs `cargo build --release --bins` first (scripts/test does it).
-use e2e_tests::{bert_tokenizer, binary, shared_data};
+use e2e_tests::support::corpus::{moby_dick_prefix, sotu_lines};
+use e2e_tests::support::data::s;
+use e2e_tests::support::files::tree;
+use e2e_tests::{bert_tokenizer, binary, expect_ok as ok, stderr};
 use shared::format::manifest::TokenManifest;
 use shared::format::shard_reader::ShardFile;
 use shared::format::spec::token_dir::VALIDATION_DIR;
@@ -25,24 +28,9 @@ fn tokenize(args: &[&str]) -> Output {
     cmd.args(args).output().expect("running preprocess")
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "preprocess failed: {}", stderr(&out));
-    out
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
-}
-
 /// The first `n` SOTU speeches as a JSONL file in `dir`; returns it and their texts.
 fn sotu_slice(dir: &Path, n: usize) -> (PathBuf, Vec<String>) {
-    let text = std::fs::read_to_string(shared_data().join("corpus/sotu.jsonl")).unwrap();
-    let lines: Vec<&str> = text.lines().take(n).collect();
-    assert_eq!(lines.len(), n);
+    let lines = sotu_lines(n);
     let path = dir.join(format!("sotu-{n}.jsonl"));
     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
     let texts = lines
@@ -107,26 +95,6 @@ fn check_invariants(manifest: &TokenManifest, rows: &TokenRows) {
     }
 }
 
-/// All files under `dir` (relative path -> bytes).
-fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    let mut out = BTreeMap::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                out.insert(
-                    p.strip_prefix(dir).unwrap().to_path_buf(),
-                    std::fs::read(&p).unwrap(),
-                );
-            }
-        }
-    }
-    out
-}
-
 fn without_whitespace(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
@@ -136,11 +104,8 @@ fn decoded_rows_give_back_the_documents() {
     let tmp = tempfile::tempdir().unwrap();
     let (jsonl, mut docs) = sotu_slice(tmp.path(), 3);
     // The start of Moby-Dick, cut at a line end, as blank-line separated documents.
-    let moby = std::fs::read_to_string(shared_data().join("corpus/moby-dick.txt")).unwrap();
-    let end = moby[..moby.floor_char_boundary(30_000)]
-        .rfind('\n')
-        .unwrap()
-        + 1;
+    let moby = moby_dick_prefix(30_000);
+    let end = moby.rfind('\n').unwrap() + 1;
     let moby_path = tmp.path().join("moby.txt");
     std::fs::write(&moby_path, &moby[..end]).unwrap();
     let paragraphs: Vec<String> = moby[..end]

@@ -1,139 +1,32 @@
-//! `trainer` end to end (issue 5): the real binaries on a slice of the shared corpus. One
-//! fixture (built once per test binary) tokenizes 20 SOTU speeches, trains a tiny masked LM
-//! with `trainer --objective mlm`, and uses its export as `preprocess --aux-model` to dump two
-//! training epochs and a validation epoch. Needs `cargo build --release --bins` first.
-use e2e_tests::{bert_tokenizer, expect_err as err, expect_ok as ok, run, shared_data};
+//! `trainer` end to end (issue 5): the real binaries on a slice of the shared corpus. The data is
+//! the suite's cached fixture `support::fixtures::demo_data` (tokens of 16 SOTU addresses and the
+//! start of Moby-Dick, a tiny masked LM trained with `trainer --objective mlm` whose export is the
+//! `preprocess --aux-model`, three corrupted epochs and a validation epoch); these tests train
+//! on its epochs 0 and 1 into this binary's own temporary folder. Needs
+//! `cargo build --release --bins` first.
+use e2e_tests::support::data::s;
+use e2e_tests::support::files::{copy_dir, edit_manifest, snapshot};
+use e2e_tests::support::fixtures::{demo_data, DemoData};
+use e2e_tests::support::runs::metrics;
+use e2e_tests::{bert_tokenizer, expect_err as err, expect_ok as ok, run};
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-fn s(p: &Path) -> &str {
-    p.to_str().expect("utf-8 path")
+/// The cached data (read only).
+fn fixture() -> &'static DemoData {
+    demo_data()
 }
 
-/// Folders made once: `tokens/`, `mlm/` (a trainer run), `data/epoch-00{0,1}`, `val/epoch-001`.
-fn fixture() -> &'static Path {
+/// This test binary's own folder for runs and broken copies of the data.
+fn work() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let text = std::fs::read_to_string(shared_data().join("corpus/sotu.jsonl")).unwrap();
-        let lines: Vec<&str> = text.lines().take(20).collect();
-        let corpus = dir.join("sotu-20.jsonl");
-        std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
-        let tokens = dir.join("tokens");
-        ok(run(
-            "preprocess",
-            &[
-                "tokenize",
-                "--input",
-                s(&corpus),
-                "--tokenizer",
-                s(&bert_tokenizer()),
-                "--out",
-                s(&tokens),
-                "--max-seq-len",
-                "64",
-                "--validation-fraction",
-                "0.2",
-                "--row-group-rows",
-                "64",
-            ],
-        ));
-        // The MLM objective makes the auxiliary model.
-        let mlm = dir.join("mlm");
-        ok(run(
-            "trainer",
-            &[
-                "--objective",
-                "mlm",
-                "--shards",
-                s(&tokens),
-                "--run-dir",
-                s(&mlm),
-                "--model",
-                "tiny",
-                "--batch-size",
-                "16",
-                "--max-steps",
-                "12",
-                "--lr",
-                "2e-3",
-                "--warmup-steps",
-                "2",
-                "--log-every",
-                "4",
-                "--checkpoint-every",
-                "100",
-                "--validation",
-                s(&tokens.join("validation")),
-                "--validate-every",
-                "12",
-                "--device",
-                "cpu",
-            ],
-        ));
-        let aux = mlm.join("export");
-        for (epoch, toks, out) in [
-            ("0", tokens.clone(), dir.join("data")),
-            ("1", tokens.clone(), dir.join("data")),
-            ("1", tokens.join("validation"), dir.join("val")),
-        ] {
-            ok(run(
-                "preprocess",
-                &[
-                    "--epoch",
-                    epoch,
-                    "--epochs",
-                    "2",
-                    "--tokens",
-                    s(&toks),
-                    "--aux-model",
-                    s(&aux),
-                    "--out",
-                    s(&out),
-                    "--device",
-                    "cpu",
-                    "--threads",
-                    "2",
-                ],
-            ));
-        }
-        dir
-    })
+    DIR.get_or_init(|| tempfile::tempdir().unwrap().keep())
 }
 
 fn epochs() -> [PathBuf; 2] {
     let d = fixture();
-    [d.join("data/epoch-001"), d.join("data/epoch-000")]
-}
-
-/// Lines of one split of a run's metrics.jsonl.
-fn metrics(run_dir: &Path, split: &str) -> Vec<Value> {
-    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["split"] == split)
-        .collect()
-}
-
-/// SHA-256 of every file under `dir`, with its modification time.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, std::time::SystemTime)> {
-    let mut out = BTreeMap::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let p = entry.unwrap().path();
-        if p.is_dir() {
-            out.extend(snapshot(&p));
-        } else {
-            let mtime = std::fs::metadata(&p).unwrap().modified().unwrap();
-            out.insert(
-                p.clone(),
-                (shared::files::hash::sha256_file(&p).unwrap(), mtime),
-            );
-        }
-    }
-    out
+    [d.epoch(1), d.epoch(0)]
 }
 
 fn rtd_args<'a>(shards: &'a [PathBuf], run_dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
@@ -156,7 +49,7 @@ fn rtd_args<'a>(shards: &'a [PathBuf], run_dir: &'a Path, extra: &[&'a str]) -> 
 #[test]
 fn issue5_mlm_export_is_an_aux_model_for_preprocess() {
     let d = fixture();
-    let export = d.join("mlm/export");
+    let export = d.aux();
     let cfg: Value =
         serde_json::from_str(&std::fs::read_to_string(export.join("config.json")).unwrap())
             .unwrap();
@@ -165,12 +58,11 @@ fn issue5_mlm_export_is_an_aux_model_for_preprocess() {
         std::fs::read(export.join("tokenizer.json")).unwrap(),
         std::fs::read(bert_tokenizer()).unwrap()
     );
-    let m: Value = serde_json::from_str(
-        &std::fs::read_to_string(d.join("data/epoch-000/manifest.json")).unwrap(),
-    )
-    .unwrap();
+    let m: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.epoch(0).join("manifest.json")).unwrap())
+            .unwrap();
     assert_eq!(m["aux_model"]["architecture"], "ElectraForMaskedLM");
-    let train = metrics(&d.join("mlm"), "train");
+    let train = metrics(&d.aux_run(), "train");
     assert!(train.last().unwrap()["loss"].as_f64().unwrap() < train[0]["loss"].as_f64().unwrap());
 }
 
@@ -182,9 +74,9 @@ fn issue5_mlm_export_is_an_aux_model_for_preprocess() {
 #[test]
 fn issue5_rtd_loss_falls_and_validation_reaches_the_all_original_baseline() {
     let d = fixture();
-    let before = snapshot(&d.join("data"));
-    let run_dir = d.join("runs/learn");
-    let val = d.join("val/epoch-001");
+    let before = snapshot(&d.data());
+    let run_dir = work().join("runs/learn");
+    let val = d.validation();
     ok(run(
         "trainer",
         &rtd_args(
@@ -240,12 +132,11 @@ fn issue5_rtd_loss_falls_and_validation_reaches_the_all_original_baseline() {
         assert!(run_dir.join(f).exists(), "{f} missing");
     }
     // Nothing was written into the shard folders.
-    assert_eq!(before, snapshot(&d.join("data")));
+    assert_eq!(before, snapshot(&d.data()));
 }
 
 #[test]
 fn issue5_stop_and_resume_gives_the_same_losses() {
-    let d = fixture();
     let common = [
         "--lr",
         "2e-3",
@@ -262,9 +153,9 @@ fn issue5_stop_and_resume_gives_the_same_losses() {
         "--seed",
         "5",
     ];
-    let whole = d.join("runs/whole");
+    let whole = work().join("runs/whole");
     ok(run("trainer", &rtd_args(&epochs(), &whole, &common)));
-    let parts = d.join("runs/parts");
+    let parts = work().join("runs/parts");
     let mut first = common.to_vec();
     first.extend(["--debug-stop-after", "10"]);
     ok(run("trainer", &rtd_args(&epochs(), &parts, &first)));
@@ -293,28 +184,11 @@ fn issue5_stop_and_resume_gives_the_same_losses() {
     assert!(e.contains("field lr"), "{e}");
 }
 
-/// A copy of `src` (a shard folder) at `dst`.
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for entry in std::fs::read_dir(src).unwrap() {
-        let p = entry.unwrap().path();
-        std::fs::copy(&p, dst.join(p.file_name().unwrap())).unwrap();
-    }
-}
-
-fn edit_manifest(dir: &Path, f: impl FnOnce(&mut Value)) {
-    let p = dir.join("manifest.json");
-    let mut v: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
-    f(&mut v);
-    std::fs::write(&p, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-}
-
 #[test]
 fn issue5_bad_inputs_get_clear_errors() {
-    let d = fixture();
-    let bad = d.join("bad");
+    let bad = work().join("bad");
     let [e1, e0] = epochs();
-    let fresh = |name: &str| d.join("runs").join(name);
+    let fresh = |name: &str| work().join("runs").join(name);
     let go = |shards: &[PathBuf], name: &str, extra: &[&str]| {
         err(run("trainer", &rtd_args(shards, &fresh(name), extra)))
     };

@@ -46,7 +46,8 @@ pub struct DistCheckArgs {
     pub dist_timeout: u64,
 }
 
-/// The training objective.
+/// The training objective. With [`Objective::spec`](crate::objectives) this enum is the
+/// registry of objectives: a new one adds a variant here and a line there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Objective {
@@ -62,13 +63,20 @@ pub struct TrainArgs {
     /// epochs are trained in the order of the epoch number in their manifests.
     #[arg(long, num_args = 1.., required = true)]
     pub shards: Vec<PathBuf>,
-    /// The run folder (metrics.jsonl, checkpoints/, plots, export/). Refused if it holds
-    /// another run, unless --resume.
-    #[arg(long, required = true)]
+    /// The run folder (run.json, metrics.jsonl, loss.png, accuracy.png, checkpoints/,
+    /// export/). Refused if it holds another run, unless --resume (which needs it given)
+    /// [default: a new folder runs/<objective>-<model>-<UTC yyyymmdd-HHMMSS> under the current
+    /// directory, with -2, -3, ... appended if that exists; printed at start].
+    #[arg(long)]
     pub run_dir: Option<PathBuf>,
-    /// Model size: tiny, small, base or large, or a Hugging Face config.json.
+    /// Model size: tiny, small, base or large, or a Hugging Face config.json (its file stem
+    /// names the default run folder).
     #[arg(long, default_value = "base")]
     pub model: String,
+    /// Dropout rate of the model (hidden and attention dropout), overriding the preset's or the
+    /// config's (0.1 for the presets). Tiny models learn faster without it.
+    #[arg(long)]
+    pub dropout: Option<f64>,
     /// Training objective.
     #[arg(long, value_enum, default_value_t = Objective::Rtd)]
     pub objective: Objective,
@@ -124,7 +132,7 @@ pub struct TrainArgs {
     /// Seed of initialisation, shuffling, dropout and MLM masking.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Continue the run in --run-dir from its latest checkpoint.
+    /// Continue the run in --run-dir (required then) from its latest checkpoint.
     #[arg(long)]
     pub resume: bool,
     /// When the updates need more rows than the epochs hold, pass over the last epoch again
@@ -181,6 +189,22 @@ pub struct CostArgs {
     /// Fraction of positions the auxiliary model predicts (its vocabulary logits).
     #[arg(long, default_value_t = 0.15)]
     pub mask_rate: f64,
+    /// What to count: `system` (this system: auxiliary logits at the masked positions only,
+    /// softmax and heads included, GiB) or `paper` (the Fast-ELECTRA paper's Table 1: the
+    /// auxiliary vocabulary projection at every position, no softmax or heads, relative
+    /// positions, decimal GB; `--model base --aux-layers 4 --vocab 128000 --batch-size 2048`
+    /// gives its base column).
+    #[arg(long, value_enum, default_value_t = Accounting::System)]
+    pub accounting: Accounting,
+}
+
+/// The cost accounting of `trainer cost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accounting {
+    /// This system's costs (shared::cost).
+    System,
+    /// The paper's Table 1 rules (shared::cost::paper).
+    Paper,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -4,12 +4,12 @@ use shared::cost::{cost_report, EncoderShape, ModelCost};
 use shared::model::ModelConfig;
 use std::path::Path;
 
-use crate::cli::CostArgs;
+use crate::cli::{Accounting, CostArgs};
 
 /// The encoder shape of a preset name or of a Hugging Face `config.json`, with `vocab` tokens
 /// (the same configs the trainer builds).
 pub fn encoder_shape(model: &str, vocab: u64) -> anyhow::Result<EncoderShape> {
-    let cfg = if matches!(model, "tiny" | "small" | "base" | "large") {
+    let cfg = if ModelConfig::is_preset(model) {
         ModelConfig::preset(model, vocab as i64)?
     } else {
         let mut cfg = ModelConfig::from_file(Path::new(model)).with_context(|| {
@@ -41,6 +41,10 @@ fn row(name: &str, c: &ModelCost) -> String {
 pub fn run(args: &CostArgs) -> anyhow::Result<()> {
     let main = encoder_shape(&args.model, args.vocab)?;
     let aux = main.with_layers(args.aux_layers);
+    if args.accounting == Accounting::Paper {
+        print_paper(args, &main, &aux);
+        return Ok(());
+    }
     let r = cost_report(&main, &aux, args.seq_len, args.batch_size, args.mask_rate);
     println!(
         "main model {} ({} layers, hidden {}), auxiliary model {} layers, seq len {}, vocab {}, batch {}, aux logits at {:.0}% of positions",
@@ -71,4 +75,35 @@ pub fn run(args: &CostArgs) -> anyhow::Result<()> {
         gib(r.main.memory_bytes())
     );
     Ok(())
+}
+
+/// The paper's Table 1 layout: training GFLOPs per sequence and memory in GB per column.
+fn print_paper(args: &CostArgs, main: &EncoderShape, aux: &EncoderShape) {
+    let t = shared::cost::paper::table(main, aux, args.seq_len, args.batch_size);
+    println!(
+        "Table 1 accounting (Fast-ELECTRA paper): main model {} ({} layers, hidden {}), auxiliary model {} layers, seq len {}, vocab {}, batch {}",
+        args.model, main.layers, main.hidden, aux.layers, args.seq_len, args.vocab, args.batch_size
+    );
+    println!("{:<28} {:>14} {:>11}", "model", "train GFLOPs", "memory GB");
+    for (name, c) in [
+        ("main (trained)", &t.main),
+        ("aux, joint (ELECTRA)", &t.aux_joint),
+        ("aux, frozen (Fast-ELECTRA)", &t.aux_frozen),
+    ] {
+        println!(
+            "{name:<28} {:>14.1} {:>11}",
+            c.flops_per_sequence as f64 / 1e9,
+            paper_gb(c.memory_bytes())
+        );
+    }
+}
+
+/// Gigabytes as the paper prints them: one decimal, two below 1 GB.
+fn paper_gb(bytes: u64) -> String {
+    let gb = bytes as f64 / 1e9;
+    if gb < 1.0 {
+        format!("{gb:.2}")
+    } else {
+        format!("{gb:.1}")
+    }
 }

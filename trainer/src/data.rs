@@ -10,9 +10,37 @@ use shared::format::token_shards::{open_token_dir, TokenRows};
 use shared::format::validate::{open_all_checked, ShardExpectation};
 use std::path::{Path, PathBuf};
 
-use crate::cli::Objective;
 use crate::loader::pipeline::Decoder;
 use crate::loader::{EpochData, Group, Rows};
+
+/// The kind of shard folder an objective reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataKind {
+    /// Epoch folders of corrupted rows (`preprocess --epoch E`, `data/epoch-NNN`).
+    Epochs,
+    /// Token folders (`preprocess tokenize`, `data/tokens`).
+    Tokens,
+}
+
+impl DataKind {
+    /// The manifest `kind` of such folders.
+    pub fn manifest_kind(self) -> &'static str {
+        match self {
+            DataKind::Epochs => shared::format::spec::epoch::KIND,
+            DataKind::Tokens => shared::format::spec::tokens::KIND,
+        }
+    }
+
+    /// What such folders are, for messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DataKind::Epochs => {
+                "epoch folders (made by `preprocess --epoch E`, e.g. data/epoch-000)"
+            }
+            DataKind::Tokens => "token folders (made by `preprocess tokenize`, e.g. data/tokens)",
+        }
+    }
+}
 
 /// One opened folder: its manifest's facts the trainer uses, and its shards.
 pub struct Folder {
@@ -94,11 +122,38 @@ pub fn open_token_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
     })
 }
 
-/// Opens a folder of the kind `objective` reads.
-pub fn open_folder(dir: &Path, objective: Objective, verify: bool) -> anyhow::Result<Folder> {
-    match objective {
-        Objective::Rtd => open_epoch_folder(dir, verify),
-        Objective::Mlm => open_token_folder(dir, verify),
+/// Refuses a folder of the other kind before reading it as this one, naming both: e.g. a token
+/// folder given to `--objective rtd`. `objective` names who reads it.
+fn check_kind(dir: &Path, kind: DataKind, objective: &str) -> anyhow::Result<()> {
+    let path = manifest_path(dir);
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(()); // the reader names the missing manifest
+    };
+    let found = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string));
+    match found {
+        Some(found) if found != kind.manifest_kind() => bail!(
+            "{}: field kind: expected {:?}, found {found:?}: --objective {objective} reads {}",
+            path.display(),
+            kind.manifest_kind(),
+            kind.describe()
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// Opens a folder of `kind` for `--objective objective`.
+pub fn open_folder(
+    dir: &Path,
+    kind: DataKind,
+    objective: &str,
+    verify: bool,
+) -> anyhow::Result<Folder> {
+    check_kind(dir, kind, objective)?;
+    match kind {
+        DataKind::Epochs => open_epoch_folder(dir, verify),
+        DataKind::Tokens => open_token_folder(dir, verify),
     }
 }
 
@@ -120,8 +175,9 @@ fn same<T: PartialEq + std::fmt::Debug>(
     Ok(())
 }
 
-/// Checks that `other` is compatible with `reference`: tokenizer, auxiliary model, sequence
-/// length, vocabulary (and, for two training epochs, the corruption settings).
+/// Checks that `other` is compatible with `reference`: tokenizer, replaced-token distribution and
+/// augmentation, auxiliary model, sequence length, vocabulary (and, for two training epochs, the
+/// corruption settings: schedules, alpha, term frequencies).
 pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> anyhow::Result<()> {
     same(
         "tokenizer.sha256",
@@ -145,6 +201,21 @@ pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> a
         other.vocab_size,
     )?;
     if let (Some(a), Some(b)) = (&reference.epoch_manifest, &other.epoch_manifest) {
+        // The replaced-token distribution (data-spec version 1 reads as aux + temperature).
+        same(
+            "distribution",
+            reference,
+            other,
+            &a.distribution,
+            &b.distribution,
+        )?;
+        same(
+            "augmentation",
+            reference,
+            other,
+            &a.augmentation,
+            &b.augmentation,
+        )?;
         same(
             "aux_model.sha256",
             reference,
@@ -165,6 +236,21 @@ pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> a
             same("epochs", reference, other, a.epochs, b.epochs)?;
             same("schedule", reference, other, &a.schedule, &b.schedule)?;
             same("mask_rate", reference, other, a.mask_rate, b.mask_rate)?;
+            same("alpha", reference, other, a.alpha, b.alpha)?;
+            same(
+                "gamma_schedule",
+                reference,
+                other,
+                &a.gamma_schedule,
+                &b.gamma_schedule,
+            )?;
+            same(
+                "term_frequency_sha256",
+                reference,
+                other,
+                &a.term_frequency_sha256,
+                &b.term_frequency_sha256,
+            )?;
         }
     }
     Ok(())
@@ -174,14 +260,15 @@ pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> a
 /// each other (consecutive epochs, same settings).
 pub fn open_training(
     dirs: &[PathBuf],
-    objective: Objective,
+    kind: DataKind,
+    objective: &str,
     verify: bool,
 ) -> anyhow::Result<Vec<Folder>> {
     let mut folders = dirs
         .iter()
-        .map(|d| open_folder(d, objective, verify))
+        .map(|d| open_folder(d, kind, objective, verify))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    if objective == Objective::Rtd {
+    if kind == DataKind::Epochs {
         folders.sort_by_key(|f| f.epoch);
         for w in folders.windows(2) {
             if w[1].epoch != w[0].epoch + 1 {
@@ -205,7 +292,7 @@ pub fn open_training(
 pub struct ShardDecoder {
     /// Per loader epoch, its shards.
     pub shards: Vec<Vec<ShardFile>>,
-    pub objective: Objective,
+    pub kind: DataKind,
     pub vocab_size: u32,
 }
 
@@ -226,8 +313,8 @@ impl Decoder for ShardDecoder {
         let batch = shard
             .read_row_group(group.index)
             .with_context(|| format!("{}: reading row group {}", path.display(), group.index))?;
-        let rows = match self.objective {
-            Objective::Rtd => {
+        let rows = match self.kind {
+            DataKind::Epochs => {
                 let r = EpochRows::from_batch(&batch, path)?;
                 Rows {
                     sequence_ids: r.sequence_ids,
@@ -236,7 +323,7 @@ impl Decoder for ShardDecoder {
                     targets: r.targets,
                 }
             }
-            Objective::Mlm => {
+            DataKind::Tokens => {
                 let r = TokenRows::from_batch(&batch, path)?;
                 Rows {
                     sequence_ids: r.sequence_ids,

@@ -14,8 +14,10 @@ mod lr;
 mod metrics;
 mod objectives;
 mod optim;
+mod outputs;
 mod parallel;
 mod plots;
+mod rng;
 mod train;
 
 fn main() -> ExitCode {

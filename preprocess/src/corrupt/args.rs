@@ -4,14 +4,49 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
+use shared::corruption::distribution::{
+    check_alpha, Augmentation, Distribution, GammaSchedule, AUGMENTATION_NAMES, DISTRIBUTION_NAMES,
+};
 use shared::corruption::schedule::{TemperatureSchedule, SCHEDULE_NAMES};
 
-/// Corrupt one epoch of token shards with the frozen auxiliary model (no subcommand).
+/// The auxiliary model's folder when `--aux-model` is not given.
+pub const DEFAULT_AUX_MODEL: &str = "models/aux";
+
+/// Corrupt one epoch of token shards with the frozen auxiliary model, or with a model-free
+/// distribution (no subcommand).
 #[derive(Debug, Clone, Args)]
 pub struct CorruptArgs {
     /// Epoch to corrupt, 0-based, below --epochs. Writes OUT/epoch-EEE/.
     #[arg(long, required = true)]
     pub epoch: Option<u32>,
+    /// Replaced-token distribution: aux (the auxiliary model, made easier by --augmentation),
+    /// or a model-free one that needs no auxiliary model: uniform, term-frequency (the token
+    /// folder's counts), smoothed-one-hot (the original kept at 1 - alpha, alpha spread evenly),
+    /// unf-soh or tf-soh (p ∝ p_uniform^gamma p_SOH^(1-gamma), p_TF^gamma p_SOH^(1-gamma)).
+    /// Special tokens ([CLS], [SEP], [PAD], [MASK]) have probability 0 in the model-free ones.
+    #[arg(long, default_value = "aux", value_parser = DISTRIBUTION_NAMES)]
+    pub distribution: String,
+    /// How the auxiliary model's distribution is made easier (with --distribution aux):
+    /// temperature (softmax(logits/T), T from --temperature-schedule), or, sampled at T = 1 with
+    /// strength gamma from --gamma-schedule: tf-interp (p ∝ p_TF^gamma p_aux^(1-gamma)), dropout
+    /// (activation dropout at rate gamma), drop-attention (attention dropout at rate gamma),
+    /// drop-token (a gamma fraction of the model's unmasked input tokens become [UNK]) [default:
+    /// temperature].
+    #[arg(long, value_parser = AUGMENTATION_NAMES)]
+    pub augmentation: Option<String>,
+    /// Smoothing alpha of the smoothed one-hot distribution, in (0, 1) (smoothed-one-hot,
+    /// unf-soh, tf-soh).
+    #[arg(long, default_value_t = 0.35)]
+    pub alpha: f64,
+    /// Schedule of gamma (unf-soh, tf-soh and every augmentation but temperature), u = epoch /
+    /// epochs: exp (gamma_max e^(-u/tau)), const (gamma_max), poly (gamma_max (1-u)^k) or step
+    /// (k equal steps down from gamma_max); --tau and --k as for the temperature.
+    #[arg(long, default_value = "exp", value_parser = SCHEDULE_NAMES)]
+    pub gamma_schedule: String,
+    /// Starting strength gamma_max, in [0, 1]. gamma = 1 is the easy end (the pure uniform or TF
+    /// distribution; full dropout), gamma = 0 the hard end (SOH; the plain model at T = 1).
+    #[arg(long, default_value_t = 1.0)]
+    pub gamma_max: f64,
     /// Temperature schedule: exp (T = 1 + (T0-1) exp(-u/tau)), const (T = T0),
     /// poly (T = 1 + (T0-1) (1-u)^k) or step (k equal steps down from T0), u = epoch / epochs.
     #[arg(long, default_value = "exp", value_parser = SCHEDULE_NAMES)]
@@ -20,10 +55,10 @@ pub struct CorruptArgs {
     /// data/tokens or data/tokens/validation.
     #[arg(long, default_value = "data/tokens")]
     pub tokens: PathBuf,
-    /// Auxiliary masked LM: a Hugging Face folder (config.json + model.safetensors) of
-    /// ElectraForMaskedLM or BertForMaskedLM.
-    #[arg(long, default_value = "models/aux")]
-    pub aux_model: PathBuf,
+    /// Auxiliary masked LM: a Hugging Face folder (config.json + model.safetensors) of an
+    /// ElectraForMaskedLM or BertForMaskedLM; with --distribution aux only [default: models/aux].
+    #[arg(long)]
+    pub aux_model: Option<PathBuf>,
     /// Output root; the epoch goes to OUT/epoch-EEE/.
     #[arg(long, default_value = "data")]
     pub out: PathBuf,
@@ -50,7 +85,9 @@ pub struct CorruptArgs {
     /// CUDA runs the model in bf16, the CPU in fp32.
     #[arg(long, default_value = "auto")]
     pub device: String,
-    /// Sequences per auxiliary-model batch. Does not change the output.
+    /// Sequences per auxiliary-model batch. Does not change the output, except with the dropout
+    /// and drop-attention augmentations, whose masks are drawn per batch (the batch size is then
+    /// recorded in the settings).
     #[arg(long, default_value_t = 128)]
     pub batch_size: usize,
     /// CPU threads for Parquet encoding and CPU inference [default: all cores on the CPU; on
@@ -81,11 +118,21 @@ pub struct CorruptArgs {
 pub struct CorruptConfig {
     pub epoch: u32,
     pub epochs: u32,
+    pub distribution: Distribution,
+    /// With `aux`: the augmentation; `None` for a model-free distribution.
+    pub augmentation: Option<Augmentation>,
+    /// Where used (the smoothed one-hot distribution takes part).
+    pub alpha: Option<f64>,
+    /// Where used (interpolations, augmentations but temperature): the schedule and this
+    /// epoch's gamma.
+    pub gamma: Option<(GammaSchedule, f64)>,
+    /// The temperature schedule; `const` at T0 = 1 where the sampling is not tempered.
     pub schedule: TemperatureSchedule,
-    /// This epoch's temperature.
+    /// This epoch's temperature (1 where not tempered).
     pub temperature: f64,
     pub tokens: PathBuf,
-    pub aux_model: PathBuf,
+    /// With `--distribution aux` only.
+    pub aux_model: Option<PathBuf>,
     /// OUT/epoch-EEE.
     pub out_dir: PathBuf,
     pub mask_rate: f64,
@@ -112,6 +159,31 @@ pub struct CorruptConfig {
 pub const CUDA_DEFAULT_THREADS: usize = 4;
 
 impl CorruptConfig {
+    /// One line: the distribution, augmentation and their parameters for this epoch.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![format!("distribution {}", self.distribution.name())];
+        if let Some(a) = self.augmentation {
+            parts.push(format!("augmentation {}", a.name()));
+        }
+        if self.augmentation == Some(Augmentation::Temperature) {
+            parts.push(format!(
+                "schedule {}, T = {:.6}",
+                self.schedule, self.temperature
+            ));
+        }
+        if let Some(alpha) = self.alpha {
+            parts.push(format!("alpha = {alpha}"));
+        }
+        if let Some((s, g)) = self.gamma {
+            parts.push(format!(
+                "gamma schedule {} from gamma_max {}, gamma = {g:.6}",
+                s.shape.name(),
+                s.gamma_max
+            ));
+        }
+        parts.join(", ")
+    }
+
     /// Settles the thread count for `device`: all cores (or `--threads`) on the CPU; on CUDA
     /// `--threads`, else at most [`CUDA_DEFAULT_THREADS`].
     pub fn use_device(&mut self, device: tch::Device) {
@@ -225,8 +297,40 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
                 a.epochs
             );
         }
-        let schedule = TemperatureSchedule::new(&a.temperature_schedule, a.t0, a.tau, a.k)
-            .map_err(|e| anyhow::anyhow!("--temperature-schedule: {e}"))?;
+        let distribution: Distribution = a.distribution.parse().map_err(anyhow::Error::msg)?;
+        let augmentation = match (distribution.needs_aux_model(), &a.augmentation) {
+            (true, name) => Some(
+                name.as_deref()
+                    .unwrap_or("temperature")
+                    .parse::<Augmentation>()
+                    .map_err(anyhow::Error::msg)?,
+            ),
+            (false, None) => None,
+            (false, Some(name)) => bail!(
+                "--augmentation {name}: expected it with --distribution aux only (it transforms                  the auxiliary model), found --distribution {}",
+                distribution.name()
+            ),
+        };
+        let aux_model = match (distribution.needs_aux_model(), a.aux_model) {
+            (true, path) => Some(path.unwrap_or_else(|| PathBuf::from(DEFAULT_AUX_MODEL))),
+            (false, None) => None,
+            (false, Some(path)) => bail!(
+                "--aux-model {}: unused by --distribution {} (a model-free distribution needs                  no auxiliary model); leave the flag out",
+                path.display(),
+                distribution.name()
+            ),
+        };
+        let alpha = check_alpha(a.alpha).map_err(anyhow::Error::msg)?;
+        let gamma_schedule = GammaSchedule::new(&a.gamma_schedule, a.gamma_max, a.tau, a.k)
+            .map_err(anyhow::Error::msg)?;
+        let tempered = augmentation == Some(Augmentation::Temperature);
+        let uses_gamma = distribution.uses_gamma() || augmentation.is_some_and(|g| g.uses_gamma());
+        let schedule = if tempered {
+            TemperatureSchedule::new(&a.temperature_schedule, a.t0, a.tau, a.k)
+                .map_err(|e| anyhow::anyhow!("--temperature-schedule: {e}"))?
+        } else {
+            TemperatureSchedule::Const { t0: 1.0 }
+        };
         let temperature = schedule.temperature(epoch, a.epochs);
         if !(temperature.is_finite() && temperature >= 1.0) {
             bail!("temperature of epoch {epoch}: expected a finite T >= 1, found {temperature}");
@@ -252,10 +356,14 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
         Ok(Self {
             epoch,
             epochs: a.epochs,
+            distribution,
+            augmentation,
+            alpha: distribution.uses_alpha().then_some(alpha),
+            gamma: uses_gamma.then(|| (gamma_schedule, gamma_schedule.gamma(epoch, a.epochs))),
             schedule,
             temperature,
             tokens: a.tokens,
-            aux_model: a.aux_model,
+            aux_model,
             out_dir: a.out.join(shared::format::spec::epoch::folder_name(epoch)),
             mask_rate: a.mask_rate,
             seed: a.seed,
@@ -294,7 +402,16 @@ mod tests {
         let c = config(&["--epoch", "3", "--temperature-schedule", "exp"]).unwrap();
         assert_eq!(c.out_dir, PathBuf::from("data/epoch-003"));
         assert_eq!(c.tokens, PathBuf::from("data/tokens"));
-        assert_eq!(c.aux_model, PathBuf::from("models/aux"));
+        assert_eq!(c.aux_model, Some(PathBuf::from("models/aux")));
+        assert_eq!(
+            (c.distribution, c.augmentation, c.alpha, c.gamma),
+            (
+                Distribution::Aux,
+                Some(Augmentation::Temperature),
+                None,
+                None
+            )
+        );
         assert_eq!((c.epochs, c.mask_rate, c.seed), (10, 0.15, 0));
         assert!((c.temperature - (1.0 + (-3.0f64).exp())).abs() < 1e-12);
         assert_eq!(c.part, Part { index: 0, count: 1 });
@@ -341,6 +458,41 @@ mod tests {
         assert!(err(&["--epoch", "0", "--part", "2/2"]).contains("--part"));
         assert!(err(&["--epoch", "0", "--batch-size", "0"]).contains("--batch-size"));
         assert!(config(&["--epoch", "0", "--temperature-schedule", "cosine"]).is_err());
+        let model_free = ["--epoch", "0", "--distribution", "uniform"];
+        let with = |extra: &[&str]| err(&[&model_free[..], extra].concat());
+        assert!(with(&["--aux-model", "m"]).contains("unused by --distribution uniform"));
+        assert!(with(&["--augmentation", "dropout"]).contains("--distribution aux only"));
+        assert!(with(&["--alpha", "1"]).contains("--alpha: expected a number in (0, 1), found 1"));
+        assert!(with(&["--gamma-max", "-0.5"]).contains("--gamma-max"));
+        assert!(config(&["--epoch", "0", "--distribution", "zipf"]).is_err());
+    }
+
+    #[test]
+    fn gamma_and_alpha_are_kept_where_used() {
+        let c = config(&[
+            "--epoch",
+            "2",
+            "--epochs",
+            "4",
+            "--distribution",
+            "tf-soh",
+            "--gamma-schedule",
+            "poly",
+            "--k",
+            "1",
+            "--gamma-max",
+            "0.8",
+        ])
+        .unwrap();
+        assert_eq!((c.alpha, c.aux_model.is_none()), (Some(0.35), true));
+        let (_, gamma) = c.gamma.unwrap();
+        assert!((gamma - 0.4).abs() < 1e-15);
+        assert_eq!(c.temperature, 1.0);
+        let c = config(&["--epoch", "0", "--augmentation", "drop-token", "--t0", "3"]).unwrap();
+        assert_eq!((c.temperature, c.alpha), (1.0, None));
+        assert_eq!(c.gamma.unwrap().1, 1.0);
+        let c = config(&["--epoch", "0", "--distribution", "uniform"]).unwrap();
+        assert_eq!((c.alpha, c.gamma.is_none()), (None, true));
         let p: Part = "1/3".parse().unwrap();
         assert!(p.owns(4) && !p.owns(3));
     }

@@ -1,6 +1,8 @@
 //! `preprocess --epoch E`: corrupt one epoch of token shards with the frozen auxiliary model at
-//! that epoch's temperature (data-spec/epoch.md).
+//! that epoch's temperature, another augmentation of it, or a model-free distribution
+//! (data-spec/epoch.md).
 mod args;
+mod corrupter;
 mod finish;
 mod pipeline;
 mod plan;
@@ -24,12 +26,11 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     let plan = plan::plan(config)?;
     let c = &plan.config;
     eprintln!(
-        "epoch {} of {}: schedule {}, T = {:.6}; {} token shards, part {}/{} (from {}) makes {} \
-         of them on {device:?}",
+        "epoch {} of {}: {}; {} token shards, part {}/{} (from {}) makes {} of them on \
+         {device:?}",
         c.epoch,
         c.epochs,
-        c.schedule,
-        c.temperature,
+        c.describe(),
         plan.token_paths.len(),
         c.part.index,
         c.part.count,
@@ -69,8 +70,7 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     let made = if plan.todo.is_empty() {
         pipeline::Made::default()
     } else {
-        let mut model = shared::corruption::aux::AuxModel::load(&c.aux_model, device)?;
-        model.pad_rows_to(c.batch_size);
+        let model = corrupter::Corrupter::new(&plan, device)?;
         let made = pipeline::run(&plan, &model)?;
         eprintln!(
             "pipeline: {} sequences in {:.2} s; {}",

@@ -15,9 +15,10 @@ use shared::format::shard_reader::ShardFile;
 use shared::format::token_shards::TokenRows;
 use shared::runtime::progress::Progress;
 
+use super::corrupter::Corrupter;
 use super::plan::Plan;
 use super::shard::write_epoch_shard;
-use shared::corruption::aux::AuxModel;
+use shared::corruption::augmentation::drop_tokens;
 use shared::corruption::batch::{apply, build_inputs, CorruptedRow, Inputs, Keys, Seq};
 use shared::corruption::sampling::{NonFiniteLogits, Sampled};
 use shared::runtime::clock::StageClock;
@@ -94,7 +95,7 @@ impl std::fmt::Display for Stages {
 }
 
 /// Corrupts the shards of `plan.todo` with `model`.
-pub fn run(plan: &Plan, model: &AuxModel) -> anyhow::Result<Made> {
+pub fn run(plan: &Plan, model: &Corrupter) -> anyhow::Result<Made> {
     let start = Instant::now();
     let keys = Keys {
         seed: plan.config.seed,
@@ -152,10 +153,18 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<f64> {
     };
     let batch_size = plan.config.batch_size;
     let width = plan.tokens.max_seq_len as usize;
-    let batch = |shard: usize, seqs: Vec<Seq>| ToModel::Batch {
-        shard,
-        inputs: build_inputs(&seqs, width, keys),
-        seqs,
+    // drop-token: the auxiliary model's view only (the rows keep their tokens).
+    let drop = plan.unk.zip(plan.config.gamma.map(|(_, g)| g));
+    let batch = |shard: usize, seqs: Vec<Seq>| {
+        let mut inputs = build_inputs(&seqs, width, keys);
+        if let Some((unk, gamma)) = drop {
+            drop_tokens(&mut inputs, &seqs, keys, gamma, unk);
+        }
+        ToModel::Batch {
+            shard,
+            inputs,
+            seqs,
+        }
     };
     for &k in &plan.todo {
         let path = &plan.token_paths[k];
@@ -189,7 +198,7 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<f64> {
 /// Model stage, on the calling thread: device work only.
 fn infer(
     plan: &Plan,
-    model: &AuxModel,
+    model: &Corrupter,
     rx: Receiver<ToModel>,
     tx: Sender<ToWriter>,
 ) -> (anyhow::Result<()>, Stages, StageClock) {
@@ -208,7 +217,7 @@ fn infer(
 
 fn infer_loop(
     plan: &Plan,
-    model: &AuxModel,
+    model: &Corrupter,
     rx: Receiver<ToModel>,
     tx: Sender<ToWriter>,
     stages: &mut Stages,
@@ -232,7 +241,7 @@ fn infer_loop(
             } => ToWriter::Rows {
                 shard,
                 sampled: model
-                    .corrupt_timed(&inputs, plan.config.temperature, clock)
+                    .corrupt(plan, &seqs, &inputs, clock)
                     .map_err(|e| name_position(e, &seqs, &inputs))
                     .with_context(|| {
                         format!("token shard {}", plan.token_paths[shard].display())

@@ -4,11 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use shared::corruption::distribution::Augmentation;
 use shared::corruption::masking::SpecialIds;
 use shared::format::epoch_meta::{EpochSettings, META_SETTINGS, META_SETTINGS_FINGERPRINT};
 use shared::format::manifest::{AuxModelInfo, EpochManifest, TokenManifest};
 use shared::format::shard_reader::ShardFile;
 use shared::format::spec::{shard_file_name, DATA_SPEC_VERSION, MANIFEST_FILE};
+use shared::format::term_frequency::load_for_tokens;
 
 use super::args::CorruptConfig;
 
@@ -18,7 +20,13 @@ pub struct Plan {
     pub config: CorruptConfig,
     pub tokens: TokenManifest,
     pub token_paths: Vec<PathBuf>,
+    /// Empty ([`AuxModelInfo::is_absent`]) for a model-free distribution.
     pub aux: AuxModelInfo,
+    /// The training split's term-frequency counts, where the distribution or augmentation uses
+    /// them.
+    pub term_frequency: Option<Vec<u64>>,
+    /// drop-token: the [UNK] id.
+    pub unk: Option<i32>,
     pub settings: EpochSettings,
     pub special: SpecialIds,
     /// Shards of this part still to make, ascending.
@@ -45,7 +53,9 @@ pub fn settings_of(
     config: &CorruptConfig,
     tokens: &TokenManifest,
     aux: &AuxModelInfo,
+    term_frequency_sha256: Option<String>,
 ) -> EpochSettings {
+    let dropout = config.augmentation.is_some_and(|a| a.uses_dropout());
     EpochSettings {
         data_spec_version: DATA_SPEC_VERSION,
         epoch: config.epoch,
@@ -55,6 +65,13 @@ pub fn settings_of(
         seed: config.seed,
         mask_rate: config.mask_rate,
         mask_token_id: tokens.tokenizer.special_tokens.mask,
+        distribution: config.distribution.name().to_string(),
+        augmentation: config.augmentation.map(|a| a.name().to_string()),
+        alpha: config.alpha,
+        gamma: config.gamma.map(|(_, g)| g),
+        gamma_schedule: config.gamma.map(|(s, _)| s.to_info()),
+        term_frequency_sha256,
+        dropout_batch_size: dropout.then_some(config.batch_size as u64),
         aux_model_sha256: aux.sha256.clone(),
         tokenizer_sha256: tokens.tokenizer.sha256.clone(),
         tokens_fingerprint: tokens.dataset_fingerprint.clone(),
@@ -75,6 +92,13 @@ pub fn settings_of_manifest(m: &EpochManifest) -> EpochSettings {
         seed: m.seed,
         mask_rate: m.mask_rate,
         mask_token_id: m.tokenizer.special_tokens.mask,
+        distribution: m.distribution.clone(),
+        augmentation: m.augmentation.clone(),
+        alpha: m.alpha,
+        gamma: m.gamma,
+        gamma_schedule: m.gamma_schedule.clone(),
+        term_frequency_sha256: m.term_frequency_sha256.clone(),
+        dropout_batch_size: m.dropout_batch_size,
         aux_model_sha256: m.aux_model.sha256.clone(),
         tokenizer_sha256: m.tokenizer.sha256.clone(),
         tokens_fingerprint: m.tokens_fingerprint.clone(),
@@ -92,29 +116,44 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
                 config.tokens.display()
             )
         })?;
-    let aux = shared::corruption::aux::inspect(&config.aux_model)?;
     let tok = &tokens.tokenizer;
-    if aux.info.vocab_size != tok.vocab_size {
-        bail!(
-            "--aux-model {}: field vocab_size: expected {} (the tokenizer's, {} in {}), found {}",
-            config.aux_model.display(),
-            tok.vocab_size,
-            tok.path,
-            config.tokens.join(MANIFEST_FILE).display(),
-            aux.info.vocab_size
-        );
-    }
-    if aux.max_position_embeddings < tokens.max_seq_len as i64 {
-        bail!(
-            "--aux-model {}: field max_position_embeddings: expected at least {} (max_seq_len of {}), found {}",
-            config.aux_model.display(),
-            tokens.max_seq_len,
-            config.tokens.display(),
-            aux.max_position_embeddings
-        );
-    }
+    let aux = match &config.aux_model {
+        Some(dir) => check_aux(dir, &config, &tokens)?,
+        None => AuxModelInfo::default(),
+    };
+    let uses_tf = config.distribution.uses_term_frequency()
+        || config.augmentation == Some(Augmentation::TfInterp);
+    let (term_frequency, tf_sha256) = if uses_tf {
+        let (counts, sha) = load_for_tokens(&config.tokens, &tokens).with_context(|| {
+            format!(
+                "--tokens {}: term-frequency counts (for {})",
+                config.tokens.display(),
+                config
+                    .augmentation
+                    .filter(|_| !config.distribution.uses_term_frequency())
+                    .map_or(
+                        format!("--distribution {}", config.distribution.name()),
+                        |a| format!("--augmentation {}", a.name())
+                    )
+            )
+        })?;
+        (Some(counts), Some(sha))
+    } else {
+        (None, None)
+    };
+    let unk = if config.augmentation == Some(Augmentation::DropToken) {
+        let unk = tok.special_tokens.unk.with_context(|| {
+            format!(
+                "--augmentation drop-token: {}: field tokenizer.special_tokens.unk: expected the                  [UNK] id, found null (the tokenizer has no unknown token)",
+                config.tokens.join(MANIFEST_FILE).display()
+            )
+        })?;
+        Some(unk as i32)
+    } else {
+        None
+    };
     let special = SpecialIds::from(&tok.special_tokens);
-    let settings = settings_of(&config, &tokens, &aux.info);
+    let settings = settings_of(&config, &tokens, &aux, tf_sha256);
     let shards = token_paths.len();
     let out = &config.out_dir;
 
@@ -168,13 +207,45 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
         config,
         tokens,
         token_paths,
-        aux: aux.info,
+        aux,
+        term_frequency,
+        unk,
         settings,
         special,
         todo,
         complete,
         stale,
     })
+}
+
+/// Inspects the auxiliary model at `dir` and checks it against the token folder.
+fn check_aux(
+    dir: &Path,
+    config: &CorruptConfig,
+    tokens: &TokenManifest,
+) -> anyhow::Result<AuxModelInfo> {
+    let aux = shared::corruption::aux::inspect(dir)?;
+    let tok = &tokens.tokenizer;
+    if aux.info.vocab_size != tok.vocab_size {
+        bail!(
+            "--aux-model {}: field vocab_size: expected {} (the tokenizer's, {} in {}), found {}",
+            dir.display(),
+            tok.vocab_size,
+            tok.path,
+            config.tokens.join(MANIFEST_FILE).display(),
+            aux.info.vocab_size
+        );
+    }
+    if aux.max_position_embeddings < tokens.max_seq_len as i64 {
+        bail!(
+            "--aux-model {}: field max_position_embeddings: expected at least {} (max_seq_len of {}), found {}",
+            dir.display(),
+            tokens.max_seq_len,
+            config.tokens.display(),
+            aux.max_position_embeddings
+        );
+    }
+    Ok(aux.info)
 }
 
 fn refuse_unless_overwrite(config: &CorruptConfig, path: &Path, why: &str) -> anyhow::Result<()> {

@@ -95,6 +95,12 @@ pub fn run(cfg: TokenizeConfig) -> anyhow::Result<()> {
     );
     train.flush()?;
     validation.flush()?;
+    // The training split's term frequencies, before any manifest (which lists the file).
+    let term_frequency = shared::format::term_frequency::write_term_frequency(
+        train.dir(),
+        &train.counts,
+        &fingerprint,
+    )?;
 
     let manifest = |w: &SplitWriter, split: &str| TokenManifest {
         data_spec_version: DATA_SPEC_VERSION,
@@ -109,6 +115,7 @@ pub fn run(cfg: TokenizeConfig) -> anyhow::Result<()> {
         num_tokens: w.shards.iter().map(|s| s.tokens).sum(),
         shards: w.shards.clone(),
         sources: source_files.clone(),
+        term_frequency: (split == SPLIT_TRAIN).then(|| term_frequency.clone()),
     };
     // The validation manifest first, the training manifest last: its presence means all is done.
     if with_validation {

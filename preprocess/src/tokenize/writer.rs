@@ -30,6 +30,8 @@ pub struct SplitWriter {
     pub documents: u64,
     /// Shards written so far, in order.
     pub shards: Vec<ShardEntry>,
+    /// Occurrences of every token id in the rows so far (data-spec "Term frequency").
+    pub counts: Vec<u64>,
 }
 
 impl SplitWriter {
@@ -43,13 +45,14 @@ impl SplitWriter {
         Self {
             dir,
             split,
-            meta,
             rows_per_shard,
             row_group_rows,
             pending: TokenRows::new(),
             next_sequence_id: 0,
             documents: 0,
             shards: Vec::new(),
+            counts: vec![0; meta.vocab_size as usize],
+            meta,
         }
     }
 
@@ -64,6 +67,12 @@ impl SplitWriter {
 
     /// Adds one row of document `doc_id`; writes a shard when `rows_per_shard` rows are pending.
     pub fn push(&mut self, doc_id: u64, ids: &[i32]) -> anyhow::Result<()> {
+        for &id in ids {
+            // Ids come from the tokenizer, below its vocabulary size (checked by the tests).
+            if let Some(c) = self.counts.get_mut(id as usize) {
+                *c += 1;
+            }
+        }
         self.pending.push(self.next_sequence_id, doc_id, ids);
         self.next_sequence_id += 1;
         if self.pending.len() >= self.rows_per_shard {

@@ -3,9 +3,12 @@
 use std::borrow::Cow;
 use std::path::Path;
 
+use crate::corruption::augmentation::AuxSampling;
 use crate::corruption::sampling::{padded_vocab, sample_tempered, Sampled};
 use crate::format::manifest::AuxModelInfo;
-use crate::model::{checkpoint_fingerprint, load_masked_lm, MaskedLm, ModelConfig, Pretrained};
+use crate::model::{
+    checkpoint_fingerprint, load_masked_lm_with, MaskedLm, ModelConfig, Pretrained,
+};
 use anyhow::Context;
 use tch::{Device, Tensor};
 
@@ -67,14 +70,37 @@ pub struct AuxModel {
     decoder_weight: Tensor,
     /// [V']: the decoder bias, `-inf` past V.
     decoder_bias: Tensor,
+    /// Runs the encoder with its dropout on (the dropout and drop-attention augmentations).
+    dropout: bool,
 }
+
+/// Dropout rates of the auxiliary model for the dropout augmentations: (activation/hidden,
+/// attention probabilities). `None` keeps the model deterministic (no dropout).
+pub type DropoutRates = Option<(f64, f64)>;
 
 impl AuxModel {
     /// Loads the folder's weights onto `device` (bf16 on CUDA, fp32 on the CPU).
     pub fn load(dir: &Path, device: Device) -> anyhow::Result<Self> {
-        let lm = load_masked_lm(dir, device)
-            .with_context(|| format!("loading the auxiliary model {}", dir.display()))?;
+        Self::load_with_dropout(dir, device, None)
+    }
+
+    /// [`Self::load`]; with `Some((hidden, attention))` the encoder's dropout runs at those rates
+    /// (the folder's own rates are replaced), masks drawn from torch's generator: seed it per
+    /// batch (`tch::manual_seed`) for reproducible masks.
+    pub fn load_with_dropout(
+        dir: &Path,
+        device: Device,
+        dropout: DropoutRates,
+    ) -> anyhow::Result<Self> {
+        let lm = load_masked_lm_with(dir, device, |cfg| {
+            if let Some((hidden, attention)) = dropout {
+                cfg.hidden_dropout_prob = hidden;
+                cfg.attention_probs_dropout_prob = attention;
+            }
+        })
+        .with_context(|| format!("loading the auxiliary model {}", dir.display()))?;
         let mut model = Self::new(lm, device);
+        model.dropout = dropout.is_some();
         if device.is_cuda() {
             model.use_bf16();
         }
@@ -92,6 +118,7 @@ impl AuxModel {
             pad_rows: 0,
             decoder_weight,
             decoder_bias,
+            dropout: false,
         }
     }
 
@@ -130,6 +157,18 @@ impl AuxModel {
         temperature: f64,
         clock: &mut StageClock,
     ) -> anyhow::Result<Sampled> {
+        self.corrupt_with(inputs, &AuxSampling::Temperature(temperature), clock)
+    }
+
+    /// Runs the model on one batch and samples a token at every masked position from the
+    /// distribution `sampling` makes of its logits; stages charged to `clock`. The reported top-1
+    /// is always the model's own arg-max.
+    pub fn corrupt_with(
+        &self,
+        inputs: &Inputs,
+        sampling: &AuxSampling,
+        clock: &mut StageClock,
+    ) -> anyhow::Result<Sampled> {
         let n = inputs.positions.len();
         if n == 0 {
             return Ok(Sampled::default());
@@ -138,7 +177,14 @@ impl AuxModel {
         let logits = self.logits_timed(inputs, clock);
         // Padded positions (a copy of the first one) get a dummy uniform; their draws are dropped.
         let uniforms = padded(&inputs.uniforms, logits.size()[0] as usize, 0.5);
-        let mut s = tch::no_grad(|| sample_tempered(&logits, temperature, &uniforms))?;
+        let mut s = tch::no_grad(|| match sampling {
+            AuxSampling::Temperature(t) => sample_tempered(&logits, *t, &uniforms),
+            AuxSampling::TfInterp(tf) => {
+                let mut s = sample_tempered(&tf.logits(&logits), 1.0, &uniforms)?;
+                s.top1 = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
+                Ok(s)
+            }
+        })?;
         clock.mark(3);
         s.ids.truncate(n);
         s.top1.truncate(n);
@@ -184,7 +230,7 @@ impl AuxModel {
             clock.mark(0);
             crate::runtime::device::with_autocast(self.device, || {
                 let model = &self.lm.model;
-                let hidden = model.hidden_at(&ids, &mask, &positions, false);
+                let hidden = model.hidden_at(&ids, &mask, &positions, self.dropout);
                 clock.mark(1);
                 let logits = model
                     .head

@@ -1,9 +1,13 @@
 //! Making corrupted sequences: the counter-based RNG that keys every random choice, masking,
 //! the temperature schedules, the exact tempered sampler, the frozen auxiliary model and the
-//! batch building around it (data-spec/epoch.md).
+//! batch building around it, the model-free distributions and the augmentations of the
+//! auxiliary model (data-spec/epoch.md).
+pub mod augmentation;
 pub mod aux;
 pub mod batch;
+pub mod distribution;
 pub mod masking;
+pub mod model_free;
 pub mod rng;
 pub mod sampling;
 pub mod schedule;

@@ -26,6 +26,10 @@ pub mod domain {
     pub const MLM: u64 = 4;
     /// Splitting documents into train and validation.
     pub const SPLIT: u64 = 5;
+    /// Seeding torch's generator for the auxiliary model's dropout, once per batch.
+    pub const DROPOUT: u64 = 6;
+    /// Choosing the auxiliary model's input tokens that become [UNK] (drop-token).
+    pub const DROP_TOKEN: u64 = 7;
 }
 
 /// A stream of pseudo-random numbers keyed by `seed` and `stream`.

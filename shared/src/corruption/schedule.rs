@@ -143,6 +143,24 @@ impl TemperatureSchedule {
         }
     }
 
+    /// The schedule's decay factor of epoch `epoch` of `epochs`, in [0, 1]: `exp(-u/tau)`, 1
+    /// (const), `(1 - u)^k`, `1 - floor(epoch k / epochs) / k` (integer floor). The strength
+    /// gamma of a distribution or augmentation is `gamma_max` times it (data-spec/epoch.md,
+    /// "Gamma"). `T0` plays no part.
+    pub fn decay(&self, epoch: u32, epochs: u32) -> f64 {
+        assert!(epochs > 0, "TemperatureSchedule::decay: epochs = 0");
+        let u = (epoch as f64 / epochs as f64).clamp(0.0, 1.0);
+        match *self {
+            Self::Exp { tau, .. } => (-u / tau).exp(),
+            Self::Const { .. } => 1.0,
+            Self::Poly { k, .. } => (1.0 - u).powf(k),
+            Self::Step { k, .. } => {
+                let done = (epoch as u64 * k as u64 / epochs as u64).min(k as u64);
+                1.0 - done as f64 / k as f64
+            }
+        }
+    }
+
     /// The schedule as recorded in manifests; parameters the schedule does not use are 0.
     pub fn to_info(&self) -> ScheduleInfo {
         let (tau, k) = match *self {
@@ -240,6 +258,20 @@ mod tests {
         assert!(TemperatureSchedule::new("step", 2.0, 0.1, 0.0).is_err());
         let err = TemperatureSchedule::new("cosine", 2.0, 0.1, 1.0).unwrap_err();
         assert!(err.to_string().contains("cosine"), "{err}");
+    }
+
+    #[test]
+    fn decay_follows_the_paper_gamma_schedules() {
+        let exp = TemperatureSchedule::new("exp", 1.0, 0.5, 0.0).unwrap();
+        assert!(close(exp.decay(0, 4), 1.0));
+        assert!(close(exp.decay(2, 4), (-1.0f64).exp()));
+        let c = TemperatureSchedule::new("const", 1.0, 0.0, 0.0).unwrap();
+        assert_eq!(c.decay(3, 4), 1.0);
+        let p = TemperatureSchedule::new("poly", 1.0, 0.0, 2.0).unwrap();
+        assert!(close(p.decay(2, 4), 0.25));
+        let s = TemperatureSchedule::new("step", 1.0, 0.0, 2.0).unwrap();
+        let d: Vec<f64> = (0..4).map(|e| s.decay(e, 4)).collect();
+        assert_eq!(d, vec![1.0, 1.0, 0.5, 0.5]);
     }
 
     #[test]

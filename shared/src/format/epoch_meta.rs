@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::format::manifest::{EpochManifest, ScheduleInfo};
-use crate::format::spec::{shard_file_name, DATA_SPEC_VERSION};
+use crate::format::manifest::{EpochManifest, GammaScheduleInfo, ScheduleInfo};
+use crate::format::spec::{shard_file_name, READABLE_DATA_SPEC_VERSIONS};
 
 /// JSON of [`EpochSettings`].
 pub const META_SETTINGS: &str = "fast_electra.epoch_settings";
@@ -39,7 +39,25 @@ pub struct EpochSettings {
     pub mask_rate: f64,
     /// Token id written into the auxiliary model's input at masked positions.
     pub mask_token_id: u32,
-    /// SHA-256 over the auxiliary model's `config.json` and `model.safetensors`.
+    /// `aux` or a model-free distribution (data-spec/epoch.md, "Distributions").
+    pub distribution: String,
+    /// With `aux`: the augmentation (`temperature`, ...); `null` for a model-free distribution.
+    pub augmentation: Option<String>,
+    /// The fields below are left out of the JSON when unused, so that the settings of
+    /// `aux` + `temperature` hold exactly the fields they held in version 1 (plus the two above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma_schedule: Option<GammaScheduleInfo>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_frequency_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout_batch_size: Option<u64>,
+    /// SHA-256 over the auxiliary model's `config.json` and `model.safetensors`; absent for a
+    /// model-free distribution.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub aux_model_sha256: String,
     /// SHA-256 of the tokenizer's `tokenizer.json`.
     pub tokenizer_sha256: String,
@@ -162,9 +180,9 @@ pub fn open_epoch_dir(dir: &Path) -> anyhow::Result<(EpochManifest, Vec<PathBuf>
             manifest.kind
         );
     }
-    if manifest.data_spec_version != DATA_SPEC_VERSION {
+    if !READABLE_DATA_SPEC_VERSIONS.contains(&manifest.data_spec_version) {
         anyhow::bail!(
-            "{}: field data_spec_version: expected {DATA_SPEC_VERSION}, found {}",
+            "{}: field data_spec_version: expected one of {READABLE_DATA_SPEC_VERSIONS:?}, found {}",
             mpath.display(),
             manifest.data_spec_version
         );
@@ -206,7 +224,7 @@ mod tests {
 
     fn settings() -> EpochSettings {
         EpochSettings {
-            data_spec_version: DATA_SPEC_VERSION,
+            data_spec_version: crate::format::spec::DATA_SPEC_VERSION,
             epoch: 3,
             epochs: 10,
             schedule: ScheduleInfo {
@@ -219,6 +237,13 @@ mod tests {
             seed: 0,
             mask_rate: 0.15,
             mask_token_id: 103,
+            distribution: "aux".into(),
+            augmentation: Some("temperature".into()),
+            alpha: None,
+            gamma: None,
+            gamma_schedule: None,
+            term_frequency_sha256: None,
+            dropout_batch_size: None,
             aux_model_sha256: "a".into(),
             tokenizer_sha256: "t".into(),
             tokens_fingerprint: "d".into(),
@@ -240,6 +265,33 @@ mod tests {
         assert!(d[0].starts_with("seed: this run 0, existing 5"), "{d:?}");
         assert!(d[1].starts_with("temperature"), "{d:?}");
         assert_ne!(a.fingerprint(), b.fingerprint());
+    }
+
+    #[test]
+    fn unused_fields_are_left_out_and_model_free_has_no_aux() {
+        let a = settings();
+        let json = a.to_json();
+        assert!(json.contains("\"distribution\":\"aux\",\"augmentation\":\"temperature\""));
+        for absent in ["alpha", "gamma", "term_frequency", "dropout_batch_size"] {
+            assert!(!json.contains(absent), "{absent} in {json}");
+        }
+        let mut m = a.clone();
+        m.distribution = "tf-soh".into();
+        m.augmentation = None;
+        m.aux_model_sha256.clear();
+        m.alpha = Some(0.35);
+        m.gamma = Some(0.5);
+        let json = m.to_json();
+        assert!(!json.contains("aux_model_sha256") && json.contains("\"augmentation\":null"));
+        let back: EpochSettings = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        let d = a.differences(&json);
+        assert!(
+            d.iter()
+                .any(|l| l.starts_with("distribution: this run \"aux\"")),
+            "{d:?}"
+        );
+        assert!(d.iter().any(|l| l.starts_with("aux_model_sha256")), "{d:?}");
     }
 
     #[test]

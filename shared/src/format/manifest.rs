@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::format::spec::{DATA_SPEC_VERSION, MANIFEST_FILE};
+use crate::format::spec::{MANIFEST_FILE, READABLE_DATA_SPEC_VERSIONS};
 
 /// One Parquet shard as listed in a manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +79,24 @@ pub struct TokenManifest {
     pub num_tokens: u64,
     pub shards: Vec<ShardEntry>,
     pub sources: Vec<SourceFile>,
+    /// The training split's term-frequency file (data-spec "Term frequency"); absent in
+    /// validation manifests and in folders made before data-spec version 2 (add it with
+    /// `preprocess term-frequency`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_frequency: Option<TermFrequencyEntry>,
+}
+
+/// The term-frequency file of a token folder, as its manifest lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TermFrequencyEntry {
+    /// File name inside the folder: `term_frequency.parquet`.
+    pub file: String,
+    /// Tokens counted (every token of every row of the split, [CLS] and [SEP] included).
+    pub tokens: u64,
+    pub bytes: u64,
+    /// Lowercase hex SHA-256 of the file.
+    pub sha256: String,
 }
 
 /// The temperature schedule as recorded (data-spec "Epoch manifest").
@@ -94,8 +112,23 @@ pub struct ScheduleInfo {
     pub k: f64,
 }
 
-/// The auxiliary model an epoch was corrupted with.
+/// The strength schedule of a model-free interpolation or an augmentation (data-spec/epoch.md,
+/// "Gamma"): gamma = gamma_max * the decay of schedule `name` with `tau` and `k`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GammaScheduleInfo {
+    /// `exp`, `const`, `poly` or `step`.
+    pub name: String,
+    pub gamma_max: f64,
+    /// Decay constant of `exp` (0 when unused).
+    pub tau: f64,
+    /// Exponent of `poly`, number of steps of `step` (0 when unused).
+    pub k: f64,
+}
+
+/// The auxiliary model an epoch was corrupted with (all fields empty, and absent from the JSON,
+/// for a model-free epoch).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuxModelInfo {
     pub path: String,
@@ -105,6 +138,23 @@ pub struct AuxModelInfo {
     pub architecture: String,
     pub num_layers: u32,
     pub vocab_size: u32,
+}
+
+impl AuxModelInfo {
+    /// No auxiliary model: a model-free epoch.
+    pub fn is_absent(&self) -> bool {
+        self.sha256.is_empty()
+    }
+}
+
+/// `distribution` of a version-1 manifest: the auxiliary model's.
+pub fn default_distribution() -> String {
+    "aux".to_string()
+}
+
+/// `augmentation` of a version-1 manifest: temperature.
+pub fn default_augmentation() -> Option<String> {
+    Some("temperature".to_string())
 }
 
 /// `data/epoch-EEE/manifest.json`.
@@ -121,6 +171,31 @@ pub struct EpochManifest {
     pub temperature: f64,
     pub seed: u64,
     pub mask_rate: f64,
+    /// Where replacements come from: `aux` (the auxiliary model), `uniform`, `term-frequency`,
+    /// `smoothed-one-hot`, `unf-soh` or `tf-soh` (version 1: always `aux`).
+    #[serde(default = "default_distribution")]
+    pub distribution: String,
+    /// With `aux`: `temperature`, `tf-interp`, `dropout`, `drop-attention` or `drop-token`;
+    /// absent for a model-free distribution (version 1: always `temperature`).
+    #[serde(default = "default_augmentation")]
+    pub augmentation: Option<String>,
+    /// Smoothing of the smoothed one-hot distribution (`smoothed-one-hot`, `unf-soh`, `tf-soh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    /// This epoch's strength gamma (interpolations and augmentations other than temperature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma: Option<f64>,
+    /// The schedule gamma follows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gamma_schedule: Option<GammaScheduleInfo>,
+    /// SHA-256 of the term-frequency file used (`term-frequency`, `tf-soh`, `tf-interp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term_frequency_sha256: Option<String>,
+    /// `dropout` and `drop-attention`: the `--batch-size` the dropout masks depend on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropout_batch_size: Option<u64>,
+    /// Absent for a model-free distribution.
+    #[serde(default, skip_serializing_if = "AuxModelInfo::is_absent")]
     pub aux_model: AuxModelInfo,
     pub tokenizer: TokenizerInfo,
     /// `dataset_fingerprint` of the token folder this epoch was made from.
@@ -143,7 +218,8 @@ pub struct EpochManifest {
     pub shards: Vec<ShardEntry>,
 }
 
-/// Reads `dir/manifest.json`, checking the data-spec version.
+/// Reads `dir/manifest.json`, checking the data-spec version (any of
+/// [`READABLE_DATA_SPEC_VERSIONS`]).
 pub fn read_manifest<T: serde::de::DeserializeOwned>(dir: &Path) -> anyhow::Result<T> {
     let path = dir.join(MANIFEST_FILE);
     let text = std::fs::read_to_string(&path).with_context(|| {
@@ -155,9 +231,9 @@ pub fn read_manifest<T: serde::de::DeserializeOwned>(dir: &Path) -> anyhow::Resu
     let value: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("{}: not valid JSON", path.display()))?;
     let version = value.get("data_spec_version").and_then(|v| v.as_u64());
-    if version != Some(DATA_SPEC_VERSION as u64) {
+    if !version.is_some_and(|v| READABLE_DATA_SPEC_VERSIONS.contains(&(v as u32))) {
         anyhow::bail!(
-            "{}: field data_spec_version: expected {DATA_SPEC_VERSION}, found {}",
+            "{}: field data_spec_version: expected one of {READABLE_DATA_SPEC_VERSIONS:?}, found {}",
             path.display(),
             value
                 .get("data_spec_version")
@@ -166,4 +242,62 @@ pub fn read_manifest<T: serde::de::DeserializeOwned>(dir: &Path) -> anyhow::Resu
     }
     serde_json::from_value(value)
         .with_context(|| format!("{}: unexpected contents", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An epoch manifest as data-spec version 1 wrote it.
+    fn version_1() -> serde_json::Value {
+        serde_json::json!({
+            "data_spec_version": 1, "kind": "epoch", "epoch": 0, "epochs": 3,
+            "schedule": {"name": "exp", "t0": 2.0, "tau": 0.1, "k": 0.0},
+            "temperature": 2.0, "seed": 0, "mask_rate": 0.15,
+            "aux_model": {"path": "m", "sha256": "ab", "architecture": "ElectraForMaskedLM",
+                          "num_layers": 1, "vocab_size": 10},
+            "tokenizer": {"path": "t", "sha256": "cd", "vocab_size": 10,
+                          "special_tokens": {"cls": 1, "sep": 2, "mask": 3, "pad": 0, "unk": null}},
+            "tokens_fingerprint": "ef", "split": "train", "settings_fingerprint": "01",
+            "max_seq_len": 8, "vocab_size": 10, "num_sequences": 1, "num_tokens": 8,
+            "num_masked": 1, "num_replaced": 1, "report": {}, "shards": []
+        })
+    }
+
+    #[test]
+    fn a_version_1_epoch_manifest_reads_as_aux_with_temperature() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = serde_json::to_string(&version_1()).unwrap();
+        std::fs::write(dir.path().join(MANIFEST_FILE), text).unwrap();
+        let m: EpochManifest = read_manifest(dir.path()).unwrap();
+        assert_eq!(m.data_spec_version, 1);
+        assert_eq!(m.distribution, "aux");
+        assert_eq!(m.augmentation.as_deref(), Some("temperature"));
+        assert_eq!((m.alpha, m.gamma, m.dropout_batch_size), (None, None, None));
+        assert_eq!(m.aux_model.sha256, "ab");
+        // Written back, a model-free manifest has no aux_model and a null augmentation.
+        let mut free = m.clone();
+        free.distribution = "uniform".into();
+        free.augmentation = None;
+        free.aux_model = AuxModelInfo::default();
+        let v = serde_json::to_value(&free).unwrap();
+        assert!(v.get("aux_model").is_none() && v["augmentation"].is_null());
+        let back: EpochManifest = serde_json::from_value(v).unwrap();
+        assert_eq!(back, free);
+    }
+
+    #[test]
+    fn unknown_versions_are_refused_naming_the_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = version_1();
+        v["data_spec_version"] = 3.into();
+        std::fs::write(dir.path().join(MANIFEST_FILE), v.to_string()).unwrap();
+        let err = read_manifest::<EpochManifest>(dir.path())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("data_spec_version: expected one of [1, 2], found 3"),
+            "{err}"
+        );
+    }
 }

@@ -6,5 +6,6 @@ pub mod manifest;
 pub mod shard_reader;
 pub mod shard_writer;
 pub mod spec;
+pub mod term_frequency;
 pub mod token_shards;
 pub mod validate;

@@ -1,10 +1,28 @@
 //! Schema constants of the shard formats. The single source of truth is `data-spec/README.md`
-//! (data-spec version 1); every name here is defined there, and a change to either is a change
+//! (data-spec version 2); every name here is defined there, and a change to either is a change
 //! to both.
 
 /// Version of `data-spec/` these constants implement. Written into every manifest and every
 /// Parquet file's key-value metadata (`fast_electra.data_spec_version`).
-pub const DATA_SPEC_VERSION: u32 = 1;
+pub const DATA_SPEC_VERSION: u32 = 2;
+
+/// Versions a reader accepts. Version 1 differs only in what version 2 added: epoch manifests
+/// and settings without `distribution` (= `aux`), `augmentation` (= `temperature`), `alpha`,
+/// `gamma`, `gamma_schedule`, `term_frequency_sha256`, `dropout_batch_size`, and token folders
+/// without a term-frequency file.
+pub const READABLE_DATA_SPEC_VERSIONS: [u32; 2] = [1, 2];
+
+/// The term-frequency file of a token folder's training split (data-spec "Term frequency").
+pub mod term_frequency {
+    /// File name inside the token folder.
+    pub const FILE: &str = "term_frequency.parquet";
+    /// `UInt32`: the token id, 0..vocab_size, one row per id in order.
+    pub const TOKEN_ID: &str = "token_id";
+    /// `UInt64`: occurrences of the id in the split's rows.
+    pub const COUNT: &str = "count";
+    /// Value of [`super::META_KIND`] for the file.
+    pub const KIND: &str = "term_frequency";
+}
 
 /// A folder's manifest; written last, so its presence means the folder is complete.
 pub const MANIFEST_FILE: &str = "manifest.json";

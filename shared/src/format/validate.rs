@@ -17,7 +17,7 @@ use super::shard_reader::ShardFile;
 use super::spec::token_dir::{
     META_DATASET_FINGERPRINT, META_MAX_SEQ_LEN, META_SPLIT, META_TOKENIZER_SHA256, META_VOCAB_SIZE,
 };
-use super::spec::{epoch, tokens, DATA_SPEC_VERSION, META_DATA_SPEC_VERSION, META_KIND};
+use super::spec::{epoch, tokens, META_DATA_SPEC_VERSION, META_KIND};
 use super::token_shards::token_schema;
 
 /// What every shard of one folder must be, derived from the folder's manifest.
@@ -35,7 +35,8 @@ impl ShardExpectation {
         Self {
             schema: token_schema(),
             metadata: vec![
-                (META_DATA_SPEC_VERSION, DATA_SPEC_VERSION.to_string()),
+                // A folder's shards carry its manifest's version (1 or 2).
+                (META_DATA_SPEC_VERSION, m.data_spec_version.to_string()),
                 (META_KIND, tokens::KIND.to_string()),
                 (META_SPLIT, m.split.clone()),
                 (META_DATASET_FINGERPRINT, m.dataset_fingerprint.clone()),
@@ -51,7 +52,7 @@ impl ShardExpectation {
         Self {
             schema: epoch_schema(),
             metadata: vec![
-                (META_DATA_SPEC_VERSION, DATA_SPEC_VERSION.to_string()),
+                (META_DATA_SPEC_VERSION, m.data_spec_version.to_string()),
                 (META_KIND, epoch::KIND.to_string()),
                 (META_EPOCH, m.epoch.to_string()),
                 (META_SETTINGS_FINGERPRINT, m.settings_fingerprint.clone()),

@@ -1,6 +1,11 @@
 //! `config.json` of a Hugging Face BERT/ELECTRA model, with its own field names, and the presets
 //! of the paper's model sizes.
+use super::positions::Positions;
 use super::Architecture;
+
+/// `model_type` of models in this project's own format (relative positions or Admin; see
+/// [`ModelConfig::hugging_face_incompatibility`]).
+pub const NATIVE_MODEL_TYPE: &str = "fast_electra";
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -76,11 +81,23 @@ fn preset_dims(name: &str) -> anyhow::Result<(i64, i64, i64, i64, i64)> {
         "small" => (12, 256, 1024, 4, 128),
         "base" => (12, 768, 3072, 12, 768),
         "large" => (24, 1024, 4096, 16, 1024),
-        other => bail!("unknown model preset {other:?}: expected tiny, small, base or large"),
+        other => bail!(
+            "unknown model preset {other:?}: expected tiny, small, base or large (optionally with -rel or -rel-admin)"
+        ),
     })
 }
 
 impl ModelConfig {
+    /// Whether `name` is a preset name (`tiny`, `small`, `base`, `large`, each optionally with
+    /// `-rel` or `-rel-admin`) rather than a path to a config.json.
+    pub fn is_preset(name: &str) -> bool {
+        let size = name
+            .strip_suffix("-rel-admin")
+            .or_else(|| name.strip_suffix("-rel"))
+            .unwrap_or(name);
+        matches!(size, "tiny" | "small" | "base" | "large")
+    }
+
     /// Reads a Hugging Face `config.json`.
     pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
@@ -95,7 +112,35 @@ impl ModelConfig {
     /// A paper-sized ELECTRA config (Table 2): `tiny` (tests: 2 layers, 64 hidden, 128 FFN,
     /// 2 heads), `small` (ELECTRA-small: 12/256/1024/4, embedding 128), `base` (12/768/3072/12),
     /// `large` (24/1024/4096/16). Maximum length 512, dropout 0.1, GELU.
+    ///
+    /// `NAME-rel` is the same size with the paper's main-model positions: T5 relative position
+    /// bias (32 buckets, maximum distance 128; 128 and 256 for large) and no absolute position
+    /// embeddings; `NAME-rel-admin` adds Admin initialisation. Both are in this project's own
+    /// format (`model_type` `fast_electra`).
     pub fn preset(name: &str, vocab_size: i64) -> anyhow::Result<Self> {
+        if let Some((size, admin)) = name
+            .strip_suffix("-rel-admin")
+            .map(|s| (s, true))
+            .or_else(|| name.strip_suffix("-rel").map(|s| (s, false)))
+        {
+            let mut cfg = Self::preset(size, vocab_size)?;
+            let (num_buckets, max_distance) = if size == "large" {
+                (128, 256)
+            } else {
+                (32, 128)
+            };
+            Positions::T5Relative {
+                num_buckets,
+                max_distance,
+            }
+            .apply(&mut cfg);
+            if admin {
+                cfg.extra
+                    .insert(super::admin::RESIDUAL_SCALING.into(), "admin".into());
+            }
+            cfg.model_type = NATIVE_MODEL_TYPE.into();
+            return Ok(cfg);
+        }
         let (layers, hidden, ffn, heads, emb) = preset_dims(name)?;
         if vocab_size <= 0 {
             bail!("model preset {name:?}: vocab_size must be positive, found {vocab_size}");
@@ -134,12 +179,27 @@ impl ModelConfig {
         Ok(cfg)
     }
 
+    /// Why transformers' BERT/ELECTRA classes cannot hold this model, or None if they can: T5
+    /// relative position buckets and Admin's residual scales have no place in them. Such a model
+    /// is saved in this project's own format (`model_type` `fast_electra`,
+    /// `docs/model-format.md`).
+    pub fn hugging_face_incompatibility(&self) -> Option<String> {
+        let mut why = vec![];
+        if let Ok(Positions::T5Relative { .. }) = Positions::of(self) {
+            why.push("T5 relative position buckets (transformers' BERT/ELECTRA classes have only absolute or relative_key position embeddings)");
+        }
+        if super::admin::enabled(self).unwrap_or(false) {
+            why.push("Admin residual scales (admin_omega), which transformers' post-LN layers do not have");
+        }
+        (!why.is_empty()).then(|| why.join(" and "))
+    }
+
     /// The embedding width actually used: `embedding_size`, or transformers' default for the
     /// model type (128 for ELECTRA, `hidden_size` for BERT).
     pub fn effective_embedding_size(&self) -> i64 {
         match (self.embedding_size, self.model_type.as_str()) {
             (Some(e), _) => e,
-            (None, "electra") => 128,
+            (None, "electra" | NATIVE_MODEL_TYPE) => 128,
             (None, _) => self.hidden_size,
         }
     }
@@ -168,16 +228,19 @@ impl ModelConfig {
                 self.num_attention_heads
             );
         }
-        if !matches!(self.model_type.as_str(), "electra" | "bert") {
+        if !matches!(
+            self.model_type.as_str(),
+            "electra" | "bert" | NATIVE_MODEL_TYPE
+        ) {
             bail!(
-                "field model_type: expected \"electra\" or \"bert\", found {:?}",
+                "field model_type: expected \"electra\", \"bert\" or \"{NATIVE_MODEL_TYPE}\", found {:?}",
                 self.model_type
             );
         }
-        if let Some(kind) = self.extra.get("position_embedding_type") {
-            if kind.as_str() != Some("absolute") {
-                bail!("field position_embedding_type: expected \"absolute\", found {kind}");
-            }
+        let positions = Positions::of(self)?;
+        let admin = super::admin::enabled(self)?;
+        if self.model_type == "bert" && (admin || positions != Positions::Absolute) {
+            bail!("field model_type: relative positions and Admin are for ELECTRA models, found \"bert\"");
         }
         for (field, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
@@ -206,7 +269,18 @@ impl ModelConfig {
             Architecture::BertForMaskedLM => h,
             _ => self.effective_embedding_size(),
         };
-        let embeddings = (v + self.max_position_embeddings + self.type_vocab_size) * e + 2 * e;
+        let (positions, relative) = match Positions::of(self) {
+            Ok(Positions::T5Relative { num_buckets, .. }) => {
+                (0, num_buckets * self.num_attention_heads)
+            }
+            _ => (self.max_position_embeddings, 0),
+        };
+        let admin = if super::admin::enabled(self).unwrap_or(false) {
+            2 * l * h
+        } else {
+            0
+        };
+        let embeddings = (v + positions + self.type_vocab_size) * e + 2 * e + relative + admin;
         let project = if e != h { e * h + h } else { 0 };
         let layer = 4 * (h * h + h) + 2 * h + (h * f + f) + (f * h + h) + 2 * h;
         let tied = if self.tie_word_embeddings { 0 } else { v * e };

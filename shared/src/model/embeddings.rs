@@ -1,6 +1,6 @@
 //! `ElectraEmbeddings` / `BertEmbeddings`: word + position + token-type embeddings, LayerNorm,
 //! dropout. Positions are 0..S and token types are all 0, as transformers does when they are not
-//! given.
+//! given. A model with relative positions ([`super::positions`]) has no position embeddings.
 use super::dense::LayerNorm;
 use super::{init, ModelConfig};
 use tch::{nn, Kind, Tensor};
@@ -8,7 +8,8 @@ use tch::{nn, Kind, Tensor};
 #[derive(Debug)]
 pub struct Embeddings {
     pub word_embeddings: Tensor,
-    pub position_embeddings: Tensor,
+    /// None with relative positions.
+    pub position_embeddings: Option<Tensor>,
     pub token_type_embeddings: Tensor,
     pub layer_norm: LayerNorm,
     dropout: f64,
@@ -31,11 +32,15 @@ impl Embeddings {
         }
         Embeddings {
             word_embeddings,
-            position_embeddings: (&p / "position_embeddings").var(
-                "weight",
-                &[cfg.max_position_embeddings, dim],
-                init::normal(range),
-            ),
+            position_embeddings: (super::positions::Positions::of(cfg).ok()
+                == Some(super::positions::Positions::Absolute))
+            .then(|| {
+                (&p / "position_embeddings").var(
+                    "weight",
+                    &[cfg.max_position_embeddings, dim],
+                    init::normal(range),
+                )
+            }),
             token_type_embeddings: (&p / "token_type_embeddings").var(
                 "weight",
                 &[cfg.type_vocab_size, dim],
@@ -48,18 +53,23 @@ impl Embeddings {
 
     /// `input_ids` [B, S] -> [B, S, dim] (fp32).
     pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
-        let seq = input_ids.size()[1];
-        let max = self.position_embeddings.size()[0];
-        assert!(
-            seq <= max,
-            "sequence length {seq} exceeds max_position_embeddings {max}"
-        );
-        let device = input_ids.device();
-        let positions = Tensor::arange(seq, (Kind::Int64, device));
         let words = Tensor::embedding(&self.word_embeddings, input_ids, -1, false, false);
-        let pos = Tensor::embedding(&self.position_embeddings, &positions, -1, false, false);
         let types = self.token_type_embeddings.get(0);
-        let x = words + pos.unsqueeze(0) + types;
+        let x = match &self.position_embeddings {
+            // words + positions + types, in transformers' order (same rounding).
+            Some(table) => {
+                let seq = input_ids.size()[1];
+                let max = table.size()[0];
+                assert!(
+                    seq <= max,
+                    "sequence length {seq} exceeds max_position_embeddings {max}"
+                );
+                let positions = Tensor::arange(seq, (Kind::Int64, input_ids.device()));
+                let pos = Tensor::embedding(table, &positions, -1, false, false);
+                words + pos.unsqueeze(0) + types
+            }
+            None => words + types,
+        };
         self.layer_norm.forward(&x).dropout(self.dropout, train)
     }
 }

@@ -1,8 +1,10 @@
 //! `ElectraModel` / `BertModel` (without pooler): embeddings, the projection ELECTRA uses when
-//! `embedding_size != hidden_size` (`embeddings_project`), and the stack of layers.
+//! `embedding_size != hidden_size` (`embeddings_project`), and the stack of layers; with relative
+//! positions, the T5 bias table `encoder.relative_attention_bias.weight` shared by all layers.
 use super::dense::Dense;
 use super::embeddings::Embeddings;
 use super::layer::Layer;
+use super::positions::{relative_bias, Positions};
 use super::{Architecture, ModelConfig};
 use anyhow::bail;
 use tch::{nn, Tensor};
@@ -11,7 +13,9 @@ use tch::{nn, Tensor};
 pub struct Encoder {
     pub embeddings: Embeddings,
     embeddings_project: Option<Dense>,
-    layers: Vec<Layer>,
+    pub(crate) layers: Vec<Layer>,
+    /// T5 relative position bias: (table [num_buckets, heads], num_buckets, max_distance).
+    relative: Option<(Tensor, i64, i64)>,
 }
 
 impl Encoder {
@@ -42,6 +46,21 @@ impl Encoder {
                 cfg.initializer_range,
             )
         });
+        let relative = match Positions::of(cfg)? {
+            Positions::Absolute => None,
+            Positions::T5Relative {
+                num_buckets,
+                max_distance,
+            } => Some((
+                (&base / "encoder" / "relative_attention_bias").var(
+                    "weight",
+                    &[num_buckets, cfg.num_attention_heads],
+                    super::init::normal(cfg.initializer_range),
+                ),
+                num_buckets,
+                max_distance,
+            )),
+        };
         let layer_path = &base / "encoder" / "layer";
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| Layer::new(&layer_path / i, cfg))
@@ -50,18 +69,45 @@ impl Encoder {
             embeddings,
             embeddings_project,
             layers,
+            relative,
         })
     }
 
     /// `input_ids` [B, S] i64, `attention_mask` [B, S] (nonzero = real token) -> [B, S, H] fp32.
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
+        let x = self.embed(input_ids, train);
+        let mask = self.attention_mask(attention_mask, input_ids.device());
+        self.layers_forward(x, &mask, train)
+    }
+
+    /// Embeddings (and their projection): [B, S] ids -> [B, S, H].
+    pub(crate) fn embed(&self, input_ids: &Tensor, train: bool) -> Tensor {
         let mut x = self.embeddings.forward_t(input_ids, train);
         if let Some(project) = &self.embeddings_project {
             x = project.forward(&x).to_kind(x.kind());
         }
-        let mask = key_mask(attention_mask, input_ids.device());
+        x
+    }
+
+    /// The mask every layer's attention takes: the boolean key mask [B, 1, 1, S], or with
+    /// relative positions the fp32 bias [1, heads, S, S] plus -inf at padded keys.
+    pub(crate) fn attention_mask(&self, attention_mask: &Tensor, device: tch::Device) -> Tensor {
+        let keys = key_mask(attention_mask, device);
+        match &self.relative {
+            None => keys,
+            Some((table, num_buckets, max_distance)) => {
+                let s = keys.size()[3];
+                let bias = relative_bias(table, s, *num_buckets, *max_distance);
+                let blocked = Tensor::zeros(keys.size(), (tch::Kind::Float, device))
+                    .masked_fill(&keys.logical_not(), f64::NEG_INFINITY);
+                bias + blocked
+            }
+        }
+    }
+
+    fn layers_forward(&self, mut x: Tensor, mask: &Tensor, train: bool) -> Tensor {
         for layer in &self.layers {
-            x = layer.forward_t(&x, &mask, train);
+            x = layer.forward_t(&x, mask, train);
         }
         x
     }

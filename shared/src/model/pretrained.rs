@@ -1,7 +1,7 @@
 //! Hugging Face model folders (`config.json` + `model.safetensors`): load into, and save from,
 //! the models of this crate.
 use super::weights::{load_weights, weight_files, weights_bytes, CONFIG_FILE, WEIGHTS_FILE};
-use super::{Architecture, Discriminator, MaskedLm, ModelConfig};
+use super::{Architecture, Discriminator, MaskedLm, ModelConfig, NATIVE_MODEL_TYPE};
 use anyhow::{bail, Context};
 use std::path::Path;
 use tch::{nn::VarStore, Device};
@@ -40,6 +40,7 @@ pub fn init_masked_lm(
 ) -> anyhow::Result<Pretrained<MaskedLm>> {
     let vs = VarStore::new(device);
     let model = MaskedLm::new(&vs.root(), config, arch)?;
+    super::admin::initialize(&model.encoder, config.vocab_size, device);
     Ok(Pretrained {
         model,
         vs,
@@ -55,6 +56,7 @@ pub fn init_discriminator(
 ) -> anyhow::Result<Pretrained<Discriminator>> {
     let vs = VarStore::new(device);
     let model = Discriminator::new(&vs.root(), config)?;
+    super::admin::initialize(&model.encoder, config.vocab_size, device);
     Ok(Pretrained {
         model,
         vs,
@@ -82,7 +84,11 @@ fn resolve_architecture(
         Some(a) => a,
         None => match (cfg.model_type.as_str(), wanted.first()) {
             ("bert", _) => Architecture::BertForMaskedLM,
-            ("electra", Some(&first)) if first != Architecture::BertForMaskedLM => first,
+            ("electra" | NATIVE_MODEL_TYPE, Some(&first))
+                if first != Architecture::BertForMaskedLM =>
+            {
+                first
+            }
             (other, _) => bail!(
                 "{}: field model_type: expected \"electra\" or \"bert\", found {other:?}",
                 path.display()
@@ -96,7 +102,8 @@ fn resolve_architecture(
             wanted_names()
         );
     }
-    if cfg.model_type != arch.model_type() {
+    let native_ok = cfg.model_type == NATIVE_MODEL_TYPE && arch != Architecture::BertForMaskedLM;
+    if cfg.model_type != arch.model_type() && !native_ok {
         bail!(
             "{}: field model_type: expected {:?} for {arch}, found {:?}",
             path.display(),
@@ -111,10 +118,12 @@ fn load<M>(
     dir: &Path,
     device: Device,
     wanted: &[Architecture],
+    edit: impl FnOnce(&mut ModelConfig),
     build: impl FnOnce(&VarStore, &ModelConfig, Architecture) -> anyhow::Result<M>,
 ) -> anyhow::Result<Pretrained<M>> {
     let config_path = dir.join(CONFIG_FILE);
-    let config = ModelConfig::from_file(&config_path)?;
+    let mut config = ModelConfig::from_file(&config_path)?;
+    edit(&mut config);
     let architecture = resolve_architecture(&config, &config_path, wanted)?;
     let files = weight_files(dir)?;
     let vs = VarStore::new(device);
@@ -131,6 +140,16 @@ fn load<M>(
 
 /// Loads an `ElectraForMaskedLM` or `BertForMaskedLM` folder; weights become fp32 on `device`.
 pub fn load_masked_lm(dir: &Path, device: Device) -> anyhow::Result<Pretrained<MaskedLm>> {
+    load_masked_lm_with(dir, device, |_| {})
+}
+
+/// [`load_masked_lm`], with the folder's config changed by `edit` before the model is built
+/// (e.g. other dropout rates; the weights do not depend on them).
+pub fn load_masked_lm_with(
+    dir: &Path,
+    device: Device,
+    edit: impl FnOnce(&mut ModelConfig),
+) -> anyhow::Result<Pretrained<MaskedLm>> {
     load(
         dir,
         device,
@@ -138,6 +157,7 @@ pub fn load_masked_lm(dir: &Path, device: Device) -> anyhow::Result<Pretrained<M
             Architecture::ElectraForMaskedLM,
             Architecture::BertForMaskedLM,
         ],
+        edit,
         |vs, cfg, arch| MaskedLm::new(&vs.root(), cfg, arch),
     )
 }
@@ -148,6 +168,7 @@ pub fn load_discriminator(dir: &Path, device: Device) -> anyhow::Result<Pretrain
         dir,
         device,
         &[Architecture::ElectraForPreTraining],
+        |_| {},
         |vs, cfg, _| Discriminator::new(&vs.root(), cfg),
     )
 }
@@ -167,7 +188,10 @@ pub fn save_pretrained(
         Architecture::BertForMaskedLM => config.embedding_size,
         _ => Some(config.effective_embedding_size()),
     };
-    cfg.model_type = arch.model_type().to_string();
+    cfg.model_type = match cfg.hugging_face_incompatibility() {
+        Some(_) => NATIVE_MODEL_TYPE.to_string(),
+        None => arch.model_type().to_string(),
+    };
     cfg.architectures = Some(vec![arch.as_str().to_string()]);
     cfg.validate()
         .with_context(|| format!("saving model config into {}", dir.display()))?;

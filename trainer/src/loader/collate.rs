@@ -180,7 +180,7 @@ mod tests {
         let (s0, s1) = (b.shard(0, 2), b.shard(1, 2));
         assert_eq!((s0.rows, s0.len, s0.real_tokens), (1, 5, 3));
         assert_eq!(s1.input_ids, vec![101, 6, 7, 8, 102]);
-        assert_eq!(s1.targets, vec![0.0, 1.0, 1.0, 0.0, 0.0]);
+        assert_eq!(s1.targets, vec![0.0, 0.0, 1.0, 1.0, 0.0]);
         assert_eq!(s0.real_tokens + s1.real_tokens, b.real_tokens);
         let mut m = b.clone();
         m.targets.clear();
@@ -188,8 +188,8 @@ mod tests {
         m.labels = vec![5, 6, 8];
         let (m0, m1) = (m.shard(0, 2), m.shard(1, 2));
         assert_eq!((m0.positions, m0.labels), (vec![1], vec![5]));
-        assert_eq!((m1.positions, m1.labels), (vec![1, 3], vec![6, 8]));
         assert_eq!(m1.loss_terms(), 2);
+        assert_eq!((m1.positions, m1.labels), (vec![1, 3], vec![6, 8]));
     }
 
     #[test]

@@ -1,11 +1,55 @@
-//! Masked LM: cross-entropy at the masked positions only (vocabulary logits computed there
-//! only, via `MaskedLm::logits_at`).
-use shared::model::MaskedLm;
-use tch::{Kind, Tensor};
+//! Masked LM on token folders (to make an auxiliary model): dynamic masking by the loader,
+//! cross-entropy at the masked positions only (vocabulary logits computed there only, via
+//! `MaskedLm::logits_at`). Exports an `ElectraForMaskedLM` folder that `preprocess
+//! --aux-model` takes as it is.
+use shared::cost::EncoderShape;
+use shared::model::{init_masked_lm, Architecture, MaskedLm, Pretrained};
+use tch::{nn::VarStore, Kind, Tensor};
 
-use super::{DeviceBatch, StepOutput};
+use super::{
+    BatchContext, DataKind, DeviceBatch, ExportedModel, ObjectiveInit, ObjectiveSpec, Reports,
+    StepOutput, TrainObjective,
+};
+use crate::loader::{BatchKind, MlmMasking};
+use crate::metrics::CountTensors;
 
-/// One forward pass of the masked LM on `b`; counts are `[correct, masked, 0, 0, 0]`.
+/// `--objective mlm`.
+pub const SPEC: ObjectiveSpec = ObjectiveSpec {
+    name: "mlm",
+    data: DataKind::Tokens,
+    batches,
+    build,
+};
+
+fn batches(c: &BatchContext) -> BatchKind {
+    BatchKind::Mlm(MlmMasking {
+        seed: c.seed,
+        rate: c.mask_rate,
+        special: c.special,
+        vocab: c.vocab,
+    })
+}
+
+fn build(init: &ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>> {
+    Ok(Box::new(Mlm {
+        model: init_masked_lm(
+            init.model_config,
+            Architecture::ElectraForMaskedLM,
+            init.device,
+        )?,
+        shape: crate::train::model::shape(init.model_config),
+        mask_rate: init.batch.mask_rate,
+    }))
+}
+
+/// The masked LM being trained.
+pub struct Mlm {
+    model: Pretrained<MaskedLm>,
+    shape: EncoderShape,
+    mask_rate: f64,
+}
+
+/// One forward pass of the masked LM on `b`; counts are `correct` of `total` masked positions.
 pub fn forward(model: &MaskedLm, b: &DeviceBatch, train: bool) -> StepOutput {
     let positions = b.positions.as_ref().expect("MLM batch has positions");
     let labels = b.labels.as_ref().expect("MLM batch has labels");
@@ -17,7 +61,44 @@ pub fn forward(model: &MaskedLm, b: &DeviceBatch, train: bool) -> StepOutput {
         let correct = logits.argmax(-1, false).eq_tensor(labels).sum(Kind::Double);
         let n = Tensor::from(labels.size()[0] as f64).to_device(labels.device());
         let z = n.zeros_like();
-        Tensor::stack(&[correct, n, z.shallow_clone(), z.shallow_clone(), z], 0)
+        CountTensors {
+            correct,
+            total: n,
+            true_positive: z.shallow_clone(),
+            predicted_positive: z.shallow_clone(),
+            actual_positive: z,
+        }
+        .stack()
     });
     StepOutput { loss, counts }
+}
+
+impl TrainObjective for Mlm {
+    fn vars(&self) -> &VarStore {
+        &self.model.vs
+    }
+
+    fn step(&self, b: &DeviceBatch, train: bool) -> StepOutput {
+        forward(&self.model.model, b, train)
+    }
+
+    fn train_flops_per_row(&self, padded_len: u64) -> f64 {
+        shared::cost::masked_lm_train_flops(&self.shape, padded_len, self.mask_rate) as f64
+    }
+
+    fn reports(&self) -> Reports {
+        Reports {
+            loss_label: "loss (masked-LM cross-entropy)",
+            positive_class: None,
+        }
+    }
+
+    fn exports(&self) -> Vec<ExportedModel<'_>> {
+        vec![ExportedModel {
+            folder: "",
+            vs: &self.model.vs,
+            config: &self.model.config,
+            architecture: self.model.architecture,
+        }]
+    }
 }

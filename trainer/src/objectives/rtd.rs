@@ -1,9 +1,41 @@
-//! Replaced-token detection: binary cross-entropy with logits over the real (non-padding)
-//! tokens, mean over real tokens; "replaced" (target 1) is the positive class.
-use shared::model::Discriminator;
-use tch::{Kind, Reduction, Tensor};
+//! Replaced-token detection (the Fast-ELECTRA main model) on dumped epoch folders: binary
+//! cross-entropy with logits over the real (non-padding) tokens, mean over real tokens;
+//! "replaced" (target 1) is the positive class. Exports an `ElectraForPreTraining` folder.
+use shared::cost::EncoderShape;
+use shared::model::{init_discriminator, Discriminator, Pretrained};
+use tch::{nn::VarStore, Kind, Reduction, Tensor};
 
-use super::{DeviceBatch, StepOutput};
+use super::{
+    BatchContext, DataKind, DeviceBatch, EvalOutput, ExportedModel, ObjectiveInit, ObjectiveSpec,
+    Reports, StepOutput, TrainObjective,
+};
+use crate::loader::BatchKind;
+use crate::metrics::CountTensors;
+
+/// `--objective rtd`.
+pub const SPEC: ObjectiveSpec = ObjectiveSpec {
+    name: "rtd",
+    data: DataKind::Epochs,
+    batches,
+    build,
+};
+
+fn batches(_: &BatchContext) -> BatchKind {
+    BatchKind::Rtd
+}
+
+fn build(init: &ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>> {
+    Ok(Box::new(Rtd {
+        model: init_discriminator(init.model_config, init.device)?,
+        shape: crate::train::model::shape(init.model_config),
+    }))
+}
+
+/// The discriminator being trained.
+pub struct Rtd {
+    model: Pretrained<Discriminator>,
+    shape: EncoderShape,
+}
 
 /// Loss and counts of RTD logits `[B, L]` against targets `[B, L]` on real tokens.
 pub fn loss_and_counts(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> StepOutput {
@@ -18,30 +50,76 @@ pub fn loss_and_counts(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Step
         let actual = targets.gt(0.5).logical_and(&real);
         let correct = pred.eq_tensor(&actual).logical_and(&real);
         let f = |t: &Tensor| t.sum(Kind::Double);
-        Tensor::stack(
-            &[
-                f(&correct),
-                f(&real),
-                f(&pred.logical_and(&actual)),
-                f(&pred),
-                f(&actual),
-            ],
-            0,
-        )
+        CountTensors {
+            correct: f(&correct),
+            total: f(&real),
+            true_positive: f(&pred.logical_and(&actual)),
+            predicted_positive: f(&pred),
+            actual_positive: f(&actual),
+        }
+        .stack()
     });
     StepOutput { loss, counts }
 }
 
-/// One forward pass of the discriminator on `b`.
-pub fn forward(model: &Discriminator, b: &DeviceBatch, train: bool) -> StepOutput {
-    let logits = model.forward_t(&b.input_ids, &b.attention_mask, train);
-    let targets = b.targets.as_ref().expect("RTD batch has targets");
-    loss_and_counts(&logits, targets, &b.attention_mask)
+impl Rtd {
+    fn logits(&self, b: &DeviceBatch, train: bool) -> Tensor {
+        self.model
+            .model
+            .forward_t(&b.input_ids, &b.attention_mask, train)
+    }
+}
+
+fn targets(b: &DeviceBatch) -> &Tensor {
+    b.targets.as_ref().expect("RTD batches have targets")
+}
+
+impl TrainObjective for Rtd {
+    fn vars(&self) -> &VarStore {
+        &self.model.vs
+    }
+
+    fn step(&self, b: &DeviceBatch, train: bool) -> StepOutput {
+        loss_and_counts(&self.logits(b, train), targets(b), &b.attention_mask)
+    }
+
+    fn evaluate(&self, b: &DeviceBatch) -> EvalOutput {
+        let logits = self.logits(b, false);
+        let step = loss_and_counts(&logits, targets(b), &b.attention_mask);
+        let real = b.attention_mask.gt(0);
+        let scores = logits.to_kind(Kind::Float).masked_select(&real).detach();
+        let labels = targets(b).gt(0.5).masked_select(&real);
+        EvalOutput {
+            step,
+            scores: Some((scores, labels)),
+        }
+    }
+
+    fn train_flops_per_row(&self, padded_len: u64) -> f64 {
+        shared::cost::discriminator_train_flops(&self.shape, padded_len) as f64
+    }
+
+    fn reports(&self) -> Reports {
+        Reports {
+            loss_label: "loss (binary cross-entropy)",
+            positive_class: Some("replaced"),
+        }
+    }
+
+    fn exports(&self) -> Vec<ExportedModel<'_>> {
+        vec![ExportedModel {
+            folder: "",
+            vs: &self.model.vs,
+            config: &self.model.config,
+            architecture: self.model.architecture,
+        }]
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::Counts;
 
     #[test]
     fn padding_is_ignored_and_counts_are_right() {
@@ -56,6 +134,16 @@ mod tests {
         assert_eq!(
             Vec::<f64>::try_from(&out.counts).unwrap(),
             vec![2.0, 3.0, 1.0, 2.0, 1.0]
+        );
+        assert_eq!(
+            Counts::from_device(&out.counts).unwrap(),
+            Counts {
+                correct: 2.0,
+                total: 3.0,
+                true_positive: 1.0,
+                predicted_positive: 2.0,
+                actual_positive: 1.0
+            }
         );
     }
 }

@@ -3,9 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cli::{BenchArgs, Objective};
+use crate::cli::BenchArgs;
 use crate::data::{self, ShardDecoder};
-use crate::loader::{BatchKind, Cursor, EpochData, Loader, LoaderConfig, MlmMasking};
+use crate::loader::{Cursor, EpochData, Loader, LoaderConfig};
+use crate::objectives::BatchContext;
 
 /// Runs the benchmark and prints one line of figures.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
@@ -18,27 +19,25 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .num_threads(threads)
         .build_global()
         .ok();
-    let mut folders = data::open_training(&args.shards, args.objective, false)?;
+    let spec = args.objective.spec();
+    let mut folders = data::open_training(&args.shards, spec.data, spec.name, false)?;
     let epochs: Vec<EpochData> = folders.iter().map(|f| f.epoch_data()).collect();
     let total: u64 = epochs.iter().map(|e| e.rows()).sum();
     let first = &folders[0];
     let pad_id = first.tokenizer.special_tokens.pad as i32;
-    let kind = match args.objective {
-        Objective::Rtd => BatchKind::Rtd,
-        Objective::Mlm => BatchKind::Mlm(MlmMasking {
-            seed: 0,
-            rate: 0.15,
-            special: (&first.tokenizer.special_tokens).into(),
-            vocab: first.vocab_size,
-        }),
-    };
+    let kind = (spec.batches)(&BatchContext {
+        seed: 0,
+        mask_rate: 0.15,
+        special: (&first.tokenizer.special_tokens).into(),
+        vocab: first.vocab_size,
+    });
     let decoder = ShardDecoder {
         vocab_size: first.vocab_size,
         shards: folders
             .iter_mut()
             .map(|f| std::mem::take(&mut f.shards))
             .collect(),
-        objective: args.objective,
+        kind: spec.data,
     };
     let want = args.rows.min(total) / args.batch_size as u64;
     let start = Instant::now();

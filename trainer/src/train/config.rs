@@ -76,12 +76,13 @@ pub fn read(path: &Path) -> anyhow::Result<RunConfig> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn cfg() -> RunConfig {
+    /// A small configuration for tests.
+    pub(crate) fn cfg(objective: Objective) -> RunConfig {
         RunConfig {
-            objective: Objective::Rtd,
+            objective,
             model: "tiny".into(),
             model_config: serde_json::json!({}),
             batch_size: 8,
@@ -106,8 +107,8 @@ mod tests {
 
     #[test]
     fn names_the_differing_field() {
-        let a = cfg();
-        let mut b = cfg();
+        let a = cfg(Objective::Rtd);
+        let mut b = cfg(Objective::Rtd);
         assert!(check_same(&a, &b, Path::new("r/run.json")).is_ok());
         b.lr = 2e-3;
         let e = check_same(&a, &b, Path::new("r/run.json"))

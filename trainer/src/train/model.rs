@@ -1,64 +1,15 @@
-//! The model being trained: a discriminator (RTD) or a masked LM (MLM), with its config.
+//! The model config of a run (`--model`: a preset or a config.json, checked against the data)
+//! and its cost-model shape. The models themselves belong to the objectives
+//! (`crate::objectives`).
 use anyhow::{bail, Context};
 use shared::cost::EncoderShape;
-use shared::model::{
-    init_discriminator, init_masked_lm, Architecture, Discriminator, MaskedLm, ModelConfig,
-    Pretrained,
-};
+use shared::model::ModelConfig;
 use std::path::Path;
-use tch::{nn::VarStore, Device};
-
-use crate::cli::Objective;
-use crate::objectives::{mlm, rtd, DeviceBatch, StepOutput};
-
-/// The trained model.
-pub enum Model {
-    Rtd(Pretrained<Discriminator>),
-    Mlm(Pretrained<MaskedLm>),
-}
-
-impl Model {
-    /// A freshly initialised model (seed torch first).
-    pub fn init(objective: Objective, cfg: &ModelConfig, device: Device) -> anyhow::Result<Self> {
-        Ok(match objective {
-            Objective::Rtd => Model::Rtd(init_discriminator(cfg, device)?),
-            Objective::Mlm => Model::Mlm(init_masked_lm(
-                cfg,
-                Architecture::ElectraForMaskedLM,
-                device,
-            )?),
-        })
-    }
-
-    pub fn vs(&self) -> &VarStore {
-        match self {
-            Model::Rtd(p) => &p.vs,
-            Model::Mlm(p) => &p.vs,
-        }
-    }
-
-    /// Loss and counts of one micro-batch.
-    pub fn forward(&self, b: &DeviceBatch, train: bool) -> StepOutput {
-        match self {
-            Model::Rtd(p) => rtd::forward(&p.model, b, train),
-            Model::Mlm(p) => mlm::forward(&p.model, b, train),
-        }
-    }
-
-    /// Saves the model as a Hugging Face folder (`ElectraForPreTraining` or
-    /// `ElectraForMaskedLM`).
-    pub fn save_pretrained(&self, dir: &Path) -> anyhow::Result<()> {
-        match self {
-            Model::Rtd(p) => p.save(dir),
-            Model::Mlm(p) => p.save(dir),
-        }
-    }
-}
 
 /// The model config of `--model` (a preset name or a config.json) for a vocabulary of `vocab`
 /// tokens and sequences of up to `max_seq_len`.
 pub fn resolve_config(model: &str, vocab: u32, max_seq_len: u32) -> anyhow::Result<ModelConfig> {
-    let cfg = if matches!(model, "tiny" | "small" | "base" | "large") {
+    let cfg = if ModelConfig::is_preset(model) {
         ModelConfig::preset(model, vocab as i64)?
     } else {
         let path = Path::new(model);

@@ -1,83 +1,55 @@
-//! Everything checked and prepared before the first update: flags, data folders, model config,
-//! number of updates, run folder (fresh or resumed), tokenizer for the export.
+//! Everything checked and prepared before the first update, from the checked flags
+//! ([`TrainConfig`]): data folders, tokenizer for the export, model config, number of updates,
+//! the resolved `RunConfig`, the run folder (fresh or resumed), the objective's model(s), the
+//! validation set and what the plots mark.
 use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use tch::Device;
 
-use super::config::{self, DataRef, RunConfig, RUN_FILE};
-use super::model::{resolve_config, Model};
+use super::config::{DataRef, RunConfig};
+use super::model::resolve_config;
+use super::train_config::{Hyper, Runtime, TrainConfig};
 use super::validate::ValidationSet;
-use crate::checkpoint;
-use crate::cli::{Objective, TrainArgs};
 use crate::data::{self, Folder, ShardDecoder};
 use crate::loader::pipeline::batches_per_pass;
-use crate::loader::{BatchKind, EpochData, MlmMasking};
+use crate::loader::{BatchKind, EpochData};
+use crate::objectives::{BatchContext, ObjectiveInit, ObjectiveSpec, TrainObjective};
+use crate::outputs::{ResumeFrom, RunOutputs};
 use crate::parallel::Parallel;
+use super::config::RUN_FILE;
+use super::train_config::RunDirChoice;
+use crate::plots::{EpochMark, PlotInfo};
 use shared::model::ModelConfig;
 
 /// A checked, ready-to-train run.
 pub struct Setup {
-    pub config: RunConfig,
-    pub run_dir: PathBuf,
-    pub device: Device,
-    pub model: Model,
-    pub model_config: ModelConfig,
+    /// What decides the result (as in `run.json`).
+    pub run: RunConfig,
+    pub runtime: Runtime,
+    pub objective: Box<dyn TrainObjective>,
+    pub outputs: RunOutputs,
+    /// The checkpoint to continue from.
+    pub resume_from: ResumeFrom,
     pub epochs: Vec<EpochData>,
-    pub decoder: Option<ShardDecoder>,
+    pub decoder: ShardDecoder,
+    /// Each epoch's temperature (None for token folders).
     pub temperatures: HashMap<u32, Option<f64>>,
     pub pad_id: i32,
     pub batch_kind: BatchKind,
     pub validation: Option<ValidationSet>,
-    /// The checkpoint to continue from: (step, folder).
-    pub resume_from: Option<(u64, PathBuf)>,
     /// Bytes of the data's tokenizer.json, checked against the manifest's SHA-256.
     pub tokenizer_json: Vec<u8>,
+    pub plot: PlotInfo,
     /// This process's place in a data-parallel run (a single process unless launched).
     pub par: Parallel,
 }
 
-fn check_flags(a: &TrainArgs) -> anyhow::Result<()> {
-    let positive = [
-        ("--batch-size", a.batch_size as u64),
-        ("--grad-accum", a.grad_accum as u64),
-        ("--log-every", a.log_every),
-        ("--checkpoint-every", a.checkpoint_every),
-        ("--validate-every", a.validate_every),
-        ("--shuffle-window", a.shuffle_window as u64),
-    ];
-    for (flag, v) in positive {
-        if v == 0 {
-            bail!("{flag}: expected a positive number, found 0");
-        }
-    }
-    if !(a.lr.is_finite() && a.lr > 0.0) {
-        bail!("--lr: expected a positive number, found {}", a.lr);
-    }
-    if !(a.mask_rate > 0.0 && a.mask_rate < 1.0) {
-        bail!(
-            "--mask-rate: expected a fraction in (0, 1), found {}",
-            a.mask_rate
-        );
-    }
-    if !(a.weight_decay >= 0.0 && a.clip_norm >= 0.0) {
-        bail!("--weight-decay and --clip-norm: expected non-negative numbers");
-    }
-    if a.max_steps == Some(0) {
-        bail!("--max-steps: expected a positive number, found 0");
-    }
-    Ok(())
-}
-
 /// Reads the tokenizer of the data (from `--tokenizer` or the manifest's path) and checks its
 /// SHA-256 against the manifest's.
-fn read_tokenizer(args: &TrainArgs, first: &Folder) -> anyhow::Result<Vec<u8>> {
+fn read_tokenizer(given: Option<&Path>, first: &Folder) -> anyhow::Result<Vec<u8>> {
     let info = &first.tokenizer;
     let manifest = first.dir.join(shared::format::spec::MANIFEST_FILE);
-    let path = args
-        .tokenizer
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(&info.path));
+    let path = given.map_or_else(|| PathBuf::from(&info.path), Path::to_path_buf);
     let bytes = std::fs::read(&path).with_context(|| {
         format!(
             "reading the tokenizer {} (field tokenizer.path of {}; pass --tokenizer to give its place)",
@@ -97,17 +69,18 @@ fn read_tokenizer(args: &TrainArgs, first: &Folder) -> anyhow::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Updates the data allows: (total updates, micro-batches available without repeating).
-/// `b` is the global micro-batch (`--batch-size` x world size).
-fn plan_steps(args: &TrainArgs, epochs: &[EpochData], b: usize) -> anyhow::Result<u64> {
-    let k = args.grad_accum as u64;
+/// The number of updates of the run: `--max-steps`, checked against the data, or as many as
+/// one pass over the epochs gives.
+fn plan_steps(h: &Hyper, epochs: &[EpochData]) -> anyhow::Result<u64> {
+    let b = h.batch_size;
+    let k = h.grad_accum as u64;
     let available: u64 = epochs.iter().map(|e| batches_per_pass(e, b)).sum();
     let rows: u64 = epochs.iter().map(|e| e.rows()).sum();
-    match args.max_steps {
+    match h.max_steps {
         Some(n) => {
             if n * k > available {
                 let last = epochs.last().map_or(0, |e| batches_per_pass(e, b));
-                if !args.repeat_last_epoch {
+                if !h.repeat_last_epoch {
                     bail!(
                         "--max-steps {n}: needs {} micro-batches of {b} rows, but the {} folder(s) hold {rows} rows ({available} micro-batches); lower --max-steps, add epochs, or pass --repeat-last-epoch",
                         n * k,
@@ -141,181 +114,195 @@ fn data_ref(f: &Folder) -> DataRef {
     }
 }
 
-/// Checks the run folder: a fresh one gets `run.json`; an existing run is refused without
-/// `--resume` and must match with it. Returns the checkpoint to resume from.
-/// A group restarted by torchrun (`--max-restarts`, attempt > 0) resumes the run it finds.
-fn prepare_run_dir(
-    args: &TrainArgs,
-    run_dir: &Path,
-    rc: &RunConfig,
-    attempt: u64,
-) -> anyhow::Result<Option<(u64, PathBuf)>> {
-    let run_file = run_dir.join(RUN_FILE);
-    if run_file.exists() {
-        if !args.resume && attempt == 0 {
-            bail!(
-                "{}: the run folder already holds a run; pass --resume to continue it, or choose another --run-dir",
-                run_file.display()
-            );
+/// The resolved configuration saved as `run.json`.
+/// `h` is `c.hyper` with the global micro-batch (`--batch-size` x world size).
+fn run_config(
+    c: &TrainConfig,
+    h: &Hyper,
+    model_config: &ModelConfig,
+    total_steps: u64,
+    folders: &[Folder],
+    validation: Option<&Folder>,
+) -> anyhow::Result<RunConfig> {
+    Ok(RunConfig {
+        objective: c.objective,
+        model: c.model.clone(),
+        model_config: serde_json::to_value(model_config)?,
+        batch_size: h.batch_size,
+        grad_accum: h.grad_accum,
+        lr: h.lr,
+        warmup_steps: h.warmup_steps,
+        total_steps,
+        weight_decay: h.weight_decay,
+        clip_norm: h.clip_norm,
+        mask_rate: h.mask_rate,
+        seed: h.seed,
+        shuffle_window: h.shuffle_window,
+        repeat_last_epoch: h.repeat_last_epoch,
+        data: folders.iter().map(data_ref).collect(),
+        validation: validation.map(data_ref),
+        validate_every: h.validate_every,
+        validation_rows: h.validation_rows,
+        checkpoint_every: h.checkpoint_every,
+        log_every: h.log_every,
+    })
+}
+
+/// Where each epoch with a temperature starts, in updates (its first micro-batch's index over
+/// `grad_accum`), for the plots; epochs the run does not reach are left out.
+fn epoch_marks(folders: &[Folder], epochs: &[EpochData], h: &Hyper, total: u64) -> Vec<EpochMark> {
+    let mut start = 0u64;
+    let mut marks = vec![];
+    for (f, e) in folders.iter().zip(epochs) {
+        let update = start as f64 / h.grad_accum as f64;
+        if update < total as f64 {
+            if let Some(t) = f.temperature {
+                marks.push(EpochMark {
+                    update,
+                    epoch: f.epoch,
+                    temperature: t,
+                });
+            }
         }
-        let stored = config::read(&run_file)?;
-        config::check_same(&stored, rc, &run_file)?;
-        return checkpoint::latest(run_dir);
+        start += batches_per_pass(e, h.batch_size);
     }
-    if args.resume {
-        bail!(
-            "--resume: {} holds no run (no {RUN_FILE})",
-            run_dir.display()
-        );
-    }
-    if let Ok(mut entries) = std::fs::read_dir(run_dir) {
-        if let Some(e) = entries.next() {
-            bail!(
-                "{}: the run folder is not empty (it holds {}) but has no {RUN_FILE}; choose an empty or new --run-dir",
-                run_dir.display(),
-                e?.file_name().to_string_lossy()
-            );
-        }
-    }
-    std::fs::create_dir_all(run_dir).with_context(|| format!("creating {}", run_dir.display()))?;
-    shared::files::atomic::write_json_atomic(&run_file, rc)?;
-    Ok(None)
+    marks
+}
+
+/// Opens the `--validation` folder and checks it against the training data.
+fn open_validation(
+    c: &TrainConfig,
+    spec: &ObjectiveSpec,
+    first: &Folder,
+) -> anyhow::Result<Option<Folder>> {
+    let Some(d) = &c.validation else {
+        return Ok(None);
+    };
+    let v = data::open_folder(d, spec.data, spec.name, c.verify_shards)?;
+    data::check_compatible(first, &v, false)?;
+    Ok(Some(v))
 }
 
 impl Setup {
-    pub fn new(args: &TrainArgs) -> anyhow::Result<Self> {
-        check_flags(args)?;
-        let run_dir = args.run_dir.clone().context("--run-dir is required")?;
-        let launch = crate::dist::launch_from_env()?;
-        let device = match &launch {
-            Some(l) => launched_device(&args.device, l.local_rank)?,
-            None => shared::runtime::device::parse_device(&args.device)?,
-        };
-        let world = launch.as_ref().map_or(1, |l| l.world_size);
-        let global_batch = args.batch_size * world;
-        if args.loader_threads > 0 {
+    pub fn new(c: TrainConfig) -> anyhow::Result<Self> {
+        if c.runtime.loader_threads > 0 {
             let _ = rayon::ThreadPoolBuilder::new()
-                .num_threads(args.loader_threads)
+                .num_threads(c.runtime.loader_threads)
                 .build_global();
         }
-        let verify = !args.no_verify_shards;
-        let mut folders = data::open_training(&args.shards, args.objective, verify)?;
-        let validation_folder = match &args.validation {
-            Some(d) => {
-                let v = data::open_folder(d, args.objective, verify)?;
-                data::check_compatible(&folders[0], &v, false)?;
-                Some(v)
-            }
-            None => None,
-        };
+        let spec = c.objective.spec();
+        let mut folders = data::open_training(&c.shards, spec.data, spec.name, c.verify_shards)?;
+        let validation_folder = open_validation(&c, spec, &folders[0])?;
         let first = &folders[0];
-        let tokenizer_json = read_tokenizer(args, first)?;
-        let model_config = resolve_config(&args.model, first.vocab_size, first.max_seq_len)?;
-        let special = first.tokenizer.special_tokens.clone();
-        let pad_id = special.pad as i32;
-        let batch_kind = match args.objective {
-            Objective::Rtd => BatchKind::Rtd,
-            Objective::Mlm => BatchKind::Mlm(MlmMasking {
-                seed: args.seed,
-                rate: args.mask_rate,
-                special: (&special).into(),
-                vocab: first.vocab_size,
-            }),
+        let tokenizer_json = read_tokenizer(c.tokenizer.as_deref(), first)?;
+        let mut model_config = resolve_config(&c.model, first.vocab_size, first.max_seq_len)?;
+        if let Some(p) = c.dropout {
+            model_config.hidden_dropout_prob = p;
+            model_config.attention_probs_dropout_prob = p;
+        }
+        let pad_id = first.tokenizer.special_tokens.pad as i32;
+        let batch = BatchContext {
+            seed: c.hyper.seed,
+            mask_rate: c.hyper.mask_rate,
+            special: (&first.tokenizer.special_tokens).into(),
+            vocab: first.vocab_size,
         };
+        let batch_kind = (spec.batches)(&batch);
         let epochs: Vec<EpochData> = folders.iter().map(|f| f.epoch_data()).collect();
-        let total_steps = plan_steps(args, &epochs, global_batch)?;
-        let config = RunConfig {
-            objective: args.objective,
-            model: args.model.clone(),
-            model_config: serde_json::to_value(&model_config)?,
-            // The global micro-batch: a run resumes on another number of ranks with the same.
-            batch_size: global_batch,
-            grad_accum: args.grad_accum,
-            lr: args.lr,
-            warmup_steps: args.warmup_steps,
-            total_steps,
-            weight_decay: args.weight_decay,
-            clip_norm: args.clip_norm,
-            mask_rate: args.mask_rate,
-            seed: args.seed,
-            shuffle_window: args.shuffle_window,
-            repeat_last_epoch: args.repeat_last_epoch,
-            data: folders.iter().map(data_ref).collect(),
-            validation: validation_folder.as_ref().map(data_ref),
-            validate_every: args.validate_every,
-            validation_rows: args.validation_rows,
-            checkpoint_every: args.checkpoint_every,
-            log_every: args.log_every,
+        // The loader yields global micro-batches of --batch-size x world size rows (each rank
+        // computes on its share): the data plan and run.json count in those.
+        let world = c.runtime.launch.as_ref().map_or(1, |l| l.world_size);
+        let global = Hyper {
+            batch_size: c.hyper.batch_size * world,
+            ..c.hyper.clone()
         };
-        let mut par = match &launch {
-            Some(l) => Parallel::join(l, device, std::time::Duration::from_secs(args.dist_timeout))?,
+        let total_steps = plan_steps(&global, &epochs)?;
+        let run = run_config(
+            &c,
+            &global,
+            &model_config,
+            total_steps,
+            &folders,
+            validation_folder.as_ref(),
+        )?;
+        let mut par = match &c.runtime.launch {
+            Some(l) => Parallel::join(l, c.runtime.device, c.runtime.dist_timeout)?,
             None => Parallel::single(),
         };
-        par.check_same_config(&serde_json::to_value(&config)?)?;
-        // Rank 0 alone writes into the run folder; the others learn what it found.
-        let resume_from = if par.writes() {
-            let attempt = launch.as_ref().map_or(0, |l| l.attempt);
-            prepare_run_dir(args, &run_dir, &config, attempt)?
-        } else {
-            None
-        };
-        let resume_from: Option<(u64, PathBuf)> = serde_json::from_str(
-            &par.from_rank0("resume-from", serde_json::to_string(&resume_from)?)?,
-        )?;
-        tch::manual_seed(super::torch_seed(args.seed, u64::MAX) ^ 0x5eed);
-        let model = Model::init(args.objective, &model_config, device)?;
+        par.check_same_config(&serde_json::to_value(&run)?)?;
+        let (outputs, resume_from) = prepare_outputs(&c, &run, spec.name, &mut par)?;
+        tch::manual_seed(crate::rng::init_seed(c.hyper.seed));
+        let objective = (spec.build)(&ObjectiveInit {
+            model_config: &model_config,
+            device: c.runtime.device,
+            batch,
+        })?;
         // Rank 0 validates (the others go on and wait for it at the next all-reduce).
         let validation = validation_folder
             .filter(|_| par.writes())
-            .map(|v| {
-                ValidationSet::load(
-                    v,
-                    args.objective,
-                    args.batch_size,
-                    args.validation_rows,
-                    pad_id,
-                    batch_kind,
-                )
-            })
+            .map(|v| ValidationSet::load(v, spec.data, &c.hyper, pad_id, batch_kind))
             .transpose()?;
+        let plot = PlotInfo {
+            loss_label: objective.reports().loss_label,
+            epochs: epoch_marks(&folders, &epochs, &global, total_steps),
+        };
         let temperatures = folders.iter().map(|f| (f.epoch, f.temperature)).collect();
         let decoder = ShardDecoder {
             shards: folders
                 .iter_mut()
                 .map(|f| std::mem::take(&mut f.shards))
                 .collect(),
-            objective: args.objective,
+            kind: spec.data,
             vocab_size: folders[0].vocab_size,
         };
         Ok(Self {
-            config,
-            run_dir,
-            device,
-            model,
-            model_config,
+            run,
+            runtime: c.runtime,
+            objective,
+            outputs,
+            resume_from,
             epochs,
-            decoder: Some(decoder),
+            decoder,
             temperatures,
             pad_id,
             batch_kind,
             validation,
-            resume_from,
             tokenizer_json,
+            plot,
             par,
         })
     }
 }
 
-/// The device of a launched rank: `auto` is `cuda:LOCAL_RANK` when CUDA is available, else the
-/// CPU; `cuda` is `cuda:LOCAL_RANK`; anything else as given.
-fn launched_device(flag: &str, local_rank: usize) -> anyhow::Result<Device> {
-    let f = flag.trim().to_ascii_lowercase();
-    let local = format!("cuda:{local_rank}");
-    match f.as_str() {
-        "auto" if tch::Cuda::is_available() => shared::runtime::device::parse_device(&local),
-        "auto" => Ok(Device::Cpu),
-        "cuda" => shared::runtime::device::parse_device(&local)
-            .with_context(|| format!("--device cuda with LOCAL_RANK={local_rank}")),
-        _ => shared::runtime::device::parse_device(flag),
-    }
+/// The run folder: rank 0 (or a single process) prepares it and tells the other ranks which
+/// folder it is and which checkpoint to resume, through the store; they write nothing. A group
+/// restarted by torchrun (`--max-restarts`, attempt > 0) resumes the run it finds.
+fn prepare_outputs(
+    c: &TrainConfig,
+    run: &RunConfig,
+    objective: &str,
+    par: &mut Parallel,
+) -> anyhow::Result<(RunOutputs, ResumeFrom)> {
+    let restarted = c.runtime.launch.as_ref().is_some_and(|l| l.attempt > 0)
+        && matches!(&c.run_dir, RunDirChoice::Given(d) if d.join(RUN_FILE).exists());
+    let mine = if par.writes() {
+        Some(RunOutputs::prepare(
+            &c.run_dir,
+            c.resume || restarted,
+            (objective, &c.model),
+            run,
+            true,
+        )?)
+    } else {
+        None
+    };
+    let shared: (PathBuf, ResumeFrom) = serde_json::from_str(&par.from_rank0(
+        "run-folder",
+        serde_json::to_string(&mine.as_ref().map(|(o, r)| (o.dir().to_path_buf(), r.clone())))?,
+    )?)
+    .map(|v: Option<(PathBuf, ResumeFrom)>| v.expect("rank 0 prepared the run folder"))?;
+    Ok(match mine {
+        Some(m) => m,
+        None => (RunOutputs::follower(shared.0), shared.1),
+    })
 }

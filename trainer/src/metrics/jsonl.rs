@@ -1,60 +1,12 @@
-//! `metrics.jsonl`: one JSON object per line, `"split": "train"` every `--log-every` updates
-//! and `"split": "validation"` every `--validate-every` updates.
+//! `metrics.jsonl`: one JSON object per line ([`super::records`]), appended as the run goes;
+//! a resumed run first drops the lines written after its checkpoint.
 use anyhow::Context;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// File name in the run folder.
 pub const METRICS_FILE: &str = "metrics.jsonl";
-
-/// One logged interval of training.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainRecord {
-    pub split: String,
-    /// Updates done at the end of the interval.
-    pub step: u64,
-    /// Epoch number of the interval's last micro-batch.
-    pub epoch: u32,
-    /// That epoch's temperature (from its manifest; null for MLM).
-    pub temperature: Option<f64>,
-    /// Learning rate of the last update.
-    pub lr: f64,
-    /// Mean loss over the interval's updates.
-    pub loss: f64,
-    /// Gradient norm before clipping, last update.
-    pub grad_norm: f64,
-    /// RTD: accuracy over real tokens; MLM: accuracy at masked positions.
-    pub accuracy: f64,
-    /// RTD: precision of "replaced" (null when nothing was predicted replaced, and for MLM).
-    pub precision: Option<f64>,
-    /// RTD: recall of "replaced" (null when nothing was replaced, and for MLM).
-    pub recall: Option<f64>,
-    pub seq_per_s: f64,
-    /// Real (non-padding) tokens per second.
-    pub tokens_per_s: f64,
-    /// Model FLOPs utilisation (shared::cost FLOPs / device peak; null where the peak is unknown).
-    pub mfu: Option<f64>,
-    /// Peak CUDA memory in bytes (null on the CPU or where libtorch does not report it).
-    pub peak_memory_bytes: Option<u64>,
-    /// Fraction of the interval's wall time spent waiting for the loader.
-    pub data_wait_fraction: f64,
-}
-
-/// One validation pass.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ValidationRecord {
-    pub split: String,
-    pub step: u64,
-    pub loss: f64,
-    pub accuracy: f64,
-    pub precision: Option<f64>,
-    pub recall: Option<f64>,
-    /// RTD: accuracy of predicting "original" everywhere (1 - replaced fraction).
-    pub baseline_accuracy: Option<f64>,
-    pub rows: u64,
-    pub tokens: u64,
-}
 
 /// Appends records to `metrics.jsonl`.
 pub struct MetricsWriter {
@@ -124,25 +76,9 @@ pub fn read_split<T: serde::de::DeserializeOwned>(
     Ok(out)
 }
 
-/// Accuracy, precision and recall of "replaced" from counts
-/// `[correct, total, true_positive, predicted_positive, actual_positive]`.
-pub fn rates(c: &[f64; 5]) -> (f64, Option<f64>, Option<f64>) {
-    let acc = if c[1] > 0.0 { c[0] / c[1] } else { 0.0 };
-    let precision = (c[3] > 0.0).then(|| c[2] / c[3]);
-    let recall = (c[4] > 0.0).then(|| c[2] / c[4]);
-    (acc, precision, recall)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates_from_counts() {
-        let (a, p, r) = rates(&[8.0, 10.0, 2.0, 4.0, 3.0]);
-        assert_eq!((a, p, r), (0.8, Some(0.5), Some(2.0 / 3.0)));
-        assert_eq!(rates(&[1.0, 1.0, 0.0, 0.0, 0.0]).1, None);
-    }
 
     #[test]
     fn resume_drops_lines_after_the_checkpoint() {

@@ -17,9 +17,16 @@
 //!
 //! Memory: 20 bytes per trainable parameter (bf16 weight and gradient copies + fp32 master
 //! weight, Adam's two moments: 2 + 2 + 4 + 4 + 4 + 4 = 20, as in mixed-precision training),
-//! 2 bytes per inference-only parameter (bf16), plus activations counted as one bf16 hidden
-//! state per layer per token of the whole batch (`2 * B * S * H * layers`), as with activation
-//! checkpointing. Biases and LayerNorm parameters are counted as parameters.
+//! 2 bytes per inference-only parameter (bf16), plus, for a trained model, activations counted
+//! as one bf16 hidden state per layer per token of the whole batch (`2 * B * S * H * layers`),
+//! as with activation checkpointing. An inference-only model (the frozen auxiliary model) keeps
+//! no layer outputs for a backward pass, so it is charged no activation memory (its working set
+//! of one layer at a time is small against the trained models' and is left out). Biases and
+//! LayerNorm parameters are counted as parameters.
+//!
+//! [`paper`] holds the accounting of the Fast-ELECTRA paper's Table 1, which differs from this
+//! one in what it counts (see there); `trainer cost --accounting paper` prints it.
+pub mod paper;
 
 /// The shape of an encoder, as far as the cost model needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,7 +217,7 @@ pub fn masked_lm_train_flops(aux: &EncoderShape, seq_len: u64, mask_rate: f64) -
     3 * masked_lm_forward_flops(aux, seq_len, mask_rate, true)
 }
 
-fn activation_bytes(shape: &EncoderShape, batch: u64, seq_len: u64) -> u64 {
+pub(crate) fn activation_bytes(shape: &EncoderShape, batch: u64, seq_len: u64) -> u64 {
     2 * batch * seq_len * shape.hidden * shape.layers
 }
 
@@ -249,7 +256,8 @@ pub fn cost_report(
         forward_flops: frozen_fwd,
         flops_per_sequence: frozen_fwd,
         param_bytes: FROZEN_BYTES_PER_PARAM * frozen_params,
-        activation_bytes: activation_bytes(aux, batch, seq_len),
+        // Inference keeps no layer outputs for a backward pass.
+        activation_bytes: 0,
     };
     CostReport {
         main: main_cost,
@@ -329,7 +337,7 @@ mod tests {
         assert_eq!(r.aux_frozen.params, 80 + 172 + 38);
         assert_eq!(r.aux_frozen.flops_per_sequence, 240 + 966 + 112);
         assert_eq!(r.aux_frozen.param_bytes, 2 * 290);
-        assert_eq!(r.aux_frozen.activation_bytes, 120);
+        assert_eq!(r.aux_frozen.activation_bytes, 0);
     }
 
     #[test]

@@ -1,0 +1,173 @@
+//! Augmentations of the auxiliary model's distribution other than temperature (data-spec/epoch.md,
+//! "Augmentations"): log-interpolation with the term frequencies on the logits, [UNK] in place of
+//! some of the model's input tokens, and the keys of the per-batch dropout seed.
+use tch::{Device, Kind, Tensor};
+
+use crate::corruption::batch::{Inputs, Keys, Seq};
+use crate::corruption::rng::{domain, CounterRng};
+
+/// What is done to the auxiliary model's logits before the exact sampler.
+#[derive(Debug)]
+pub enum AuxSampling {
+    /// softmax(logits / T).
+    Temperature(f64),
+    /// `p ∝ p_TF^gamma * p_aux^(1 - gamma)`, sampled at T = 1.
+    TfInterp(TfInterp),
+}
+
+/// `log p = gamma * ln(count) + (1 - gamma) * z` (up to a constant per row), `-inf` where the
+/// count is 0, on special ids and on the projection's padding.
+#[derive(Debug)]
+pub struct TfInterp {
+    pub gamma: f64,
+    /// `[V']` fp32 on the model's device: `ln(count)`, or `-inf`.
+    log_counts: Tensor,
+}
+
+impl TfInterp {
+    /// For `counts` over the vocabulary, `special` ids, a projection of `width` (>= vocab) ids on
+    /// `device`; `gamma` in (0, 1] (gamma = 0 is plain temperature 1 and not built here).
+    pub fn new(counts: &[u64], special: &[i32], width: i64, gamma: f64, device: Device) -> Self {
+        let mut log = vec![f32::NEG_INFINITY; width as usize];
+        for (i, &c) in counts.iter().enumerate() {
+            if c > 0 && !special.contains(&(i as i32)) {
+                log[i] = (c as f64).ln() as f32;
+            }
+        }
+        Self {
+            gamma,
+            log_counts: Tensor::from_slice(&log).to_device(device),
+        }
+    }
+
+    /// The interpolated logits `[N, V']` (fp32) of the model's logits `z` `[N, V']`.
+    pub fn logits(&self, z: &Tensor) -> Tensor {
+        let z = z.to_kind(Kind::Float);
+        let mixed = z * (1.0 - self.gamma) + &self.log_counts * self.gamma;
+        // 0 * -inf on the padding when gamma = 1: the count's -inf wins everywhere it is -inf.
+        mixed.masked_fill(&self.log_counts.isinf(), f64::NEG_INFINITY)
+    }
+}
+
+/// Drop-token: each unmasked, non-special token of the auxiliary model's input becomes `unk` with
+/// probability `gamma`, one uniform per such position in order from
+/// `CounterRng(seed, [DROP_TOKEN, epoch, sequence_id])`. Only `inputs` change (the model's view);
+/// the sequences, hence the main model's input, keep their tokens. Returns how many were dropped.
+pub fn drop_tokens(inputs: &mut Inputs, seqs: &[Seq], keys: &Keys, gamma: f64, unk: i32) -> usize {
+    if gamma <= 0.0 {
+        return 0;
+    }
+    let mut dropped = 0;
+    for (b, seq) in seqs.iter().enumerate() {
+        let mut rng = CounterRng::new(
+            keys.seed,
+            &[domain::DROP_TOKEN, keys.epoch as u64, seq.sequence_id],
+        );
+        let mut masked = seq.masked.iter().peekable();
+        for (p, &id) in seq.ids.iter().enumerate() {
+            if masked.peek().is_some_and(|&&m| m as usize == p) {
+                masked.next();
+                continue;
+            }
+            if keys.special.is_special(id) {
+                continue;
+            }
+            if rng.next_f64() < gamma {
+                inputs.input_ids[b * inputs.width + p] = unk as i64;
+                dropped += 1;
+            }
+        }
+    }
+    dropped
+}
+
+/// The torch seed of the dropout masks of the batch whose first sequence is `first_sequence_id`.
+pub fn dropout_seed(seed: u64, epoch: u32, first_sequence_id: u64) -> i64 {
+    let bits =
+        CounterRng::new(seed, &[domain::DROPOUT, epoch as u64, first_sequence_id]).next_u64();
+    (bits >> 1) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corruption::batch::build_inputs;
+    use crate::corruption::masking::SpecialIds;
+
+    const KEYS: Keys = Keys {
+        seed: 3,
+        epoch: 1,
+        mask_rate: 0.3,
+        special: SpecialIds {
+            cls: 101,
+            sep: 102,
+            pad: 0,
+            mask: 103,
+        },
+    };
+    const UNK: i32 = 100;
+
+    #[test]
+    fn drop_token_never_touches_masks_specials_or_the_sequences() {
+        let seqs: Vec<Seq> = (0..20u64)
+            .map(|s| {
+                let mut ids = vec![101];
+                ids.extend((0..30).map(|j| 1000 + ((s as i32 * 7 + j) % 50)));
+                ids.push(102);
+                Seq::new(s as usize, s, &ids, &KEYS)
+            })
+            .collect();
+        let before = seqs.clone();
+        let clean = build_inputs(&seqs, 34, &KEYS);
+        let mut inputs = clean.clone();
+        let dropped = drop_tokens(&mut inputs, &seqs, &KEYS, 0.4, UNK);
+        let eligible: usize = seqs.iter().map(|s| 30 - s.masked.len()).sum();
+        let rate = dropped as f64 / eligible as f64;
+        assert!((0.3..0.5).contains(&rate), "dropped {rate}");
+        for (b, seq) in seqs.iter().enumerate() {
+            for p in 0..34 {
+                let (x, y) = (clean.input_ids[b * 34 + p], inputs.input_ids[b * 34 + p]);
+                if x != y {
+                    assert_eq!(y, UNK as i64);
+                    assert!(!seq.masked.contains(&(p as i32)), "masked position dropped");
+                    assert!(!KEYS.special.is_special(x as i32), "special token dropped");
+                }
+            }
+        }
+        // The sequences (the main model's input) and the mask tokens are untouched.
+        assert!(seqs.iter().zip(&before).all(|(a, b)| a.ids == b.ids));
+        assert_eq!(inputs.positions, clean.positions);
+        for &p in &inputs.positions {
+            assert_eq!(inputs.input_ids[p as usize], KEYS.special.mask as i64);
+        }
+        // Keyed by sequence: the same row alone gets the same drops; gamma 0 drops nothing.
+        let mut alone = build_inputs(&seqs[7..8], 34, &KEYS);
+        drop_tokens(&mut alone, &seqs[7..8], &KEYS, 0.4, UNK);
+        assert_eq!(alone.input_ids, inputs.input_ids[7 * 34..8 * 34]);
+        let mut none = clean.clone();
+        assert_eq!(drop_tokens(&mut none, &seqs, &KEYS, 0.0, UNK), 0);
+        assert_eq!(none, clean);
+    }
+
+    #[test]
+    fn tf_interp_ends_and_banned_ids() {
+        let counts = [0u64, 10, 0, 5, 1];
+        let special = [0, 1];
+        let z = Tensor::from_slice(&[0.5f32, 1.0, 2.0, 3.0, -1.0, f32::NEG_INFINITY]).view([1, 6]);
+        let full = TfInterp::new(&counts, &special, 6, 1.0, Device::Cpu).logits(&z);
+        let v = Vec::<f32>::try_from(full.view([-1])).unwrap();
+        let inf = f32::NEG_INFINITY;
+        assert_eq!(v, vec![inf, inf, inf, 5f32.ln(), 0.0, inf]);
+        let half = TfInterp::new(&counts, &special, 6, 0.5, Device::Cpu).logits(&z);
+        let v = Vec::<f32>::try_from(half.view([-1])).unwrap();
+        assert_eq!(v[3], 1.5 + 0.5 * 5f32.ln());
+        assert!(v[2] == inf && v[5] == inf && v.iter().all(|x| !x.is_nan()));
+    }
+
+    #[test]
+    fn dropout_seed_is_keyed() {
+        assert_eq!(dropout_seed(0, 1, 5), dropout_seed(0, 1, 5));
+        assert_ne!(dropout_seed(0, 1, 5), dropout_seed(0, 1, 6));
+        assert!(dropout_seed(9, 9, 9) >= 0);
+    }
+}

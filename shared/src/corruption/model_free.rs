@@ -1,0 +1,447 @@
+//! Model-free replaced-token distributions as exact inverse-CDF lookups (data-spec/epoch.md,
+//! "Model-free distributions").
+//!
+//! Every one of them has the form, at a masked position whose original token is `o`,
+//!
+//! ```text
+//! p(i) ∝ w[i]        for i != o,        p(o) ∝ r * w[o],
+//! w[i] = a[i]^gamma  (0^0 = 1; w = 0 for special ids),
+//! r    = ((1 - alpha) (N - 1) / alpha)^(1 - gamma),
+//! ```
+//!
+//! with `a = 1` (uniform) or the term-frequency counts, `N` the number of non-special ids:
+//! `p_A^gamma * p_SOH^(1 - gamma)` where `p_SOH` is `1 - alpha` on `o` and `alpha / (N - 1)` on
+//! every other non-special id. Uniform and TF are gamma = 1 (r = 1), SOH is gamma = 0 with
+//! a = 1. With gamma fixed for the epoch, `w` and its fp64 prefix sums `C` are one table; the
+//! original token only rescales one entry, so a draw `t = u * (C[V] - w[o] + r w[o])` is located
+//! by comparing with `o`'s interval and one binary search in `C` (shifted past `o`): O(log V) and
+//! no pass over the vocabulary. The entropy and arg-max come from table constants the same way.
+use crate::corruption::distribution::Distribution;
+use crate::corruption::sampling::Sampled;
+
+/// The epoch's table of one model-free distribution.
+#[derive(Debug, Clone)]
+pub struct ModelFree {
+    /// `w[i]`, fp64.
+    weights: Vec<f64>,
+    /// `cum[i] = w[0] + ... + w[i-1]` (fp64, running sum), `cum.len() = V + 1`.
+    cum: Vec<f64>,
+    /// `r`: the original token's weight factor.
+    boost: f64,
+    /// `sum w ln w` (0 ln 0 = 0).
+    w_ln_w: f64,
+    /// The two largest weights `(w, id)`, ties to the smaller id.
+    top: [(f64, usize); 2],
+}
+
+/// Why a table could not be made.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ModelFreeError {
+    #[error("--distribution {0}: needs the term-frequency counts, found none")]
+    NoCounts(&'static str),
+    #[error("term-frequency counts: expected {expected} ids (the vocabulary), found {found}")]
+    CountsSize { expected: usize, found: usize },
+    #[error(
+        "--distribution {0}: no non-special token has a positive weight (all term frequencies \
+         of non-special ids are 0)"
+    )]
+    Empty(&'static str),
+    #[error("--distribution aux is not model-free")]
+    NotModelFree,
+}
+
+impl ModelFree {
+    /// The table of `distribution` over `vocab` ids; `special` ids get weight 0. `counts` (the
+    /// term frequencies, `vocab` entries) for `term-frequency` and `tf-soh`; `alpha` in (0, 1)
+    /// and `gamma` in [0, 1] where used (ignored otherwise).
+    pub fn new(
+        distribution: Distribution,
+        vocab: usize,
+        special: &[i32],
+        counts: Option<&[u64]>,
+        alpha: f64,
+        gamma: f64,
+    ) -> Result<Self, ModelFreeError> {
+        let name = distribution.name();
+        let gamma = match distribution {
+            Distribution::Aux => return Err(ModelFreeError::NotModelFree),
+            Distribution::Uniform | Distribution::TermFrequency => 1.0,
+            Distribution::SmoothedOneHot => 0.0,
+            Distribution::UnfSoh | Distribution::TfSoh => gamma,
+        };
+        let counts = if distribution.uses_term_frequency() {
+            let c = counts.ok_or(ModelFreeError::NoCounts(name))?;
+            if c.len() != vocab {
+                return Err(ModelFreeError::CountsSize {
+                    expected: vocab,
+                    found: c.len(),
+                });
+            }
+            Some(c)
+        } else {
+            None
+        };
+        let is_special = |i: usize| special.iter().any(|&s| s as usize == i);
+        let mut weights = vec![0.0f64; vocab];
+        let mut non_special = 0usize;
+        for (i, w) in weights.iter_mut().enumerate() {
+            if is_special(i) {
+                continue;
+            }
+            non_special += 1;
+            let a = counts.map_or(1.0, |c| c[i] as f64);
+            // a^gamma with 0^0 = 1 (powf's convention), so gamma = 0 is SOH exactly; gamma = 1
+            // gives a itself.
+            *w = a.powf(gamma);
+        }
+        let boost = if distribution.uses_alpha() && non_special > 1 {
+            ((1.0 - alpha) * (non_special - 1) as f64 / alpha).powf(1.0 - gamma)
+        } else {
+            1.0
+        };
+        let mut cum = Vec::with_capacity(vocab + 1);
+        let (mut c, mut w_ln_w) = (0.0f64, 0.0f64);
+        let mut top = [(f64::NEG_INFINITY, usize::MAX); 2];
+        cum.push(0.0);
+        for (i, &w) in weights.iter().enumerate() {
+            c += w;
+            cum.push(c);
+            if w > 0.0 {
+                w_ln_w += w * w.ln();
+            }
+            if w > top[0].0 {
+                top = [(w, i), top[0]];
+            } else if w > top[1].0 {
+                top[1] = (w, i);
+            }
+        }
+        if c <= 0.0 {
+            return Err(ModelFreeError::Empty(name));
+        }
+        Ok(Self {
+            weights,
+            cum,
+            boost,
+            w_ln_w,
+            top,
+        })
+    }
+
+    /// The vocabulary size.
+    pub fn vocab(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// The first id `i` with `cum[i + 1] > t` (an id of positive weight), or the last id of
+    /// positive weight when rounding puts `t` past the end.
+    fn search(&self, t: f64) -> usize {
+        let i = self.cum[1..].partition_point(|&c| c <= t);
+        if i < self.weights.len() {
+            i
+        } else {
+            self.weights.iter().rposition(|&w| w > 0.0).unwrap_or(0)
+        }
+    }
+
+    /// The unnormalised weights of the distribution at a position whose original is
+    /// `original`: `(w[o], r w[o], Z)`.
+    fn at(&self, original: usize) -> (f64, f64, f64) {
+        let wo = self.weights.get(original).copied().unwrap_or(0.0);
+        let bo = self.boost * wo;
+        let total = self.cum[self.weights.len()] - wo + bo;
+        (wo, bo, total)
+    }
+
+    /// The id drawn with uniform `u` in [0, 1) at a position whose original token is `original`.
+    pub fn sample(&self, original: usize, u: f64) -> usize {
+        let (wo, bo, total) = self.at(original);
+        let t = u * total;
+        if original >= self.weights.len() || wo == 0.0 {
+            return self.search(t);
+        }
+        let start = self.cum[original];
+        if t < start {
+            return self.search(t);
+        }
+        if t < start + bo {
+            return original;
+        }
+        // Past o's interval: the rest of the table, shifted by o's change of weight.
+        let i = self.search(t - bo + wo);
+        if i > original {
+            i
+        } else {
+            // Rounding put t2 back on o or before: the next id of positive weight, if any.
+            self.weights[original + 1..]
+                .iter()
+                .position(|&w| w > 0.0)
+                .map_or(original, |j| original + 1 + j)
+        }
+    }
+
+    /// The probability of every id at a position whose original is `original` (for tests and
+    /// figures; O(V)).
+    pub fn probabilities(&self, original: usize) -> Vec<f64> {
+        let (_, bo, total) = self.at(original);
+        let mut p: Vec<f64> = self.weights.iter().map(|&w| w / total).collect();
+        if let Some(x) = p.get_mut(original) {
+            *x = bo / total;
+        }
+        p
+    }
+
+    /// The arg-max id at a position whose original is `original` (ties: the smaller id).
+    pub fn top1(&self, original: usize) -> usize {
+        let (_, bo, _) = self.at(original);
+        let other = if self.top[0].1 != original {
+            self.top[0]
+        } else {
+            self.top[1]
+        };
+        if original < self.weights.len() && (bo > other.0 || (bo == other.0 && original < other.1))
+        {
+            original
+        } else {
+            other.1
+        }
+    }
+
+    /// The entropy (nats) at a position whose original is `original`: `ln Z - S / Z` with
+    /// `S = sum w ln w` after rescaling the original's weight.
+    pub fn entropy(&self, original: usize) -> f64 {
+        let (wo, bo, total) = self.at(original);
+        let xlx = |x: f64| if x > 0.0 { x * x.ln() } else { 0.0 };
+        let s = self.w_ln_w - xlx(wo) + xlx(bo);
+        total.ln() - s / total
+    }
+
+    /// Samples every position: `originals[j]` with `uniforms[j]`.
+    pub fn sample_all(&self, originals: &[i32], uniforms: &[f64]) -> Sampled {
+        let mut out = Sampled {
+            ids: Vec::with_capacity(originals.len()),
+            top1: Vec::with_capacity(originals.len()),
+            entropy: Vec::with_capacity(originals.len()),
+        };
+        for (&o, &u) in originals.iter().zip(uniforms) {
+            let o = o as usize;
+            out.ids.push(self.sample(o, u) as i64);
+            out.top1.push(self.top1(o) as i64);
+            out.entropy.push(self.entropy(o) as f32);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corruption::sampling::position_uniform;
+
+    const V: usize = 12;
+    /// Ids 0 ([PAD]) and 1, 2, 3 ([CLS], [SEP], [MASK]) are special.
+    const SPECIAL: [i32; 4] = [0, 1, 2, 3];
+    const COUNTS: [u64; V] = [50, 40, 40, 0, 30, 0, 1, 9, 20, 5, 100, 3];
+
+    fn table(d: Distribution, gamma: f64) -> ModelFree {
+        ModelFree::new(d, V, &SPECIAL, Some(&COUNTS), 0.35, gamma).unwrap()
+    }
+
+    /// The closed form, computed directly from its definition with normalised p_A and p_SOH.
+    fn closed_form(d: Distribution, original: usize, alpha: f64, gamma: f64) -> Vec<f64> {
+        let special = |i: usize| SPECIAL.contains(&(i as i32));
+        let n = (0..V).filter(|&i| !special(i)).count() as f64;
+        let total: f64 = (0..V)
+            .filter(|&i| !special(i))
+            .map(|i| COUNTS[i] as f64)
+            .sum();
+        let unf = |i: usize| if special(i) { 0.0 } else { 1.0 / n };
+        let tf = |i: usize| {
+            if special(i) {
+                0.0
+            } else {
+                COUNTS[i] as f64 / total
+            }
+        };
+        let soh = |i: usize| {
+            if special(i) {
+                0.0
+            } else if i == original {
+                1.0 - alpha
+            } else {
+                alpha / (n - 1.0)
+            }
+        };
+        let interp = |a: &dyn Fn(usize) -> f64, g: f64| -> Vec<f64> {
+            (0..V)
+                .map(|i| {
+                    if special(i) {
+                        0.0
+                    } else {
+                        a(i).powf(g) * soh(i).powf(1.0 - g)
+                    }
+                })
+                .collect()
+        };
+        let raw: Vec<f64> = match d {
+            Distribution::Uniform => (0..V).map(unf).collect(),
+            Distribution::TermFrequency => (0..V).map(tf).collect(),
+            Distribution::SmoothedOneHot => (0..V).map(soh).collect(),
+            Distribution::UnfSoh => interp(&unf, gamma),
+            Distribution::TfSoh => interp(&tf, gamma),
+            Distribution::Aux => unreachable!(),
+        };
+        let z: f64 = raw.iter().sum();
+        raw.iter().map(|x| x / z).collect()
+    }
+
+    fn draws(t: &ModelFree, original: usize, n: u64, seed: u64) -> Vec<usize> {
+        (0..n)
+            .map(|s| t.sample(original, position_uniform(seed, 0, s, original as u32)))
+            .collect()
+    }
+
+    /// Pearson's statistic against `p` over the ids of positive probability, and the number of
+    /// those ids; panics if an id of probability 0 was drawn.
+    fn chi_square(ids: &[usize], p: &[f64]) -> (f64, usize) {
+        let mut counts = vec![0u64; p.len()];
+        for &i in ids {
+            assert!(p[i] > 0.0, "id {i} of probability 0 drawn");
+            counts[i] += 1;
+        }
+        let n = ids.len() as f64;
+        let mut x2 = 0.0;
+        let mut k = 0;
+        for (c, &q) in counts.iter().zip(p) {
+            if q > 0.0 {
+                x2 += (*c as f64 - q * n).powi(2) / (q * n);
+                k += 1;
+            }
+        }
+        (x2, k)
+    }
+
+    #[test]
+    fn chi_square_per_distribution_against_its_closed_form() {
+        // Upper 0.999 quantiles of chi-square with df = 1..=10.
+        const Q999: [f64; 11] = [
+            0.0, 10.83, 13.82, 16.27, 18.47, 20.52, 22.46, 24.32, 26.12, 27.88, 29.59,
+        ];
+        let cases = [
+            (Distribution::Uniform, 1.0),
+            (Distribution::TermFrequency, 1.0),
+            (Distribution::SmoothedOneHot, 0.0),
+            (Distribution::UnfSoh, 0.6),
+            (Distribution::TfSoh, 0.6),
+            (Distribution::TfSoh, 0.25),
+        ];
+        for (d, gamma) in cases {
+            for original in [4usize, 9] {
+                let t = table(d, gamma);
+                let p = closed_form(d, original, 0.35, gamma);
+                // The table's own probabilities are the closed form.
+                for (a, b) in t.probabilities(original).iter().zip(&p) {
+                    assert!((a - b).abs() < 1e-12, "{d:?} gamma {gamma}: {a} vs {b}");
+                }
+                let (x2, k) = chi_square(&draws(&t, original, 40_000, 7), &p);
+                assert!(
+                    x2 < Q999[k - 1],
+                    "{d:?} gamma {gamma} o {original}: chi2 {x2}"
+                );
+                // Entropy and arg-max agree with the closed form.
+                let h: f64 = -p
+                    .iter()
+                    .filter(|&&q| q > 0.0)
+                    .map(|q| q * q.ln())
+                    .sum::<f64>();
+                assert!((t.entropy(original) - h).abs() < 1e-9, "{d:?}");
+                let best = (0..V).max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)));
+                assert_eq!(t.top1(original), best.unwrap(), "{d:?} gamma {gamma}");
+            }
+        }
+    }
+
+    #[test]
+    fn special_tokens_are_never_drawn_and_soh_keeps_the_original_at_one_minus_alpha() {
+        let soh = table(Distribution::SmoothedOneHot, 0.0);
+        let n = 100_000;
+        let ids = draws(&soh, 8, n, 3);
+        assert!(ids.iter().all(|&i| !SPECIAL.contains(&(i as i32))));
+        let kept = ids.iter().filter(|&&i| i == 8).count() as f64 / n as f64;
+        // 1 - alpha = 0.65; the standard error is 0.0015.
+        assert!((kept - 0.65).abs() < 0.006, "kept {kept}");
+        for d in [Distribution::Uniform, Distribution::TermFrequency] {
+            assert!(draws(&table(d, 1.0), 5, 20_000, 1)
+                .iter()
+                .all(|&i| !SPECIAL.contains(&(i as i32))));
+        }
+    }
+
+    #[test]
+    fn interpolation_ends_are_the_pure_distributions_draw_for_draw() {
+        for (interp, easy) in [
+            (Distribution::UnfSoh, Distribution::Uniform),
+            (Distribution::TfSoh, Distribution::TermFrequency),
+        ] {
+            for original in [4usize, 5, 10] {
+                assert_eq!(
+                    draws(&table(interp, 1.0), original, 5_000, 2),
+                    draws(&table(easy, 1.0), original, 5_000, 2)
+                );
+                assert_eq!(
+                    draws(&table(interp, 0.0), original, 5_000, 2),
+                    draws(
+                        &table(Distribution::SmoothedOneHot, 0.0),
+                        original,
+                        5_000,
+                        2
+                    )
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn extreme_uniforms_and_zero_count_originals_stay_in_range() {
+        let tf = table(Distribution::TermFrequency, 1.0);
+        for o in 0..V {
+            for u in [0.0, 0.5, 1.0 - f64::EPSILON] {
+                let i = tf.sample(o, u);
+                assert!(
+                    COUNTS[i] > 0 && !SPECIAL.contains(&(i as i32)),
+                    "o {o} u {u}: {i}"
+                );
+            }
+        }
+        // A zero-count original (id 5) in tf-soh with gamma > 0 has probability 0.
+        let t = table(Distribution::TfSoh, 0.5);
+        assert_eq!(t.probabilities(5)[5], 0.0);
+        assert!(draws(&t, 5, 5_000, 4).iter().all(|&i| i != 5));
+        assert_eq!(tf.sample(4, 0.0), 4);
+        assert_eq!(tf.sample(4, 1.0 - f64::EPSILON), 11);
+    }
+
+    #[test]
+    fn bad_tables_are_refused() {
+        let none = ModelFree::new(Distribution::TfSoh, V, &SPECIAL, None, 0.35, 0.5);
+        assert!(matches!(none, Err(ModelFreeError::NoCounts("tf-soh"))));
+        let short = ModelFree::new(
+            Distribution::TermFrequency,
+            V,
+            &SPECIAL,
+            Some(&[1, 2]),
+            0.3,
+            1.0,
+        );
+        assert!(matches!(short, Err(ModelFreeError::CountsSize { .. })));
+        let zeros = [0u64; V];
+        let empty = ModelFree::new(
+            Distribution::TermFrequency,
+            V,
+            &SPECIAL,
+            Some(&zeros),
+            0.3,
+            1.0,
+        );
+        assert!(matches!(empty, Err(ModelFreeError::Empty(_))));
+    }
+}

@@ -1,0 +1,201 @@
+//! Issue 12: the paper's comparisons inside the system.
+use e2e_tests::{expect_ok, run};
+
+/// The numbers of one printed row of `trainer cost --accounting paper`.
+fn row(text: &str, name: &str) -> Vec<String> {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no row {name:?} in:\n{text}"));
+    line[name.len()..]
+        .split_whitespace()
+        .map(str::to_string)
+        .collect()
+}
+
+fn paper_table(model: &str, aux_layers: &str) -> String {
+    let out = expect_ok(run(
+        "trainer",
+        &[
+            "cost",
+            "--accounting",
+            "paper",
+            "--model",
+            model,
+            "--aux-layers",
+            aux_layers,
+            "--seq-len",
+            "512",
+            "--vocab",
+            "128000",
+            "--batch-size",
+            "2048",
+        ],
+    ));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn issue12_cost_paper_accounting_gives_table_1() {
+    let base = paper_table("base", "4");
+    assert_eq!(row(&base, "main (trained)"), ["591.9", "23.0"], "{base}");
+    assert_eq!(row(&base, "aux, joint (ELECTRA)"), ["398.6", "7.0"]);
+    assert_eq!(row(&base, "aux, frozen (Fast-ELECTRA)"), ["132.9", "0.25"]);
+    let large = paper_table("large", "6");
+    assert_eq!(row(&large, "main (trained)"), ["1407.7", "60.2"], "{large}");
+    assert_eq!(row(&large, "aux, joint (ELECTRA)"), ["653.9", "14.4"]);
+    assert_eq!(row(&large, "aux, frozen (Fast-ELECTRA)"), ["218.0", "0.42"]);
+}
+
+#[test]
+fn issue12_frozen_aux_is_charged_no_activation_memory() {
+    let out = expect_ok(run(
+        "trainer",
+        &[
+            "cost",
+            "--model",
+            "base",
+            "--aux-layers",
+            "4",
+            "--seq-len",
+            "512",
+        ],
+    ));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // model, params, fwd GFLOP, GFLOP/seq, param GiB, act GiB, total GiB
+    let frozen = row(&text, "aux, frozen (fwd only)");
+    assert_eq!(frozen[4], "0.00", "{text}");
+    assert_eq!(frozen[3], frozen[5], "{text}");
+}
+
+/// transformers' buckets for every distance in lo..=hi.
+fn transformers_buckets(num_buckets: i64, max_distance: i64, lo: i64, hi: i64) -> Vec<i64> {
+    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = e2e_tests::repo_root().join("tests/python/t5_buckets.py");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .args([num_buckets, max_distance, lo, hi].map(|v| v.to_string()))
+        .output()
+        .unwrap_or_else(|e| panic!("running {python} {}: {e}", script.display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn issue12_relative_buckets_equal_transformers_t5() {
+    use shared::model::positions::relative_position_bucket;
+    for (num_buckets, max_distance) in [(32, 128), (128, 256)] {
+        let distances: Vec<i64> = (-600..=600).collect();
+        let ours = Vec::<i64>::try_from(relative_position_bucket(
+            &tch::Tensor::from_slice(&distances),
+            num_buckets,
+            max_distance,
+        ))
+        .unwrap();
+        let theirs = transformers_buckets(num_buckets, max_distance, -600, 600);
+        assert_eq!(
+            ours, theirs,
+            "buckets {num_buckets}, max distance {max_distance}"
+        );
+    }
+}
+
+/// A synthetic RTD batch: random ids of a 50-token vocabulary, target 1 on odd ids.
+fn synthetic_batch(seed: i64) -> (tch::Tensor, tch::Tensor, tch::Tensor) {
+    tch::manual_seed(seed);
+    let ids = tch::Tensor::randint(50, [16, 24], (tch::Kind::Int64, tch::Device::Cpu));
+    let mask = tch::Tensor::ones([16, 24], (tch::Kind::Int64, tch::Device::Cpu));
+    let targets = ids.remainder(2).to_kind(tch::Kind::Float);
+    (ids, mask, targets)
+}
+
+#[test]
+fn issue12_relative_admin_model_saves_natively_and_reloads_the_same() {
+    use shared::model::{init_discriminator, load_discriminator, ModelConfig};
+    let mut cfg = ModelConfig::preset("tiny-rel-admin", 50).unwrap();
+    cfg.hidden_dropout_prob = 0.0;
+    cfg.attention_probs_dropout_prob = 0.0;
+    tch::manual_seed(3);
+    let model = init_discriminator(&cfg, tch::Device::Cpu).unwrap();
+    let names: Vec<String> = model.vs.variables().into_keys().collect();
+    assert!(names
+        .iter()
+        .any(|n| n == "electra.encoder.relative_attention_bias.weight"));
+    assert!(!names.iter().any(|n| n.contains("position_embeddings")));
+    // Admin profiled the residual scales: above 1 and growing with depth.
+    let omega = |n: &str| {
+        model.vs.variables()[n]
+            .mean(tch::Kind::Float)
+            .double_value(&[])
+    };
+    let first = omega("electra.encoder.layer.0.attention.output.admin_omega");
+    let last = omega("electra.encoder.layer.1.output.admin_omega");
+    assert!(first > 0.5 && last > first, "{first} {last}");
+    let (ids, mask, _) = synthetic_batch(1);
+    // Padding in the last row: its padded keys must not change the real tokens' logits.
+    let mask = mask.index_put(
+        &[
+            Some(tch::Tensor::from_slice(&[15i64])),
+            Some(tch::Tensor::arange(12, (tch::Kind::Int64, tch::Device::Cpu)) + 12),
+        ],
+        &tch::Tensor::from(0i64),
+        false,
+    );
+    let logits = model.model.forward_t(&ids, &mask, false);
+    assert!(bool::try_from(logits.isfinite().all()).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    model.save(dir.path()).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model_type"], "fast_electra");
+    assert_eq!(config["position_embedding_type"], "t5_relative");
+    assert_eq!(config["relative_attention_num_buckets"], 32);
+    assert_eq!(config["residual_scaling"], "admin");
+    let back = load_discriminator(dir.path(), tch::Device::Cpu).unwrap();
+    let again = back.model.forward_t(&ids, &mask, false);
+    assert_eq!(
+        (logits - again).abs().max().double_value(&[]),
+        0.0,
+        "reloaded model differs"
+    );
+    let why = cfg.hugging_face_incompatibility().unwrap();
+    assert!(
+        why.contains("T5 relative position buckets") && why.contains("Admin"),
+        "{why}"
+    );
+}
+
+#[test]
+fn issue12_an_admin_initialised_relative_model_trains() {
+    use shared::model::{init_discriminator, ModelConfig};
+    let cfg = ModelConfig::preset("tiny-rel-admin", 50).unwrap();
+    tch::manual_seed(5);
+    let model = init_discriminator(&cfg, tch::Device::Cpu).unwrap();
+    let mut opt =
+        tch::nn::OptimizerConfig::build(tch::nn::Adam::default(), &model.vs, 3e-3).unwrap();
+    let loss = |seed: i64, train: bool| {
+        let (ids, mask, targets) = synthetic_batch(seed);
+        let logits = model.model.forward_t(&ids, &mask, train);
+        logits.binary_cross_entropy_with_logits::<tch::Tensor>(
+            &targets,
+            None,
+            None,
+            tch::Reduction::Mean,
+        )
+    };
+    let before = tch::no_grad(|| loss(1000, false)).double_value(&[]);
+    for step in 0..150 {
+        let l = loss(step, true);
+        opt.backward_step(&l);
+    }
+    let after = tch::no_grad(|| loss(1000, false)).double_value(&[]);
+    // Odd/even ids are a lookup: a model that trains gets well below chance (ln 2 = 0.693).
+    assert!(
+        after < 0.3 && after < before / 2.0,
+        "loss {before} -> {after}"
+    );
+}

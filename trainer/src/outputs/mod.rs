@@ -1,0 +1,253 @@
+//! The one place that writes a run's outputs: `RUN/run.json`, `RUN/metrics.jsonl`, the plots
+//! (`loss.png`, `accuracy.png`), `RUN/checkpoints/step-*` and `RUN/export/`. Reading (the
+//! resume checkpoint, `run.json` to compare) may happen anywhere; every write goes through
+//! [`RunOutputs`]. Its `writes` flag says whether this process writes at all: with data-parallel
+//! training only rank 0 will, the other ranks compute the same records and skip the writes.
+pub mod run_dir;
+
+use anyhow::{bail, Context};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use tch::{nn::VarStore, Tensor};
+
+use crate::checkpoint::{self, TrainState};
+use crate::metrics::MetricsWriter;
+use crate::objectives::TrainObjective;
+use crate::plots::PlotInfo;
+use crate::train::config::{self, RunConfig, RUN_FILE};
+use crate::train::train_config::RunDirChoice;
+
+/// Sub-folder of the run folder holding the Hugging Face export.
+pub const EXPORT: &str = "export";
+
+/// The run folder and its writers.
+pub struct RunOutputs {
+    dir: PathBuf,
+    writes: bool,
+    metrics: Option<MetricsWriter>,
+}
+
+/// A checkpoint to continue from: (step, folder).
+pub type ResumeFrom = Option<(u64, PathBuf)>;
+
+impl RunOutputs {
+    /// Sets up the run folder for `run`: a fresh run gets its folder (the given one, which must
+    /// be new or empty, or a new default one named after `objective` and `model`) and
+    /// `run.json`; `--resume` needs a folder holding a run with the same configuration and
+    /// returns its latest checkpoint. Prints the folder.
+    pub fn prepare(
+        choice: &RunDirChoice,
+        resume: bool,
+        (objective, model): (&str, &str),
+        run: &RunConfig,
+        writes: bool,
+    ) -> anyhow::Result<(Self, ResumeFrom)> {
+        let (dir, fresh_default) = match choice {
+            RunDirChoice::Given(d) => (d.clone(), false),
+            RunDirChoice::Default if writes => (run_dir::create_default(objective, model)?, true),
+            RunDirChoice::Default => bail!(
+                "--run-dir: expected the run folder for a process that does not write (the writer names it), found none"
+            ),
+        };
+        eprintln!("trainer: run folder {}", dir.display());
+        let out = Self {
+            dir,
+            writes,
+            metrics: None,
+        };
+        let resume_from = if fresh_default {
+            out.start_fresh(run)?;
+            None
+        } else {
+            out.check_given(resume, run)?
+        };
+        Ok((out, resume_from))
+    }
+
+    /// The outputs of a process that does not write (a data-parallel rank other than 0): the
+    /// run folder rank 0 prepared.
+    pub fn follower(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            writes: false,
+            metrics: None,
+        }
+    }
+
+    /// Checks a given folder: an existing run is refused without `--resume` and must match
+    /// with it; a fresh one must be new or empty.
+    fn check_given(&self, resume: bool, run: &RunConfig) -> anyhow::Result<ResumeFrom> {
+        let run_file = self.dir.join(RUN_FILE);
+        if run_file.exists() {
+            if !resume {
+                bail!(
+                    "{}: the run folder already holds a run; pass --resume to continue it, or choose another --run-dir",
+                    run_file.display()
+                );
+            }
+            let stored = config::read(&run_file)?;
+            config::check_same(&stored, run, &run_file)?;
+            return checkpoint::latest(&self.dir);
+        }
+        if resume {
+            bail!(
+                "--resume: {} holds no run (no {RUN_FILE})",
+                self.dir.display()
+            );
+        }
+        if let Ok(mut entries) = std::fs::read_dir(&self.dir) {
+            if let Some(e) = entries.next() {
+                bail!(
+                    "{}: the run folder is not empty (it holds {}) but has no {RUN_FILE}; choose an empty or new --run-dir",
+                    self.dir.display(),
+                    e?.file_name().to_string_lossy()
+                );
+            }
+        }
+        self.start_fresh(run)?;
+        Ok(None)
+    }
+
+    /// Creates the folder and writes `run.json`.
+    fn start_fresh(&self, run: &RunConfig) -> anyhow::Result<()> {
+        if !self.writes {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&self.dir)
+            .with_context(|| format!("creating {}", self.dir.display()))?;
+        shared::files::atomic::write_json_atomic(&self.dir.join(RUN_FILE), run)
+    }
+
+    /// The run folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Opens `metrics.jsonl` for appending, dropping lines after `step` (the checkpoint a
+    /// resumed run continues from; 0 for a fresh run).
+    pub fn open_metrics(&mut self, step: u64) -> anyhow::Result<()> {
+        if self.writes {
+            self.metrics = Some(MetricsWriter::open(&self.dir, Some(step))?);
+        }
+        Ok(())
+    }
+
+    /// Appends a record to `metrics.jsonl`.
+    pub fn record<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+        match (&mut self.metrics, self.writes) {
+            (Some(m), _) => m.write(record),
+            (None, false) => Ok(()),
+            (None, true) => bail!("metrics.jsonl was not opened (RunOutputs::open_metrics)"),
+        }
+    }
+
+    /// Writes checkpoint `state.step` (atomically) and refreshes the plots, which may fail
+    /// without stopping the run; returns the checkpoint's folder.
+    pub fn checkpoint(
+        &self,
+        vs: &VarStore,
+        optimizer: &[(String, Tensor)],
+        state: &TrainState,
+        plot: &PlotInfo,
+    ) -> anyhow::Result<PathBuf> {
+        if !self.writes {
+            return Ok(self
+                .dir
+                .join(checkpoint::CHECKPOINTS)
+                .join(checkpoint::folder_name(state.step)));
+        }
+        let dir = checkpoint::save(&self.dir, vs, optimizer, state)?;
+        if let Err(e) = self.plots(plot) {
+            eprintln!("trainer: warning: {e:#}");
+        }
+        Ok(dir)
+    }
+
+    /// Writes `loss.png` and `accuracy.png` from `metrics.jsonl`.
+    pub fn plots(&self, plot: &PlotInfo) -> anyhow::Result<()> {
+        if !self.writes {
+            return Ok(());
+        }
+        crate::plots::write_run_plots(&self.dir, plot)
+    }
+
+    /// Writes the objective's Hugging Face folder(s) under `RUN/export/`, each with the data's
+    /// `tokenizer.json`; returns `RUN/export`.
+    pub fn export(
+        &self,
+        objective: &dyn TrainObjective,
+        tokenizer_json: &[u8],
+    ) -> anyhow::Result<PathBuf> {
+        let root = self.dir.join(EXPORT);
+        if !self.writes {
+            return Ok(root);
+        }
+        for m in objective.exports() {
+            let dir = if m.folder.is_empty() {
+                root.clone()
+            } else {
+                root.join(m.folder)
+            };
+            shared::model::save_pretrained(m.vs, m.config, m.architecture, &dir)
+                .with_context(|| format!("exporting into {}", dir.display()))?;
+            shared::files::atomic::write_atomic(&dir.join("tokenizer.json"), tokenizer_json)?;
+        }
+        Ok(root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::Objective;
+
+    fn cfg() -> RunConfig {
+        crate::train::config::tests::cfg(Objective::Rtd)
+    }
+
+    #[test]
+    fn a_given_folder_is_refused_if_it_holds_something_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("r");
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("notes.txt"), "x").unwrap();
+        let choice = RunDirChoice::Given(dir.clone());
+        let e = RunOutputs::prepare(&choice, false, ("rtd", "tiny"), &cfg(), true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("not empty (it holds notes.txt)"), "{e}");
+        std::fs::remove_file(dir.join("notes.txt")).unwrap();
+        let (out, from) =
+            RunOutputs::prepare(&choice, false, ("rtd", "tiny"), &cfg(), true).unwrap();
+        assert!(from.is_none() && out.dir().join(RUN_FILE).exists());
+        let e = RunOutputs::prepare(&choice, false, ("rtd", "tiny"), &cfg(), true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("already holds a run") && e.contains("--resume"),
+            "{e}"
+        );
+        let mut other = cfg();
+        other.lr = 5.0;
+        let e = RunOutputs::prepare(&choice, true, ("rtd", "tiny"), &other, true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("field lr"), "{e}");
+    }
+
+    #[test]
+    fn a_process_that_does_not_write_writes_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("r");
+        let choice = RunDirChoice::Given(dir.clone());
+        let (mut out, _) =
+            RunOutputs::prepare(&choice, false, ("rtd", "tiny"), &cfg(), false).unwrap();
+        out.open_metrics(0).unwrap();
+        out.record(&serde_json::json!({"split": "train", "step": 1}))
+            .unwrap();
+        assert!(!dir.exists());
+    }
+}

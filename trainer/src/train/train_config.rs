@@ -1,0 +1,276 @@
+//! The checked configuration of a training run, built once from the flags
+//! (`TrainConfig::try_from(&TrainArgs)`): every flag is checked here, before any file is read,
+//! and the rest of the trainer reads this, never the raw flags. What decides the result is
+//! later resolved against the data into the `RunConfig` saved as `run.json`
+//! ([`super::config`]); what does not ([`Runtime`]: device, loader threads, prefetch, peak
+//! FLOP/s, testing aids) may change between a run and its resume.
+use anyhow::bail;
+use std::path::PathBuf;
+use tch::Device;
+
+use crate::cli::{Objective, TrainArgs};
+
+/// Where the run's outputs go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunDirChoice {
+    /// `--run-dir DIR`.
+    Given(PathBuf),
+    /// A new folder `runs/<objective>-<model>-<UTC time>` (see `crate::outputs::run_dir`).
+    Default,
+}
+
+/// Testing aids (hidden flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DebugFlags {
+    /// Stop (as if killed) after this many updates of this invocation, writing nothing more.
+    pub stop_after: Option<u64>,
+    /// Make the loss of this update (1-based) NaN.
+    pub nan_at_step: Option<u64>,
+}
+
+/// Settings that do not change the result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runtime {
+    /// Under a launcher `auto`/`cuda` mean `cuda:$LOCAL_RANK`.
+    pub device: Device,
+    /// This process's place in a launched (data-parallel) run, from the environment.
+    pub launch: Option<crate::dist::Launch>,
+    /// How long a rank waits for the others (`--dist-timeout`).
+    pub dist_timeout: std::time::Duration,
+    /// Micro-batches the loader prepares ahead of the model.
+    pub prefetch: usize,
+    /// Loader (rayon) threads; 0 = all cores.
+    pub loader_threads: usize,
+    /// Peak FLOP/s of the device for MFU (None: from the GPU's name, or no MFU).
+    pub peak_flops: Option<f64>,
+    pub debug: DebugFlags,
+}
+
+/// The flags that decide the result (with the data they make the `RunConfig`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hyper {
+    pub batch_size: usize,
+    pub grad_accum: usize,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    /// None: as many updates as one pass over the data gives.
+    pub max_steps: Option<u64>,
+    pub weight_decay: f64,
+    pub clip_norm: f64,
+    pub mask_rate: f64,
+    pub seed: u64,
+    pub shuffle_window: usize,
+    pub repeat_last_epoch: bool,
+    pub validate_every: u64,
+    pub validation_rows: u64,
+    pub checkpoint_every: u64,
+    pub log_every: u64,
+}
+
+/// Everything a training run needs from its flags, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub objective: Objective,
+    /// `--model` as given (a preset name or a config.json path).
+    pub model: String,
+    /// `--dropout`: hidden and attention dropout overriding the model config's.
+    pub dropout: Option<f64>,
+    pub shards: Vec<PathBuf>,
+    pub validation: Option<PathBuf>,
+    /// `--tokenizer`: the tokenizer.json for the export (else the manifest's path).
+    pub tokenizer: Option<PathBuf>,
+    /// Check every shard's SHA-256 against its manifest before training.
+    pub verify_shards: bool,
+    pub run_dir: RunDirChoice,
+    pub resume: bool,
+    pub hyper: Hyper,
+    pub runtime: Runtime,
+}
+
+fn positive(flag: &str, v: u64) -> anyhow::Result<()> {
+    if v == 0 {
+        bail!("{flag}: expected a positive number, found 0");
+    }
+    Ok(())
+}
+
+impl TryFrom<&TrainArgs> for TrainConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &TrainArgs) -> anyhow::Result<Self> {
+        positive("--batch-size", a.batch_size as u64)?;
+        positive("--grad-accum", a.grad_accum as u64)?;
+        positive("--log-every", a.log_every)?;
+        positive("--checkpoint-every", a.checkpoint_every)?;
+        positive("--validate-every", a.validate_every)?;
+        positive("--shuffle-window", a.shuffle_window as u64)?;
+        if a.max_steps == Some(0) {
+            bail!("--max-steps: expected a positive number, found 0");
+        }
+        if !(a.lr.is_finite() && a.lr > 0.0) {
+            bail!("--lr: expected a positive number, found {}", a.lr);
+        }
+        if !(a.mask_rate > 0.0 && a.mask_rate < 1.0) {
+            bail!(
+                "--mask-rate: expected a fraction in (0, 1), found {}",
+                a.mask_rate
+            );
+        }
+        if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
+            bail!(
+                "--weight-decay: expected a non-negative number, found {}",
+                a.weight_decay
+            );
+        }
+        if !(a.clip_norm.is_finite() && a.clip_norm >= 0.0) {
+            bail!(
+                "--clip-norm: expected a non-negative number, found {}",
+                a.clip_norm
+            );
+        }
+        if let Some(t) = a.peak_tflops {
+            if !(t.is_finite() && t > 0.0) {
+                bail!("--peak-tflops: expected a positive number, found {t}");
+            }
+        }
+        if let Some(p) = a.dropout {
+            if !(0.0..1.0).contains(&p) {
+                bail!("--dropout: expected a probability in [0, 1), found {p}");
+            }
+        }
+        if a.shards.is_empty() {
+            bail!("--shards: expected at least one folder, found none");
+        }
+        if a.dist_timeout == 0 {
+            bail!("--dist-timeout: expected a positive number of seconds, found 0");
+        }
+        let launch = crate::dist::launch_from_env()?;
+        let run_dir = match (&a.run_dir, a.resume) {
+            (Some(d), _) => RunDirChoice::Given(d.clone()),
+            (None, true) => bail!(
+                "--resume: expected --run-dir naming the run to continue, found none (a default run folder is always a new one)"
+            ),
+            (None, false) => RunDirChoice::Default,
+        };
+        Ok(Self {
+            objective: a.objective,
+            model: a.model.clone(),
+            dropout: a.dropout,
+            shards: a.shards.clone(),
+            validation: a.validation.clone(),
+            tokenizer: a.tokenizer.clone(),
+            verify_shards: !a.no_verify_shards,
+            run_dir,
+            resume: a.resume,
+            hyper: Hyper {
+                batch_size: a.batch_size,
+                grad_accum: a.grad_accum,
+                lr: a.lr,
+                warmup_steps: a.warmup_steps,
+                max_steps: a.max_steps,
+                weight_decay: a.weight_decay,
+                clip_norm: a.clip_norm,
+                mask_rate: a.mask_rate,
+                seed: a.seed,
+                shuffle_window: a.shuffle_window,
+                repeat_last_epoch: a.repeat_last_epoch,
+                validate_every: a.validate_every,
+                validation_rows: a.validation_rows,
+                checkpoint_every: a.checkpoint_every,
+                log_every: a.log_every,
+            },
+            runtime: Runtime {
+                device: match &launch {
+                    Some(l) => launched_device(&a.device, l.local_rank)?,
+                    None => shared::runtime::device::parse_device(&a.device)
+                        .map_err(|e| anyhow::anyhow!("--device: {e:#}"))?,
+                },
+                launch,
+                dist_timeout: std::time::Duration::from_secs(a.dist_timeout),
+                prefetch: a.prefetch,
+                loader_threads: a.loader_threads,
+                peak_flops: a.peak_tflops.map(|t| t * 1e12),
+                debug: DebugFlags {
+                    stop_after: a.debug_stop_after,
+                    nan_at_step: a.debug_nan_at_step,
+                },
+            },
+        })
+    }
+}
+
+/// The device of a launched rank: `auto` is `cuda:LOCAL_RANK` when CUDA is available, else the
+/// CPU; `cuda` is `cuda:LOCAL_RANK`; anything else as given.
+fn launched_device(flag: &str, local_rank: usize) -> anyhow::Result<Device> {
+    let local = format!("cuda:{local_rank}");
+    let parse = |name: &str| {
+        shared::runtime::device::parse_device(name)
+            .map_err(|e| anyhow::anyhow!("--device {flag} with LOCAL_RANK={local_rank}: {e:#}"))
+    };
+    match flag.trim().to_ascii_lowercase().as_str() {
+        "auto" if tch::Cuda::is_available() => parse(&local),
+        "auto" => Ok(Device::Cpu),
+        "cuda" => parse(&local),
+        _ => parse(flag),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn parse(extra: &[&str]) -> anyhow::Result<TrainConfig> {
+        let mut argv = vec!["trainer", "--shards", "data/epoch-000"];
+        if !extra.contains(&"--device") {
+            argv.extend(["--device", "cpu"]);
+        }
+        argv.extend_from_slice(extra);
+        let cli = crate::cli::Cli::try_parse_from(argv).expect("clap accepts the flags");
+        TrainConfig::try_from(&cli.train)
+    }
+
+    #[test]
+    fn defaults_are_checked_and_carried() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.run_dir, RunDirChoice::Default);
+        assert_eq!(c.objective, Objective::Rtd);
+        assert_eq!((c.hyper.batch_size, c.hyper.lr), (32, 1e-3));
+        assert_eq!(c.runtime.device, Device::Cpu);
+        assert_eq!(c.runtime.peak_flops, None);
+        assert!(c.verify_shards && !c.resume);
+        let c = parse(&[
+            "--run-dir",
+            "r",
+            "--peak-tflops",
+            "2",
+            "--debug-nan-at-step",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.run_dir, RunDirChoice::Given("r".into()));
+        assert_eq!(c.runtime.peak_flops, Some(2e12));
+        assert_eq!(c.runtime.debug.nan_at_step, Some(3));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let err = |extra: &[&str]| parse(extra).unwrap_err().to_string();
+        assert!(err(&["--batch-size", "0"])
+            .contains("--batch-size: expected a positive number, found 0"));
+        assert!(err(&["--max-steps", "0"]).contains("--max-steps"));
+        assert!(err(&["--lr=-1"]).contains("--lr: expected a positive number, found -1"));
+        assert!(err(&["--mask-rate", "1"])
+            .contains("--mask-rate: expected a fraction in (0, 1), found 1"));
+        assert!(err(&["--clip-norm=-2"]).contains("--clip-norm"));
+        assert!(err(&["--peak-tflops", "0"]).contains("--peak-tflops"));
+        assert!(err(&["--device", "tpu"]).contains("tpu"));
+    }
+
+    #[test]
+    fn resume_needs_a_run_dir() {
+        let e = parse(&["--resume"]).unwrap_err().to_string();
+        assert!(e.contains("--resume: expected --run-dir"), "{e}");
+        assert!(parse(&["--resume", "--run-dir", "runs/a"]).unwrap().resume);
+    }
+}
