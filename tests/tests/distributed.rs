@@ -90,10 +90,9 @@ fn fixture() -> &'static Path {
                 ],
             ));
         }
-        let mut cfg: Value = serde_json::from_str(
-            &std::fs::read_to_string(mlm.join("export/config.json")).unwrap(),
-        )
-        .unwrap();
+        let mut cfg: Value =
+            serde_json::from_str(&std::fs::read_to_string(mlm.join("export/config.json")).unwrap())
+                .unwrap();
         cfg["hidden_dropout_prob"] = 0.0.into();
         cfg["attention_probs_dropout_prob"] = 0.0.into();
         std::fs::write(dir.join("tiny.json"), cfg.to_string()).unwrap();
@@ -151,7 +150,9 @@ fn torchrun_cmd(n: usize, program: &Path, a: &[String]) -> Command {
 }
 
 fn torchrun(n: usize, a: &[String]) -> Output {
-    torchrun_cmd(n, &binary("trainer"), a).output().expect("running torchrun")
+    torchrun_cmd(n, &binary("trainer"), a)
+        .output()
+        .expect("running torchrun")
 }
 
 fn losses(run_dir: &Path) -> Vec<(u64, f64)> {
@@ -169,7 +170,10 @@ fn assert_close(a: &[(u64, f64)], b: &[(u64, f64)], what: &str) {
     for ((sa, la), (sb, lb)) in a.iter().zip(b) {
         assert_eq!(sa, sb, "{what}");
         let rel = (la - lb).abs() / la.abs().max(1e-12);
-        assert!(rel <= 1e-5, "{what}: step {sa}: loss {la} vs {lb} (relative {rel:e})");
+        assert!(
+            rel <= 1e-5,
+            "{what}: step {sa}: loss {la} vs {lb} (relative {rel:e})"
+        );
     }
 }
 
@@ -184,7 +188,10 @@ fn issue14_two_ranks_equal_one_process_and_resume_across_world_sizes() {
     let two = runs.join("two");
     let out = ok(torchrun(2, &args(&two, "8", &steps)));
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("rank 1 of 2 (pid") && log.contains("Gloo"), "{log}");
+    assert!(
+        log.contains("rank 1 of 2 (pid") && log.contains("Gloo"),
+        "{log}"
+    );
     let reference = losses(&one);
     assert_eq!(reference.len(), 20);
     assert_close(&losses(&two), &reference, "2 ranks x 8 vs 1 x 16");
@@ -216,7 +223,13 @@ fn issue14_a_lost_rank_stops_the_other_within_the_timeout() {
     let a = args(
         &run_dir,
         "8",
-        &["--max-steps", "150", "--dist-timeout", "30", "--repeat-last-epoch"],
+        &[
+            "--max-steps",
+            "150",
+            "--dist-timeout",
+            "30",
+            "--repeat-last-epoch",
+        ],
     );
     let mut child = torchrun_cmd(2, &binary("trainer"), &a)
         .stderr(Stdio::piped())
@@ -252,7 +265,11 @@ fn issue14_a_lost_rank_stops_the_other_within_the_timeout() {
     }
     let pid = pid.unwrap_or_else(|| panic!("rank 1 never started:\n{log}"));
     let killed = Instant::now();
-    assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-9", &pid])
+        .status()
+        .unwrap()
+        .success());
     let status = loop {
         if let Some(st) = child.try_wait().unwrap() {
             break st;
@@ -266,7 +283,11 @@ fn issue14_a_lost_rank_stops_the_other_within_the_timeout() {
     reader.join().unwrap();
     log.extend(rx.try_iter().map(|l| l + "\n"));
     assert!(!status.success(), "{log}");
-    assert!(killed.elapsed() < Duration::from_secs(45), "{:?}", killed.elapsed());
+    assert!(
+        killed.elapsed() < Duration::from_secs(45),
+        "{:?}",
+        killed.elapsed()
+    );
     // torchrun's report or rank 0's own error names the lost rank.
     assert!(
         log.contains("lost rank(s) 1") || log.contains("rank      : 1"),
@@ -286,9 +307,19 @@ fn issue14_a_lost_rank_stops_the_other_within_the_timeout() {
     let mut again = args(
         &run_dir,
         "16",
-        &["--max-steps", "150", "--dist-timeout", "30", "--repeat-last-epoch"],
+        &[
+            "--max-steps",
+            "150",
+            "--dist-timeout",
+            "30",
+            "--repeat-last-epoch",
+        ],
     );
-    again.extend(["--resume".to_string(), "--debug-stop-after".into(), "1".into()]);
+    again.extend([
+        "--resume".to_string(),
+        "--debug-stop-after".into(),
+        "1".into(),
+    ]);
     let out = ok(single(&again));
     assert!(String::from_utf8_lossy(&out.stderr).contains("resuming"));
 }
@@ -314,7 +345,12 @@ fn issue14_bad_launches_are_refused_naming_the_variable_or_flag() {
         ("MASTER_PORT", "1"),
     ]);
     assert!(e.contains("RANK=2") && e.contains("WORLD_SIZE=2"), "{e}");
-    let e = with_env(&[("RANK", "0"), ("WORLD_SIZE", "2"), ("LOCAL_RANK", "0"), ("MASTER_PORT", "1")]);
+    let e = with_env(&[
+        ("RANK", "0"),
+        ("WORLD_SIZE", "2"),
+        ("LOCAL_RANK", "0"),
+        ("MASTER_PORT", "1"),
+    ]);
     assert!(e.contains("MASTER_ADDR is not set"), "{e}");
 
     // Ranks started with different flags: refused before the first update, naming the field.
@@ -340,14 +376,24 @@ fn issue14_bad_launches_are_refused_naming_the_variable_or_flag() {
         e.contains("different settings: field lr") && e.contains("rank 0 has 0.002"),
         "{e}"
     );
-    assert!(!d.join("runs-bad/x/metrics.jsonl").exists() || losses(&d.join("runs-bad/x")).is_empty());
+    assert!(
+        !d.join("runs-bad/x/metrics.jsonl").exists() || losses(&d.join("runs-bad/x")).is_empty()
+    );
 
     // The process group itself: all-reduce, broadcast, barrier across 2 processes.
-    let out = ok(torchrun_cmd(2, &binary("trainer"), &["dist-check".into(), "--device".into(), "cpu".into()])
-        .output()
-        .unwrap());
+    let out = ok(torchrun_cmd(
+        2,
+        &binary("trainer"),
+        &["dist-check".into(), "--device".into(), "cpu".into()],
+    )
+    .output()
+    .unwrap());
     let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(log.matches("all-reduce, broadcast, barrier ok").count(), 2, "{log}");
+    assert_eq!(
+        log.matches("all-reduce, broadcast, barrier ok").count(),
+        2,
+        "{log}"
+    );
 }
 
 /// The Parquet shards of an epoch folder, by name.
@@ -356,7 +402,12 @@ fn shards(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
         .collect();
     v.sort();
     v
@@ -391,9 +442,11 @@ fn issue14_preprocess_parts_from_the_launcher_equal_explicit_parts() {
     assert!(reference.len() >= 3, "{} shards", reference.len());
     // torchrun: the part from RANK/WORLD_SIZE.
     let by_torchrun = d.join("parts-torchrun");
-    let out = ok(torchrun_cmd(2, &binary("preprocess"), &common(&by_torchrun))
-        .output()
-        .unwrap());
+    let out = ok(
+        torchrun_cmd(2, &binary("preprocess"), &common(&by_torchrun))
+            .output()
+            .unwrap(),
+    );
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("part 1/2 (from RANK/WORLD_SIZE)"), "{log}");
     assert!(by_torchrun.join("epoch-000/manifest.json").exists());
@@ -410,7 +463,8 @@ fn issue14_preprocess_parts_from_the_launcher_equal_explicit_parts() {
             .env("OMP_WAIT_POLICY", "passive")
             .output()
             .unwrap());
-        assert!(String::from_utf8_lossy(&out.stderr).contains("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"));
+        assert!(String::from_utf8_lossy(&out.stderr)
+            .contains("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"));
     }
     assert!(shards(&by_slurm.join("epoch-000")) == reference);
     // An inconsistent environment is refused naming the variable.

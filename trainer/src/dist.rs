@@ -134,7 +134,11 @@ impl Dist {
             format!(
                 "rank {}: connecting to the store at {address} (MASTER_ADDR:MASTER_PORT){}",
                 l.rank,
-                if is_server { ", which this rank hosts" } else { "" }
+                if is_server {
+                    ", which this rank hosts"
+                } else {
+                    ""
+                }
             )
         })?;
         let store = Arc::new(store);
@@ -247,14 +251,22 @@ impl Dist {
     fn lost_ranks(&self) -> String {
         let read = |r: usize| self.store.add(&heartbeat_key(r), 0);
         let peers: Vec<usize> = (0..self.world_size).filter(|&r| r != self.rank).collect();
-        let Ok(before) = peers.iter().map(|&r| read(r)).collect::<anyhow::Result<Vec<_>>>() else {
+        let Ok(before) = peers
+            .iter()
+            .map(|&r| read(r))
+            .collect::<anyhow::Result<Vec<_>>>()
+        else {
             return format!(
                 "the store at {} is unreachable too: the rank hosting it (rank 0 unless torchrun's agent does) is lost",
                 self.address
             );
         };
         std::thread::sleep(4 * HEARTBEAT);
-        let Ok(after) = peers.iter().map(|&r| read(r)).collect::<anyhow::Result<Vec<_>>>() else {
+        let Ok(after) = peers
+            .iter()
+            .map(|&r| read(r))
+            .collect::<anyhow::Result<Vec<_>>>()
+        else {
             return format!("the store at {} stopped answering", self.address);
         };
         let lost: Vec<String> = peers
@@ -292,12 +304,19 @@ pub fn check(args: &crate::cli::DistCheckArgs) -> anyhow::Result<()> {
     let mut d = Dist::init(&l, device.is_cuda(), Duration::from_secs(args.dist_timeout))?;
     let joined = t0.elapsed();
     let w = l.world_size as f64;
-    let t = Tensor::full([args.numel], (l.rank + 1) as f64, (tch::Kind::Float, device));
+    let t = Tensor::full(
+        [args.numel],
+        (l.rank + 1) as f64,
+        (tch::Kind::Float, device),
+    );
     d.all_reduce_sum(&t, "the check all-reduce")?;
     let want = w * (w + 1.0) / 2.0;
     let (lo, hi) = (t.min().double_value(&[]), t.max().double_value(&[]));
     if lo != want || hi != want {
-        bail!("rank {}: all-reduce gave values in [{lo}, {hi}], expected {want}", l.rank);
+        bail!(
+            "rank {}: all-reduce gave values in [{lo}, {hi}], expected {want}",
+            l.rank
+        );
     }
     let b = Tensor::full([4], l.rank as f64, (tch::Kind::Float, device));
     if l.rank == 0 {
@@ -321,7 +340,11 @@ pub fn check(args: &crate::cli::DistCheckArgs) -> anyhow::Result<()> {
     let median = times.get(times.len() / 2).copied().unwrap_or(0.0);
     let bytes = args.numel as f64 * 4.0;
     // Bus bandwidth as nccl-tests defines it for all-reduce: size x 2 (w - 1) / w / time.
-    let bus = if median > 0.0 { bytes * 2.0 * (w - 1.0) / w / median / 1e9 } else { 0.0 };
+    let bus = if median > 0.0 {
+        bytes * 2.0 * (w - 1.0) / w / median / 1e9
+    } else {
+        0.0
+    };
     eprintln!(
         "trainer dist-check: rank {} of {} ({}, {device:?}, NCCL compiled in: {}): joined in {:.2} s; all-reduce, broadcast, barrier ok; all-reduce of {} fp32 ({:.1} MB): median {:.3} ms over {} runs, bus bandwidth {bus:.2} GB/s",
         l.rank,
@@ -357,8 +380,10 @@ mod tests {
     use tch::{Device, Kind};
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let m: HashMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |k| m.get(k).cloned()
     }
 
@@ -374,9 +399,16 @@ mod tests {
     fn reads_the_launcher_environment() {
         assert_eq!(launch_from(&env(&[])).unwrap(), None);
         let l = launch_from(&env(&FULL)).unwrap().unwrap();
-        assert_eq!((l.rank, l.world_size, l.local_rank, l.master_port), (1, 2, 1, 29500));
+        assert_eq!(
+            (l.rank, l.world_size, l.local_rank, l.master_port),
+            (1, 2, 1, 29500)
+        );
         assert!(!l.agent_store);
-        let mut slurm: Vec<_> = FULL.iter().filter(|(k, _)| *k != "LOCAL_RANK").copied().collect();
+        let mut slurm: Vec<_> = FULL
+            .iter()
+            .filter(|(k, _)| *k != "LOCAL_RANK")
+            .copied()
+            .collect();
         slurm.push(("SLURM_LOCALID", "3"));
         assert_eq!(launch_from(&env(&slurm)).unwrap().unwrap().local_rank, 3);
     }
@@ -387,7 +419,13 @@ mod tests {
             let v: Vec<_> = FULL.iter().filter(|(k, _)| *k != name).copied().collect();
             launch_from(&env(&v)).unwrap_err().to_string()
         };
-        for name in ["WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"] {
+        for name in [
+            "WORLD_SIZE",
+            "RANK",
+            "LOCAL_RANK",
+            "MASTER_ADDR",
+            "MASTER_PORT",
+        ] {
             let e = without(name);
             assert!(e.contains(&format!("{name} is not set")), "{e}");
         }
@@ -401,7 +439,11 @@ mod tests {
     }
 
     fn free_port() -> u16 {
-        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
     }
 
     fn launch(rank: usize, port: u16) -> Launch {
@@ -428,7 +470,11 @@ mod tests {
             d.broadcast(&b, 0, "broadcast").unwrap();
             d.barrier("barrier").unwrap();
             let shared = d.share_from_rank0("k", b"mine").unwrap();
-            (Vec::<f32>::try_from(&t).unwrap(), Vec::<f32>::try_from(&b).unwrap(), shared)
+            (
+                Vec::<f32>::try_from(&t).unwrap(),
+                Vec::<f32>::try_from(&b).unwrap(),
+                shared,
+            )
             // Dropping `d` here closes rank 1's connections: rank 0 loses its peer.
         });
         let mut d = Dist::init(&launch(0, port), false, timeout).unwrap();
@@ -444,7 +490,10 @@ mod tests {
         assert_eq!(b1, vec![7.0, 8.0]);
         assert_eq!(s1, b"rank0");
         let t0 = std::time::Instant::now();
-        let e = d.all_reduce_sum(&t, "the gradients").unwrap_err().to_string();
+        let e = d
+            .all_reduce_sum(&t, "the gradients")
+            .unwrap_err()
+            .to_string();
         assert!(t0.elapsed() < timeout, "{:?}", t0.elapsed());
         assert!(
             e.contains("rank 0 of 2: the gradients") && e.contains("lost rank(s) 1"),

@@ -60,16 +60,19 @@ extern "C" {
     ) -> *mut c_char;
     fn fe_store_free(s: *mut FeStore);
     fn fe_free_bytes(p: *mut u8);
-    fn fe_store_set(s: *mut FeStore, key: *const c_char, data: *const u8, len: usize)
-        -> *mut c_char;
+    fn fe_store_set(
+        s: *mut FeStore,
+        key: *const c_char,
+        data: *const u8,
+        len: usize,
+    ) -> *mut c_char;
     fn fe_store_get(
         s: *mut FeStore,
         key: *const c_char,
         data: *mut *mut u8,
         len: *mut usize,
     ) -> *mut c_char;
-    fn fe_store_add(s: *mut FeStore, key: *const c_char, delta: i64, out: *mut i64)
-        -> *mut c_char;
+    fn fe_store_add(s: *mut FeStore, key: *const c_char, delta: i64, out: *mut i64) -> *mut c_char;
 
     fn fe_has_nccl() -> bool;
     fn fe_pg_gloo(
@@ -88,10 +91,18 @@ extern "C" {
         out: *mut *mut FePg,
     ) -> *mut c_char;
     fn fe_pg_free(pg: *mut FePg);
-    fn fe_pg_allreduce(pg: *mut FePg, t: TensorPtr, op: c_int, out: *mut *mut FeWork)
-        -> *mut c_char;
-    fn fe_pg_broadcast(pg: *mut FePg, t: TensorPtr, root: c_int, out: *mut *mut FeWork)
-        -> *mut c_char;
+    fn fe_pg_allreduce(
+        pg: *mut FePg,
+        t: TensorPtr,
+        op: c_int,
+        out: *mut *mut FeWork,
+    ) -> *mut c_char;
+    fn fe_pg_broadcast(
+        pg: *mut FePg,
+        t: TensorPtr,
+        root: c_int,
+        out: *mut *mut FeWork,
+    ) -> *mut c_char;
     fn fe_pg_barrier(pg: *mut FePg, out: *mut *mut FeWork) -> *mut c_char;
     fn fe_work_wait(w: *mut FeWork, timeout_ms: i64) -> *mut c_char;
     fn fe_work_free(w: *mut FeWork);
@@ -105,7 +116,9 @@ fn check(err: *mut c_char) -> anyhow::Result<()> {
     }
     // SAFETY: a non-null return of an `fe_*` function is a NUL-terminated string allocated
     // with malloc by `fe::dup_message`, owned by us; we copy it before freeing it once.
-    let msg = unsafe { CStr::from_ptr(err) }.to_string_lossy().into_owned();
+    let msg = unsafe { CStr::from_ptr(err) }
+        .to_string_lossy()
+        .into_owned();
     // SAFETY: see above; `fe_free` is `free`, and the pointer is not used afterwards.
     unsafe { fe_free(err) };
     Err(anyhow!(msg))
@@ -270,12 +283,23 @@ unsafe impl Send for ProcessGroup {}
 impl ProcessGroup {
     /// The Gloo process group of `size` ranks (CPU tensors), connected through `store`
     /// (a full mesh, made within `timeout`, which also bounds every collective).
-    pub fn gloo(store: &Store, rank: usize, size: usize, timeout: Duration) -> anyhow::Result<Self> {
+    pub fn gloo(
+        store: &Store,
+        rank: usize,
+        size: usize,
+        timeout: Duration,
+    ) -> anyhow::Result<Self> {
         let mut out: *mut FePg = std::ptr::null_mut();
         // SAFETY: live store handle (the group keeps its own reference to the C++ store);
         // `out` is a valid place, written only on success.
         check(unsafe {
-            fe_pg_gloo(store.0.as_ptr(), rank as c_int, size as c_int, millis(timeout), &mut out)
+            fe_pg_gloo(
+                store.0.as_ptr(),
+                rank as c_int,
+                size as c_int,
+                millis(timeout),
+                &mut out,
+            )
         })?;
         Self::wrap(out)
     }
@@ -390,9 +414,20 @@ mod tests {
         let p = Tensor::zeros([4], (tch::Kind::Float, tch::Device::Cpu));
         let g = Tensor::zeros([3], (tch::Kind::Float, tch::Device::Cpu));
         let step = Tensor::ones([1], (tch::Kind::Float, tch::Device::Cpu));
-        let e = fused_adamw(&p, &g, &p.zeros_like(), &p.zeros_like(), &step, 0.1, (0.9, 0.98), 0.0, 1e-6, None)
-            .unwrap_err()
-            .to_string();
+        let e = fused_adamw(
+            &p,
+            &g,
+            &p.zeros_like(),
+            &p.zeros_like(),
+            &step,
+            0.1,
+            (0.9, 0.98),
+            0.0,
+            1e-6,
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(!e.is_empty() && !e.contains("Exception raised from"), "{e}");
     }
 
@@ -400,7 +435,14 @@ mod tests {
     fn store_refuses_an_unreachable_master_within_its_timeout() {
         let t0 = std::time::Instant::now();
         // Port 1 on localhost: nobody listens.
-        let r = Store::tcp("127.0.0.1", 1, false, Some(2), Duration::from_millis(1500), "t/");
+        let r = Store::tcp(
+            "127.0.0.1",
+            1,
+            false,
+            Some(2),
+            Duration::from_millis(1500),
+            "t/",
+        );
         assert!(r.is_err());
         assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
     }

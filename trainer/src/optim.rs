@@ -158,8 +158,8 @@ impl AdamW {
         tch::no_grad(|| {
             let norm = self.grads.norm();
             // grad / max(1, (norm + 1e-6) / max_norm) = grad * min(1, max_norm / (norm + 1e-6)).
-            let scale = (max_norm > 0.0)
-                .then(|| ((&norm + 1e-6) / max_norm).clamp_min(1.0).view([1]));
+            let scale =
+                (max_norm > 0.0).then(|| ((&norm + 1e-6) / max_norm).clamp_min(1.0).view([1]));
             self.step += 1;
             let _ = self.step_t.fill_(self.step as f64);
             let c = self.cfg;
@@ -326,6 +326,7 @@ mod tests {
             let coef = (max_norm / (norm + 1e-6)).min(1.0);
             self.t += 1;
             let (bc1, bc2) = (1.0 - c.beta1.powi(self.t), 1.0 - c.beta2.powi(self.t));
+            #[allow(clippy::needless_range_loop)] // i indexes five arrays
             for i in 0..self.p.len() {
                 let gi = g[i] * coef;
                 if i < decayed {
@@ -362,27 +363,38 @@ mod tests {
         };
         let mut clipped = 0;
         for k in 0..10 {
-            let g = Tensor::randn([n as i64], (Kind::Float, Device::Cpu)) * (0.02 + 0.05 * k as f64);
+            let g =
+                Tensor::randn([n as i64], (Kind::Float, Device::Cpu)) * (0.02 + 0.05 * k as f64);
             let g64 = Vec::<f64>::try_from(g.to_kind(Kind::Double)).unwrap();
             let norm = g64.iter().map(|x| x * x).sum::<f64>().sqrt();
             clipped += (norm > 2.0) as i32;
-            let _ = opt.grads().shallow_clone().copy_(&g);
+            opt.grads().shallow_clone().copy_(&g);
             let lr = 1e-2 * (1.0 + k as f64) / 10.0;
             let got = opt.clip_and_step(lr, 2.0).unwrap().double_value(&[]);
             assert!((got - norm).abs() < 1e-4 * norm);
             r.step(&g64, lr, 2.0, decayed, c);
             opt.zero_grad();
         }
-        assert!(clipped > 0 && clipped < 10, "clipping active on {clipped} of 10 updates");
+        assert!(
+            clipped > 0 && clipped < 10,
+            "clipping active on {clipped} of 10 updates"
+        );
         let got = Vec::<f64>::try_from(opt.params().to_kind(Kind::Double)).unwrap();
         let worst = got
             .iter()
             .zip(&r.p)
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f64, f64::max);
-        assert!(worst <= 1e-6, "largest difference from fp64 AdamW: {worst:e}");
+        assert!(
+            worst <= 1e-6,
+            "largest difference from fp64 AdamW: {worst:e}"
+        );
         let m = Vec::<f64>::try_from(opt.state()[0].1.to_kind(Kind::Double)).unwrap();
-        let worst_m = m.iter().zip(&r.m).map(|(a, b)| (a - b).abs()).fold(0.0f64, f64::max);
+        let worst_m = m
+            .iter()
+            .zip(&r.m)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f64, f64::max);
         assert!(worst_m <= 1e-6, "exp_avg: {worst_m:e}");
         assert_eq!(opt.step_count(), 10);
     }
@@ -401,17 +413,29 @@ mod tests {
         // The next update continues from the restored step (bias corrections at t = 2).
         let _ = opt.grads().shallow_clone().fill_(0.5);
         let _ = opt2.grads().shallow_clone().fill_(0.5);
-        let _ = opt2.params().shallow_clone().copy_(opt.params());
+        opt2.params().shallow_clone().copy_(opt.params());
         let _ = opt.clip_and_step(0.1, 2.0).unwrap();
         let _ = opt2.clip_and_step(0.1, 2.0).unwrap();
         assert!(opt.params().equal(opt2.params()));
         let bad = vec![
-            ("exp_avg".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu))),
-            ("exp_avg_sq".to_string(), Tensor::zeros([3], (Kind::Float, Device::Cpu))),
+            (
+                "exp_avg".to_string(),
+                Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+            ),
+            (
+                "exp_avg_sq".to_string(),
+                Tensor::zeros([3], (Kind::Float, Device::Cpu)),
+            ),
             ("step".to_string(), Tensor::from_slice(&[1i64])),
         ];
-        let e = opt2.load_state(&bad, "opt.safetensors").unwrap_err().to_string();
-        assert!(e.contains("expected shape [8]") && e.contains("another model"), "{e}");
+        let e = opt2
+            .load_state(&bad, "opt.safetensors")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("expected shape [8]") && e.contains("another model"),
+            "{e}"
+        );
     }
 
     #[test]

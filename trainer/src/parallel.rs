@@ -38,18 +38,16 @@ impl Parallel {
     pub fn join(l: &Launch, device: Device, timeout: Duration) -> anyhow::Result<Self> {
         let dist = Dist::init(l, device.is_cuda(), timeout)?;
         // One write, so that the ranks' lines do not interleave.
-        eprint!(
-            "{}",
-            format!(
-                "trainer: rank {} of {} (pid {}, local rank {}, device {device:?}, {}; global batch = {} ranks x --batch-size)\n",
-                l.rank,
-                l.world_size,
-                std::process::id(),
-                l.local_rank,
-                if dist.is_nccl() { "NCCL" } else { "Gloo" },
-                l.world_size
-            )
+        let line = format!(
+            "trainer: rank {} of {} (pid {}, local rank {}, device {device:?}, {}; global batch = {} ranks x --batch-size)\n",
+            l.rank,
+            l.world_size,
+            std::process::id(),
+            l.local_rank,
+            if dist.is_nccl() { "NCCL" } else { "Gloo" },
+            l.world_size
         );
+        eprint!("{line}");
         Ok(Self {
             rank: l.rank,
             world: l.world_size,
@@ -92,10 +90,11 @@ impl Parallel {
     }
 
     /// Rank 0's `value` on every rank.
-    pub fn from_rank0(&mut self, key: &str, value: String) -> anyhow::Result<String> {
+    pub fn shared_from_rank0(&mut self, key: &str, value: String) -> anyhow::Result<String> {
         match &mut self.dist {
-            Some(d) => Ok(String::from_utf8_lossy(&d.share_from_rank0(key, value.as_bytes())?)
-                .into_owned()),
+            Some(d) => Ok(
+                String::from_utf8_lossy(&d.share_from_rank0(key, value.as_bytes())?).into_owned(),
+            ),
             None => Ok(value),
         }
     }
@@ -104,7 +103,7 @@ impl Parallel {
     /// model) differs from rank 0's, naming the first differing field.
     pub fn check_same_config(&mut self, config: &serde_json::Value) -> anyhow::Result<()> {
         let mine = serde_json::to_string(config)?;
-        let theirs = self.from_rank0("run-config", mine)?;
+        let theirs = self.shared_from_rank0("run-config", mine)?;
         let theirs: serde_json::Value = serde_json::from_str(&theirs)?;
         if let (Some(a), Some(b)) = (theirs.as_object(), config.as_object()) {
             for (key, va) in a {

@@ -216,7 +216,11 @@ pub fn part_from_env(
     };
     let pairs = [
         ("RANK", "WORLD_SIZE", None),
-        ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT", Some("SLURM_ARRAY_TASK_MIN")),
+        (
+            "SLURM_ARRAY_TASK_ID",
+            "SLURM_ARRAY_TASK_COUNT",
+            Some("SLURM_ARRAY_TASK_MIN"),
+        ),
         ("SLURM_PROCID", "SLURM_NTASKS", None),
     ];
     for (index_var, count_var, min_var) in pairs {
@@ -250,7 +254,11 @@ pub fn part_from_env(
             local_rank,
         ));
     }
-    Ok((Part { index: 0, count: 1 }, "the default (no --part, no launcher)".into(), None))
+    Ok((
+        Part { index: 0, count: 1 },
+        "the default (no --part, no launcher)".into(),
+        None,
+    ))
 }
 
 /// `--part I/N`.
@@ -420,20 +428,34 @@ mod tests {
     #[test]
     fn the_part_comes_from_the_launcher() {
         let env = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let p = |i, n| Part { index: i, count: n };
-        let (part, src, local) =
-            part_from_env(&env(&[("RANK", "3"), ("WORLD_SIZE", "8"), ("LOCAL_RANK", "3")]))
-                .unwrap();
-        assert_eq!((part, src.as_str(), local), (p(3, 8), "RANK/WORLD_SIZE", Some(3)));
+        let (part, src, local) = part_from_env(&env(&[
+            ("RANK", "3"),
+            ("WORLD_SIZE", "8"),
+            ("LOCAL_RANK", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (part, src.as_str(), local),
+            (p(3, 8), "RANK/WORLD_SIZE", Some(3))
+        );
         let (part, src, _) = part_from_env(&env(&[
             ("SLURM_ARRAY_TASK_ID", "5"),
             ("SLURM_ARRAY_TASK_COUNT", "4"),
             ("SLURM_ARRAY_TASK_MIN", "2"),
         ]))
         .unwrap();
-        assert_eq!((part, src.as_str()), (p(3, 4), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT"));
+        assert_eq!(
+            (part, src.as_str()),
+            (p(3, 4), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
+        );
         let (part, _, local) = part_from_env(&env(&[
             ("SLURM_PROCID", "1"),
             ("SLURM_NTASKS", "2"),

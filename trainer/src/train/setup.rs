@@ -6,8 +6,10 @@ use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::config::RUN_FILE;
 use super::config::{DataRef, RunConfig};
 use super::model::resolve_config;
+use super::train_config::RunDirChoice;
 use super::train_config::{Hyper, Runtime, TrainConfig};
 use super::validate::ValidationSet;
 use crate::data::{self, Folder, ShardDecoder};
@@ -16,8 +18,6 @@ use crate::loader::{BatchKind, EpochData};
 use crate::objectives::{BatchContext, ObjectiveInit, ObjectiveSpec, TrainObjective};
 use crate::outputs::{ResumeFrom, RunOutputs};
 use crate::parallel::Parallel;
-use super::config::RUN_FILE;
-use super::train_config::RunDirChoice;
 use crate::plots::{EpochMark, PlotInfo};
 use shared::model::ModelConfig;
 
@@ -296,10 +296,16 @@ fn prepare_outputs(
     } else {
         None
     };
-    let shared: (PathBuf, ResumeFrom) = serde_json::from_str(&par.from_rank0(
-        "run-folder",
-        serde_json::to_string(&mine.as_ref().map(|(o, r)| (o.dir().to_path_buf(), r.clone())))?,
-    )?)
+    let shared: (PathBuf, ResumeFrom) = serde_json::from_str(
+        &par.shared_from_rank0(
+            "run-folder",
+            serde_json::to_string(
+                &mine
+                    .as_ref()
+                    .map(|(o, r)| (o.dir().to_path_buf(), r.clone())),
+            )?,
+        )?,
+    )
     .map(|v: Option<(PathBuf, ResumeFrom)>| v.expect("rank 0 prepared the run folder"))?;
     Ok(match mine {
         Some(m) => m,

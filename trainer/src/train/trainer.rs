@@ -243,7 +243,10 @@ impl Trainer {
         let t_sync = Instant::now();
         self.par.sum(
             self.opt.grads(),
-            &format!("the all-reduce of the gradients of update {}", self.step + 1),
+            &format!(
+                "the all-reduce of the gradients of update {}",
+                self.step + 1
+            ),
         )?;
         self.allreduce_time += t_sync.elapsed();
         self.lr_now = self.sched.at(self.step);
@@ -339,15 +342,13 @@ impl Trainer {
             let total = self.started.elapsed().as_secs_f64();
             let sync = self.allreduce_time.as_secs_f64();
             // One write, so that the ranks' lines do not interleave.
-            eprint!(
-                "{}",
-                format!(
-                    "trainer: rank {}: {} updates in {total:.2} s, {sync:.2} s of it in the gradient all-reduce ({:.1}%)\n",
-                    self.par.rank,
-                    self.step - self.first_step,
-                    100.0 * sync / total.max(1e-9)
-                )
+            let line = format!(
+                "trainer: rank {}: {} updates in {total:.2} s, {sync:.2} s of it in the gradient all-reduce ({:.1}%)\n",
+                self.par.rank,
+                self.step - self.first_step,
+                100.0 * sync / total.max(1e-9)
             );
+            eprint!("{line}");
         }
         if !self.par.writes() {
             return Ok(());
