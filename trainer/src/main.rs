@@ -7,12 +7,15 @@ mod checkpoint;
 mod cli;
 mod cost_cmd;
 mod data;
+mod dist;
+mod ext;
 mod loader;
 mod lr;
 mod metrics;
 mod objectives;
 mod optim;
 mod outputs;
+mod parallel;
 mod plots;
 mod rng;
 mod train;
@@ -22,6 +25,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(cli::Command::Cost(args)) => cost_cmd::run(args),
         Some(cli::Command::LoaderBench(args)) => train::bench::run(args),
+        Some(cli::Command::DistCheck(args)) => dist::check(args),
         None => train::run(&cli.train),
     };
     match result {

@@ -51,6 +51,58 @@ pub struct HostBatch {
     pub cursor_after: Cursor,
 }
 
+impl HostBatch {
+    /// Rank `rank`'s share of a global batch of `world` equal shares: rows
+    /// `[rank * rows / world, (rank + 1) * rows / world)`, at the same padded length, with their
+    /// targets or masked positions; epoch and cursor are the global batch's.
+    #[allow(clippy::manual_is_multiple_of)] // u64::is_multiple_of needs Rust 1.87; rust-version is 1.85
+    pub fn shard(&self, rank: usize, world: usize) -> HostBatch {
+        if world == 1 {
+            return self.clone();
+        }
+        assert!(
+            rank < world && self.rows % world == 0,
+            "a global batch splits evenly"
+        );
+        let per = self.rows / world;
+        let (a, b) = (rank * per * self.len, (rank + 1) * per * self.len);
+        let attention_mask = self.attention_mask[a..b].to_vec();
+        let in_shard = |p: &i64| (a as i64..b as i64).contains(p);
+        let first = self.positions.iter().position(in_shard).unwrap_or(0);
+        let count = self.positions.iter().filter(|p| in_shard(p)).count();
+        HostBatch {
+            rows: per,
+            len: self.len,
+            input_ids: self.input_ids[a..b].to_vec(),
+            real_tokens: attention_mask.iter().map(|&m| m as u64).sum(),
+            attention_mask,
+            targets: if self.targets.is_empty() {
+                vec![]
+            } else {
+                self.targets[a..b].to_vec()
+            },
+            // Positions are in row order, so a shard's are one contiguous run.
+            positions: self.positions[first..first + count]
+                .iter()
+                .map(|p| p - a as i64)
+                .collect(),
+            labels: self.labels[first..first + count].to_vec(),
+            epoch: self.epoch,
+            cursor_after: self.cursor_after,
+        }
+    }
+
+    /// The number of terms the objective's mean loss is taken over: real tokens (RTD) or
+    /// masked positions (MLM).
+    pub fn loss_terms(&self) -> u64 {
+        if self.targets.is_empty() {
+            self.positions.len() as u64
+        } else {
+            self.real_tokens
+        }
+    }
+}
+
 /// Collates `rows` (each a decoded group and a row index in it).
 pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64) -> HostBatch {
     let len = rows.iter().map(|(r, i)| r.ids(*i).len()).max().unwrap_or(0);
@@ -123,6 +175,25 @@ mod tests {
             ids: vec![101, 5, 102, 101, 6, 7, 8, 102],
             targets: vec![0, 1, 0, 0, 0, 1, 1, 0],
         }
+    }
+
+    #[test]
+    fn shards_split_rows_targets_and_positions() {
+        let r = rows();
+        let b = collate(&[(&r, 0), (&r, 1)], 0, BatchKind::Rtd, 0);
+        let (s0, s1) = (b.shard(0, 2), b.shard(1, 2));
+        assert_eq!((s0.rows, s0.len, s0.real_tokens), (1, 5, 3));
+        assert_eq!(s1.input_ids, vec![101, 6, 7, 8, 102]);
+        assert_eq!(s1.targets, vec![0.0, 0.0, 1.0, 1.0, 0.0]);
+        assert_eq!(s0.real_tokens + s1.real_tokens, b.real_tokens);
+        let mut m = b.clone();
+        m.targets.clear();
+        m.positions = vec![1, 6, 8];
+        m.labels = vec![5, 6, 8];
+        let (m0, m1) = (m.shard(0, 2), m.shard(1, 2));
+        assert_eq!((m0.positions, m0.labels), (vec![1], vec![5]));
+        assert_eq!(m1.loss_terms(), 2);
+        assert_eq!((m1.positions, m1.labels), (vec![1, 3], vec![6, 8]));
     }
 
     #[test]

@@ -31,7 +31,12 @@ pub struct DebugFlags {
 /// Settings that do not change the result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Runtime {
+    /// Under a launcher `auto`/`cuda` mean `cuda:$LOCAL_RANK`.
     pub device: Device,
+    /// This process's place in a launched (data-parallel) run, from the environment.
+    pub launch: Option<crate::dist::Launch>,
+    /// How long a rank waits for the others (`--dist-timeout`).
+    pub dist_timeout: std::time::Duration,
     /// Micro-batches the loader prepares ahead of the model.
     pub prefetch: usize,
     /// Loader (rayon) threads; 0 = all cores.
@@ -136,6 +141,10 @@ impl TryFrom<&TrainArgs> for TrainConfig {
         if a.shards.is_empty() {
             bail!("--shards: expected at least one folder, found none");
         }
+        if a.dist_timeout == 0 {
+            bail!("--dist-timeout: expected a positive number of seconds, found 0");
+        }
+        let launch = crate::dist::launch_from_env()?;
         let run_dir = match (&a.run_dir, a.resume) {
             (Some(d), _) => RunDirChoice::Given(d.clone()),
             (None, true) => bail!(
@@ -171,8 +180,13 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 log_every: a.log_every,
             },
             runtime: Runtime {
-                device: shared::runtime::device::parse_device(&a.device)
-                    .map_err(|e| anyhow::anyhow!("--device: {e:#}"))?,
+                device: match &launch {
+                    Some(l) => launched_device(&a.device, l.local_rank)?,
+                    None => shared::runtime::device::parse_device(&a.device)
+                        .map_err(|e| anyhow::anyhow!("--device: {e:#}"))?,
+                },
+                launch,
+                dist_timeout: std::time::Duration::from_secs(a.dist_timeout),
                 prefetch: a.prefetch,
                 loader_threads: a.loader_threads,
                 peak_flops: a.peak_tflops.map(|t| t * 1e12),
@@ -182,6 +196,22 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 },
             },
         })
+    }
+}
+
+/// The device of a launched rank: `auto` is `cuda:LOCAL_RANK` when CUDA is available, else the
+/// CPU; `cuda` is `cuda:LOCAL_RANK`; anything else as given.
+fn launched_device(flag: &str, local_rank: usize) -> anyhow::Result<Device> {
+    let local = format!("cuda:{local_rank}");
+    let parse = |name: &str| {
+        shared::runtime::device::parse_device(name)
+            .map_err(|e| anyhow::anyhow!("--device {flag} with LOCAL_RANK={local_rank}: {e:#}"))
+    };
+    match flag.trim().to_ascii_lowercase().as_str() {
+        "auto" if tch::Cuda::is_available() => parse(&local),
+        "auto" => Ok(Device::Cpu),
+        "cuda" => parse(&local),
+        _ => parse(flag),
     }
 }
 
