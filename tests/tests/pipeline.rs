@@ -262,7 +262,16 @@ fn issue6_every_manifest_is_complete_and_consistent() {
         assert_eq!((m.kind.as_str(), m.split.as_str()), ("tokens", split));
         assert_eq!(m.tokenizer.sha256, tokenizer_sha);
         assert_eq!(m.max_seq_len, SEQ_LEN);
-        check_shards(&dir, &m.shards, sub);
+        // The training split also lists its term-frequency file (data-spec version 2).
+        let mut listed: Vec<&str> = sub.to_vec();
+        if let Some(tf) = &m.term_frequency {
+            assert_eq!(split, "train", "only the training split lists term frequencies");
+            let path = dir.join(&tf.file);
+            assert_eq!(std::fs::metadata(&path).unwrap().len(), tf.bytes);
+            assert_eq!(sha256_file(&path).unwrap(), tf.sha256, "{}", path.display());
+            listed.push(&tf.file);
+        }
+        check_shards(&dir, &m.shards, &listed);
         let rows = token_rows(&dir, m);
         assert_eq!(rows.len() as u64, m.num_sequences, "{split}: sequences");
         assert_eq!(

@@ -1,14 +1,14 @@
 //! `trainer` outputs (issue 15): without `--run-dir` a run gets a new folder
 //! `runs/<objective>-<model>-<UTC time>` under the current directory; validation records carry
 //! `auc` and `f1` (RTD) or null (MLM); `--resume` needs `--run-dir`; a token folder given to the
-//! RTD objective is refused naming both kinds. One fixture: 10 SOTU speeches tokenized, a 2-update
-//! masked LM trained in a default run folder, its export used to corrupt one training and one
-//! validation epoch. Needs `cargo build --release --bins` first.
-use e2e_tests::{bert_tokenizer, binary, expect_err, expect_ok, run, shared_data};
-use serde_json::Value;
+//! RTD objective is refused naming both kinds. Uses the suite's cached `demo_data` fixture (tokens,
+//! epochs, validation split); each test runs in its own temporary working directory. Needs
+//! `cargo build --release --bins` first.
+use e2e_tests::support::fixtures::demo_data;
+use e2e_tests::support::runs::metrics;
+use e2e_tests::{binary, expect_err, expect_ok};
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::OnceLock;
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
@@ -47,119 +47,41 @@ fn assert_default_name(dir: &Path, prefix: &str) {
     assert_eq!(dir.parent().unwrap().file_name().unwrap(), "runs");
 }
 
-fn metrics(run_dir: &Path, split: &str) -> Vec<Value> {
-    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|v| v["split"] == split)
-        .collect()
-}
-
-struct Fixture {
-    dir: PathBuf,
-    /// The working directory of the MLM run and its stderr.
-    mlm_cwd: PathBuf,
-    mlm_stderr: String,
-}
-
-fn fixture() -> &'static Fixture {
-    static F: OnceLock<Fixture> = OnceLock::new();
-    F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap().keep();
-        let text = std::fs::read_to_string(shared_data().join("corpus/sotu.jsonl")).unwrap();
-        let lines: Vec<&str> = text.lines().take(10).collect();
-        let corpus = dir.join("sotu-10.jsonl");
-        std::fs::write(&corpus, lines.join("\n") + "\n").unwrap();
-        let tokens = dir.join("tokens");
-        expect_ok(run(
-            "preprocess",
-            &[
-                "tokenize",
-                "--input",
-                s(&corpus),
-                "--tokenizer",
-                s(&bert_tokenizer()),
-                "--out",
-                s(&tokens),
-                "--max-seq-len",
-                "64",
-                "--validation-fraction",
-                "0.2",
-                "--row-group-rows",
-                "64",
-            ],
-        ));
-        let mlm_cwd = dir.join("mlm-cwd");
-        std::fs::create_dir(&mlm_cwd).unwrap();
-        let out = expect_ok(trainer_in(
-            &mlm_cwd,
-            &[
-                "--objective",
-                "mlm",
-                "--shards",
-                s(&tokens),
-                "--model",
-                "tiny",
-                "--batch-size",
-                "16",
-                "--max-steps",
-                "2",
-                "--warmup-steps",
-                "1",
-                "--log-every",
-                "1",
-                "--validation",
-                s(&tokens.join("validation")),
-                "--validate-every",
-                "2",
-                "--device",
-                "cpu",
-            ],
-        ));
-        let mlm_stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let aux = run_folder(&mlm_cwd, "mlm-tiny-").join("export");
-        for (toks, out) in [
-            (tokens.clone(), dir.join("data")),
-            (tokens.join("validation"), dir.join("val")),
-        ] {
-            expect_ok(run(
-                "preprocess",
-                &[
-                    "--epoch",
-                    "0",
-                    "--epochs",
-                    "1",
-                    "--tokens",
-                    s(&toks),
-                    "--aux-model",
-                    s(&aux),
-                    "--out",
-                    s(&out),
-                    "--device",
-                    "cpu",
-                    "--threads",
-                    "2",
-                ],
-            ));
-        }
-        Fixture {
-            dir,
-            mlm_cwd,
-            mlm_stderr,
-        }
-    })
-}
-
 #[test]
 fn issue15_mlm_without_run_dir_makes_a_default_folder() {
-    let f = fixture();
-    let run_dir = run_folder(&f.mlm_cwd, "mlm-tiny-");
+    let d = demo_data();
+    let cwd = tempfile::tempdir().unwrap();
+    let out = expect_ok(trainer_in(
+        cwd.path(),
+        &[
+            "--objective",
+            "mlm",
+            "--shards",
+            s(&d.tokens()),
+            "--model",
+            "tiny",
+            "--batch-size",
+            "16",
+            "--max-steps",
+            "2",
+            "--warmup-steps",
+            "1",
+            "--log-every",
+            "1",
+            "--validation",
+            s(&d.tokens().join("validation")),
+            "--validate-every",
+            "2",
+            "--device",
+            "cpu",
+        ],
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let run_dir = run_folder(cwd.path(), "mlm-tiny-");
     assert_default_name(&run_dir, "mlm-tiny-");
     assert!(
-        f.mlm_stderr.contains("trainer: run folder runs/mlm-tiny-"),
-        "{}",
-        f.mlm_stderr
+        stderr.contains("trainer: run folder runs/mlm-tiny-"),
+        "{stderr}"
     );
     for file in [
         "run.json",
@@ -178,16 +100,16 @@ fn issue15_mlm_without_run_dir_makes_a_default_folder() {
 
 #[test]
 fn issue15_rtd_without_run_dir_reports_auc_and_f1() {
-    let f = fixture();
-    let cwd = f.dir.join("rtd-cwd");
-    std::fs::create_dir_all(&cwd).unwrap();
+    let d = demo_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path().to_path_buf();
     let out = expect_ok(trainer_in(
         &cwd,
         &[
             "--shards",
-            s(&f.dir.join("data/epoch-000")),
+            s(&d.epoch(0)),
             "--validation",
-            s(&f.dir.join("val/epoch-000")),
+            s(&d.validation()),
             "--model",
             "tiny",
             "--batch-size",
@@ -237,21 +159,21 @@ fn issue15_rtd_without_run_dir_reports_auc_and_f1() {
     // --resume continues a named run only.
     let e = expect_err(trainer_in(
         &cwd,
-        &["--shards", s(&f.dir.join("data/epoch-000")), "--resume"],
+        &["--shards", s(&d.epoch(0)), "--resume"],
     ));
     assert!(e.contains("--resume: expected --run-dir"), "{e}");
 }
 
 #[test]
 fn issue15_a_token_folder_is_refused_for_rtd_naming_the_kinds() {
-    let f = fixture();
-    let cwd = f.dir.join("kind-cwd");
-    std::fs::create_dir_all(&cwd).unwrap();
+    let d = demo_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let cwd = tmp.path().to_path_buf();
     let e = expect_err(trainer_in(
         &cwd,
         &[
             "--shards",
-            s(&f.dir.join("tokens")),
+            s(&d.tokens()),
             "--model",
             "tiny",
             "--device",
