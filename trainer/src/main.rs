@@ -10,6 +10,7 @@ mod data;
 mod loader;
 mod lr;
 mod metrics;
+mod objective_bench;
 mod objectives;
 mod optim;
 mod outputs;
@@ -22,6 +23,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(cli::Command::Cost(args)) => cost_cmd::run(args),
         Some(cli::Command::LoaderBench(args)) => train::bench::run(args),
+        Some(cli::Command::Bench(args)) => objective_bench::run(args),
         None => train::run(&cli.train),
     };
     match result {

@@ -1,5 +1,6 @@
 //! Micro-batches: rows padded to the longest row of the batch, with an attention mask; RTD
 //! targets or MLM masked positions and labels.
+use shared::corruption::batch::{build_inputs, Inputs, Keys, Seq};
 use shared::corruption::masking::{mask_positions, SpecialIds};
 use shared::corruption::rng::{domain, CounterRng};
 
@@ -12,6 +13,33 @@ pub enum BatchKind {
     Rtd,
     /// Masked LM on token shards with dynamic masking.
     Mlm(MlmMasking),
+    /// Token shards masked as `preprocess` masks epoch `pass` (online and joint objectives):
+    /// the auxiliary model's inputs are built with the library's code and keys.
+    Corrupt(CorruptMasking),
+}
+
+/// Masking of the objectives that corrupt while training (`online`, `electra`): pass `p` over
+/// the token folder is epoch `p` of `preprocess`, masked with
+/// `CounterRng(seed, [MASK, p, sequence_id])` and sampled with the same per-position uniforms
+/// ([`shared::corruption::batch`]), so the rows equal `preprocess --epoch p`'s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CorruptMasking {
+    pub seed: u64,
+    pub rate: f64,
+    pub special: SpecialIds,
+    /// Width the model inputs are padded to: `Some(max_seq_len)` as `preprocess` pads (a row's
+    /// logits then do not depend on its batch), `None` the batch's longest row.
+    pub width: Option<usize>,
+}
+
+/// The masked rows of a [`BatchKind::Corrupt`] batch and the model inputs made of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorruptRows {
+    /// The pass (= `preprocess` epoch) the keys use.
+    pub epoch: u32,
+    pub seqs: Vec<Seq>,
+    /// Masked ids, attention mask, flat masked positions (at `inputs.width`) and uniforms.
+    pub inputs: Inputs,
 }
 
 /// Dynamic masking of the MLM objective: `rate` of the non-special tokens (round half up, at
@@ -45,6 +73,8 @@ pub struct HostBatch {
     pub labels: Vec<i64>,
     /// Real (non-padding) tokens.
     pub real_tokens: u64,
+    /// Corrupting objectives: the masked rows and the model inputs.
+    pub corrupt: Option<CorruptRows>,
     /// Epoch number the rows come from.
     pub epoch: u32,
     /// Where the next micro-batch starts.
@@ -65,6 +95,7 @@ pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64)
     if kind == BatchKind::Rtd {
         b.targets = vec![0.0; n * len];
     }
+    let mut seqs = vec![];
     for (k, (r, i)) in rows.iter().enumerate() {
         let ids = r.ids(*i);
         let base = k * len;
@@ -82,9 +113,32 @@ pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64)
             BatchKind::Mlm(m) => {
                 mask_row(&m, pass, r.sequence_ids[*i], ids, base, &mut b);
             }
+            BatchKind::Corrupt(m) => {
+                seqs.push(Seq::new(k, r.sequence_ids[*i], ids, &m.keys(pass)));
+            }
         }
     }
+    if let BatchKind::Corrupt(m) = kind {
+        let inputs = build_inputs(&seqs, m.width.unwrap_or(len).max(len), &m.keys(pass));
+        b.corrupt = Some(CorruptRows {
+            epoch: pass as u32,
+            seqs,
+            inputs,
+        });
+    }
     b
+}
+
+impl CorruptMasking {
+    /// `preprocess`'s keys of epoch `pass`.
+    pub fn keys(&self, pass: u64) -> Keys {
+        Keys {
+            seed: self.seed,
+            epoch: pass as u32,
+            mask_rate: self.rate,
+            special: self.special,
+        }
+    }
 }
 
 fn mask_row(

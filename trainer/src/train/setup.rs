@@ -13,6 +13,7 @@ use super::validate::ValidationSet;
 use crate::data::{self, Folder, ShardDecoder};
 use crate::loader::pipeline::batches_per_pass;
 use crate::loader::{BatchKind, EpochData};
+use crate::objectives::args::ObjectiveSettings;
 use crate::objectives::{BatchContext, ObjectiveInit, ObjectiveSpec, TrainObjective};
 use crate::outputs::{ResumeFrom, RunOutputs};
 use crate::plots::{EpochMark, PlotInfo};
@@ -116,6 +117,7 @@ fn run_config(
     total_steps: u64,
     folders: &[Folder],
     validation: Option<&Folder>,
+    objective_settings: Option<ObjectiveSettings>,
 ) -> anyhow::Result<RunConfig> {
     let h = &c.hyper;
     Ok(RunConfig {
@@ -139,6 +141,7 @@ fn run_config(
         validation_rows: h.validation_rows,
         checkpoint_every: h.checkpoint_every,
         log_every: h.log_every,
+        objective_settings,
     })
 }
 
@@ -196,16 +199,21 @@ impl Setup {
             mask_rate: c.hyper.mask_rate,
             special: (&first.tokenizer.special_tokens).into(),
             vocab: first.vocab_size,
+            max_seq_len: first.max_seq_len,
         };
         let batch_kind = (spec.batches)(&batch);
         let epochs: Vec<EpochData> = folders.iter().map(|f| f.epoch_data()).collect();
         let total_steps = plan_steps(&c.hyper, &epochs)?;
+        let settings =
+            c.objective_args
+                .settings(c.objective, &c.model, model_config.num_hidden_layers)?;
         let run = run_config(
             &c,
             &model_config,
             total_steps,
             &folders,
             validation_folder.as_ref(),
+            settings.clone(),
         )?;
         let (outputs, resume_from) =
             RunOutputs::prepare(&c.run_dir, c.resume, (spec.name, &c.model), &run, true)?;
@@ -214,6 +222,8 @@ impl Setup {
             model_config: &model_config,
             device: c.runtime.device,
             batch,
+            args: &c.objective_args,
+            settings: settings.as_ref(),
         })?;
         let validation = validation_folder
             .map(|v| ValidationSet::load(v, spec.data, &c.hyper, pad_id, batch_kind))

@@ -78,6 +78,8 @@ pub struct TrainConfig {
     pub resume: bool,
     pub hyper: Hyper,
     pub runtime: Runtime,
+    /// The flags only some objectives read (checked for `objective`).
+    pub objective_args: crate::objectives::args::ObjectiveArgs,
 }
 
 fn positive(flag: &str, v: u64) -> anyhow::Result<()> {
@@ -126,6 +128,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 bail!("--peak-tflops: expected a positive number, found {t}");
             }
         }
+        a.objective_args.check(a.objective)?;
         if a.shards.is_empty() {
             bail!("--shards: expected at least one folder, found none");
         }
@@ -173,6 +176,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                     nan_at_step: a.debug_nan_at_step,
                 },
             },
+            objective_args: a.objective_args.clone(),
         })
     }
 }
