@@ -136,8 +136,8 @@ fn random_rows(a: &ObjectiveBenchArgs) -> Rows {
         .map(|i| i as i32)
         .collect();
     for r in 0..a.batch_size {
-        ids[r * a.seq_len] = SPECIAL.cls as i32;
-        ids[(r + 1) * a.seq_len - 1] = SPECIAL.sep as i32;
+        ids[r * a.seq_len] = SPECIAL.cls;
+        ids[(r + 1) * a.seq_len - 1] = SPECIAL.sep;
     }
     Rows {
         sequence_ids: (0..a.batch_size as u64).collect(),
