@@ -9,10 +9,13 @@
 //!
 //! libtorch is found as torch-sys finds it: `$LIBTORCH`, else the `torch` package of `$PYTHON`
 //! (default `python3`) when `LIBTORCH_USE_PYTORCH=1` (set in `.cargo/config.toml`).
+//!
+//! The trainer's build script (`trainer/build.rs`) includes this file as a module and calls
+//! [`main`] before compiling its C++ extension, hence the `pub` items.
 use std::path::PathBuf;
 use std::process::Command;
 
-fn libtorch_lib_dir() -> Option<PathBuf> {
+pub fn libtorch_lib_dir() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("LIBTORCH") {
         return Some(PathBuf::from(dir).join("lib"));
     }
@@ -31,7 +34,7 @@ fn libtorch_lib_dir() -> Option<PathBuf> {
     Some(PathBuf::from(dir))
 }
 
-fn main() {
+pub fn main() {
     println!("cargo:rerun-if-env-changed=LIBTORCH");
     println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
     println!("cargo:rerun-if-env-changed=PYTHON");

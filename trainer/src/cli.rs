@@ -28,6 +28,25 @@ pub enum Command {
     /// Table 7: seconds per update and peak memory of rtd, online and electra at the same
     /// model and batch (random rows, no data needed), with the ratios to electra (joint).
     Bench(ObjectiveBenchArgs),
+    /// Checks and times the process group under a launcher (torchrun): all-reduce, broadcast
+    /// and barrier of every rank, with the all-reduce's time and bus bandwidth.
+    DistCheck(DistCheckArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DistCheckArgs {
+    /// fp32 elements all-reduced (the base model's gradient is 110M).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub numel: i64,
+    /// Timed all-reduces.
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Device: auto (cuda:$LOCAL_RANK when CUDA is available: NCCL), cpu (Gloo), cuda.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Seconds to wait for the other ranks.
+    #[arg(long, default_value_t = 120)]
+    pub dist_timeout: u64,
 }
 
 /// What `trainer bench` measures.
@@ -109,6 +128,10 @@ pub struct TrainArgs {
     /// names the default run folder).
     #[arg(long, default_value = "base")]
     pub model: String,
+    /// Dropout rate of the model (hidden and attention dropout), overriding the preset's or the
+    /// config's (0.1 for the presets). Tiny models learn faster without it.
+    #[arg(long)]
+    pub dropout: Option<f64>,
     /// Training objective.
     #[arg(long, value_enum, default_value_t = Objective::Rtd)]
     pub objective: Objective,
@@ -152,9 +175,15 @@ pub struct TrainArgs {
     /// Log a metrics line every N updates (a host sync happens only then).
     #[arg(long, default_value_t = 50)]
     pub log_every: u64,
-    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N. Started by torchrun (RANK,
+    /// WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set), auto and cuda mean
+    /// cuda:$LOCAL_RANK, one process per GPU.
     #[arg(long, default_value = "auto")]
     pub device: String,
+    /// Data-parallel runs: seconds a rank waits for the others (joining the group, every
+    /// collective) before it stops with an error naming the lost ranks.
+    #[arg(long, default_value_t = 600)]
+    pub dist_timeout: u64,
     /// Seed of initialisation, shuffling, dropout and MLM masking.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,

@@ -7,6 +7,8 @@ mod checkpoint;
 mod cli;
 mod cost_cmd;
 mod data;
+mod dist;
+mod ext;
 mod loader;
 mod lr;
 mod metrics;
@@ -14,6 +16,7 @@ mod objective_bench;
 mod objectives;
 mod optim;
 mod outputs;
+mod parallel;
 mod plots;
 mod rng;
 mod train;
@@ -24,6 +27,7 @@ fn main() -> ExitCode {
         Some(cli::Command::Cost(args)) => cost_cmd::run(args),
         Some(cli::Command::LoaderBench(args)) => train::bench::run(args),
         Some(cli::Command::Bench(args)) => objective_bench::run(args),
+        Some(cli::Command::DistCheck(args)) => dist::check(args),
         None => train::run(&cli.train),
     };
     match result {

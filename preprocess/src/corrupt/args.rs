@@ -95,9 +95,11 @@ pub struct CorruptArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Share the epoch among N processes: this one makes the shards k with k % N == I. The
-    /// manifest appears when the last part finishes.
-    #[arg(long, value_name = "I/N", default_value = "0/1")]
-    pub part: String,
+    /// manifest appears when the last part finishes. Without it, the part comes from the
+    /// launcher: torchrun's RANK/WORLD_SIZE, Slurm's SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT
+    /// or SLURM_PROCID/SLURM_NTASKS; else 0/1.
+    #[arg(long, value_name = "I/N")]
+    pub part: Option<String>,
     /// Replace shards (and the manifest) of this epoch made with other settings instead of
     /// refusing.
     #[arg(long)]
@@ -142,6 +144,10 @@ pub struct CorruptConfig {
     /// `--threads` as given.
     pub threads_requested: Option<usize>,
     pub part: Part,
+    /// Where `part` came from (`--part`, or the launcher's variables), and the launcher's
+    /// local rank (the CUDA device of this process) when there is one.
+    pub part_source: String,
+    pub local_rank: Option<usize>,
     pub overwrite: bool,
     pub profile_batches: bool,
     pub abort_after_shards: Option<usize>,
@@ -185,6 +191,74 @@ impl CorruptConfig {
             self.threads = self.threads.min(CUDA_DEFAULT_THREADS);
         }
     }
+}
+
+/// This process's part from a launcher's environment (read through `get`): torchrun's
+/// `RANK`/`WORLD_SIZE`, a Slurm job array's `SLURM_ARRAY_TASK_ID`/`SLURM_ARRAY_TASK_COUNT`
+/// (counted from `SLURM_ARRAY_TASK_MIN`), or Slurm tasks' `SLURM_PROCID`/`SLURM_NTASKS`; 0/1
+/// when none is set. Returns the part, the variables used, and the local rank (`LOCAL_RANK` or
+/// `SLURM_LOCALID`).
+pub fn part_from_env(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<(Part, String, Option<usize>)> {
+    let num = |name: &str| -> anyhow::Result<Option<usize>> {
+        get(name)
+            .map(|v| {
+                v.trim().parse::<usize>().ok().with_context(|| {
+                    format!("environment variable {name}={v:?}: expected an integer >= 0")
+                })
+            })
+            .transpose()
+    };
+    let local_rank = match num("LOCAL_RANK")? {
+        Some(r) => Some(r),
+        None => num("SLURM_LOCALID")?,
+    };
+    let pairs = [
+        ("RANK", "WORLD_SIZE", None),
+        (
+            "SLURM_ARRAY_TASK_ID",
+            "SLURM_ARRAY_TASK_COUNT",
+            Some("SLURM_ARRAY_TASK_MIN"),
+        ),
+        ("SLURM_PROCID", "SLURM_NTASKS", None),
+    ];
+    for (index_var, count_var, min_var) in pairs {
+        let (index, count) = (num(index_var)?, num(count_var)?);
+        let (index, count) = match (index, count) {
+            (None, None) => continue,
+            (Some(i), Some(n)) => (i, n),
+            (Some(_), None) => bail!(
+                "environment variable {count_var} is not set, but {index_var} is: the part comes from both (or pass --part I/N)"
+            ),
+            (None, Some(_)) => bail!(
+                "environment variable {index_var} is not set, but {count_var} is: the part comes from both (or pass --part I/N)"
+            ),
+        };
+        let min = match min_var {
+            Some(m) => num(m)?.unwrap_or(0),
+            None => 0,
+        };
+        if count == 0 || index < min || index - min >= count {
+            bail!(
+                "environment variables {index_var}={index}, {count_var}={count}{}: expected a part index in 0..{count}",
+                min_var.map_or(String::new(), |m| format!(", {m}={min}"))
+            );
+        }
+        return Ok((
+            Part {
+                index: index - min,
+                count,
+            },
+            format!("{index_var}/{count_var}"),
+            local_rank,
+        ));
+    }
+    Ok((
+        Part { index: 0, count: 1 },
+        "the default (no --part, no launcher)".into(),
+        None,
+    ))
 }
 
 /// `--part I/N`.
@@ -283,7 +357,10 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
-        let part: Part = a.part.parse()?;
+        let (part, part_source, local_rank) = match &a.part {
+            Some(p) => (p.parse()?, "--part".to_string(), None),
+            None => part_from_env(&|k| std::env::var(k).ok())?,
+        };
         Ok(Self {
             epoch,
             epochs: a.epochs,
@@ -303,6 +380,8 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
             threads,
             threads_requested: a.threads,
             part,
+            part_source,
+            local_rank,
             overwrite: a.overwrite,
             profile_batches: a.profile_batches,
             abort_after_shards: a.abort_after_shards,
@@ -347,6 +426,51 @@ mod tests {
     }
 
     #[test]
+    fn the_part_comes_from_the_launcher() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let p = |i, n| Part { index: i, count: n };
+        let (part, src, local) = part_from_env(&env(&[
+            ("RANK", "3"),
+            ("WORLD_SIZE", "8"),
+            ("LOCAL_RANK", "3"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (part, src.as_str(), local),
+            (p(3, 8), "RANK/WORLD_SIZE", Some(3))
+        );
+        let (part, src, _) = part_from_env(&env(&[
+            ("SLURM_ARRAY_TASK_ID", "5"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+            ("SLURM_ARRAY_TASK_MIN", "2"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (part, src.as_str()),
+            (p(3, 4), "SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT")
+        );
+        let (part, _, local) = part_from_env(&env(&[
+            ("SLURM_PROCID", "1"),
+            ("SLURM_NTASKS", "2"),
+            ("SLURM_LOCALID", "1"),
+        ]))
+        .unwrap();
+        assert_eq!((part, local), (p(1, 2), Some(1)));
+        assert_eq!(part_from_env(&env(&[])).unwrap().0, p(0, 1));
+        let e = part_from_env(&env(&[("RANK", "2"), ("WORLD_SIZE", "2")])).unwrap_err();
+        assert!(e.to_string().contains("RANK=2, WORLD_SIZE=2"), "{e}");
+        let e = part_from_env(&env(&[("RANK", "0")])).unwrap_err();
+        assert!(e.to_string().contains("WORLD_SIZE is not set"), "{e}");
+    }
+
+    #[test]
     fn bad_flags_are_refused() {
         let err = |f: &[&str]| config(f).unwrap_err().to_string();
         assert!(err(&["--epoch", "10"]).contains("0..10"));
@@ -361,7 +485,7 @@ mod tests {
         assert!(with(&["--aux-model", "m"]).contains("unused by --distribution uniform"));
         assert!(with(&["--augmentation", "dropout"]).contains("--distribution aux only"));
         assert!(with(&["--alpha", "1"]).contains("--alpha: expected a number in (0, 1), found 1"));
-        assert!(with(&["--gamma-max", "-0.5"]).contains("--gamma-max"));
+        assert!(with(&["--gamma-max=-0.5"]).contains("--gamma-max: expected a number in [0, 1]"));
         assert!(config(&["--epoch", "0", "--distribution", "zipf"]).is_err());
     }
 

@@ -14,7 +14,7 @@ use super::plan::Plan;
 
 pub enum Corrupter {
     Aux {
-        model: AuxModel,
+        model: Box<AuxModel>,
         sampling: AuxSampling,
         /// Seed torch's generator per batch (dropout, drop-attention).
         seed_dropout: bool,
@@ -68,7 +68,7 @@ impl Corrupter {
             _ => AuxSampling::Temperature(c.temperature),
         };
         Ok(Self::Aux {
-            model,
+            model: Box::new(model),
             sampling,
             seed_dropout: dropout.is_some(),
         })

@@ -14,19 +14,27 @@ pub use args::{CorruptArgs, CorruptConfig};
 
 pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     let mut config = CorruptConfig::try_from(args)?;
-    let device = shared::runtime::device::parse_device(&config.device)
+    // Under a launcher each process takes the GPU of its local rank.
+    let device_name = match (config.local_rank, config.device.trim()) {
+        (Some(r), "auto") if tch::Cuda::is_available() => format!("cuda:{r}"),
+        (Some(r), "cuda") => format!("cuda:{r}"),
+        (_, d) => d.to_string(),
+    };
+    let device = shared::runtime::device::parse_device(&device_name)
         .with_context(|| format!("--device {}", config.device))?;
     config.use_device(device);
     let plan = plan::plan(config)?;
     let c = &plan.config;
     eprintln!(
-        "epoch {} of {}: {}; {} token shards, part {}/{} makes {} of them on {device:?}",
+        "epoch {} of {}: {}; {} token shards, part {}/{} (from {}) makes {} of them on \
+         {device:?}",
         c.epoch,
         c.epochs,
         c.describe(),
         plan.token_paths.len(),
         c.part.index,
         c.part.count,
+        c.part_source,
         plan.todo.len()
     );
     if plan.complete {

@@ -67,7 +67,7 @@ pub fn check_shard(shard: &ShardFile, expect: &ShardExpectation) -> anyhow::Resu
     let schema = shard.schema();
     for field in expect.schema.fields() {
         let found = schema.field_with_name(field.name()).ok();
-        if !found.is_some_and(|f| f.data_type() == field.data_type()) {
+        if found.is_none_or(|f| f.data_type() != field.data_type()) {
             bail!(
                 "{path}: column {}: expected {}, found {}",
                 field.name(),

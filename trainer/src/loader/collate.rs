@@ -81,6 +81,60 @@ pub struct HostBatch {
     pub cursor_after: Cursor,
 }
 
+impl HostBatch {
+    /// Rank `rank`'s share of a global batch of `world` equal shares: rows
+    /// `[rank * rows / world, (rank + 1) * rows / world)`, at the same padded length, with their
+    /// targets or masked positions; epoch and cursor are the global batch's.
+    #[allow(clippy::manual_is_multiple_of)] // u64::is_multiple_of needs Rust 1.87; rust-version is 1.85
+    pub fn shard(&self, rank: usize, world: usize) -> HostBatch {
+        if world == 1 {
+            return self.clone();
+        }
+        assert!(
+            rank < world && self.rows % world == 0,
+            "a global batch splits evenly"
+        );
+        let per = self.rows / world;
+        let (a, b) = (rank * per * self.len, (rank + 1) * per * self.len);
+        let attention_mask = self.attention_mask[a..b].to_vec();
+        let in_shard = |p: &i64| (a as i64..b as i64).contains(p);
+        let first = self.positions.iter().position(in_shard).unwrap_or(0);
+        let count = self.positions.iter().filter(|p| in_shard(p)).count();
+        HostBatch {
+            rows: per,
+            len: self.len,
+            input_ids: self.input_ids[a..b].to_vec(),
+            real_tokens: attention_mask.iter().map(|&m| m as u64).sum(),
+            attention_mask,
+            targets: if self.targets.is_empty() {
+                vec![]
+            } else {
+                self.targets[a..b].to_vec()
+            },
+            // Positions are in row order, so a shard's are one contiguous run.
+            positions: self.positions[first..first + count]
+                .iter()
+                .map(|p| p - a as i64)
+                .collect(),
+            labels: self.labels[first..first + count].to_vec(),
+            corrupt: self.corrupt.as_ref().map(|c| c.shard(rank, world)),
+            epoch: self.epoch,
+            cursor_after: self.cursor_after,
+        }
+    }
+
+    /// The number of terms the objective's mean loss is taken over: real tokens (RTD) or
+    /// masked positions (MLM).
+    pub fn loss_terms(&self) -> u64 {
+        // Corrupting objectives: RTD over real tokens (electra's MLM term is weighted alike).
+        if self.targets.is_empty() && self.corrupt.is_none() {
+            self.positions.len() as u64
+        } else {
+            self.real_tokens
+        }
+    }
+}
+
 /// Collates `rows` (each a decoded group and a row index in it).
 pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64) -> HostBatch {
     let len = rows.iter().map(|(r, i)| r.ids(*i).len()).max().unwrap_or(0);
@@ -127,6 +181,41 @@ pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64)
         });
     }
     b
+}
+
+impl CorruptRows {
+    /// Rank `rank`'s rows of `world` equal shares (as [`HostBatch::shard`]).
+    pub fn shard(&self, rank: usize, world: usize) -> CorruptRows {
+        let per = self.seqs.len() / world;
+        let w = self.inputs.width;
+        let (a, b) = (rank * per * w, (rank + 1) * per * w);
+        let in_shard = |p: &i64| (a as i64..b as i64).contains(p);
+        let first = self.inputs.positions.iter().position(in_shard).unwrap_or(0);
+        let count = self.inputs.positions.iter().filter(|p| in_shard(p)).count();
+        let seqs = self.seqs[rank * per..(rank + 1) * per]
+            .iter()
+            .map(|s| Seq {
+                row: s.row - rank * per,
+                ..s.clone()
+            })
+            .collect();
+        CorruptRows {
+            epoch: self.epoch,
+            seqs,
+            inputs: Inputs {
+                rows: per,
+                width: w,
+                input_ids: self.inputs.input_ids[a..b].to_vec(),
+                attention_mask: self.inputs.attention_mask[a..b].to_vec(),
+                positions: self.inputs.positions[first..first + count]
+                    .iter()
+                    .map(|p| p - a as i64)
+                    .collect(),
+                uniforms: self.inputs.uniforms[first..first + count].to_vec(),
+                pad_id: self.inputs.pad_id,
+            },
+        }
+    }
 }
 
 impl CorruptMasking {
@@ -177,6 +266,25 @@ mod tests {
             ids: vec![101, 5, 102, 101, 6, 7, 8, 102],
             targets: vec![0, 1, 0, 0, 0, 1, 1, 0],
         }
+    }
+
+    #[test]
+    fn shards_split_rows_targets_and_positions() {
+        let r = rows();
+        let b = collate(&[(&r, 0), (&r, 1)], 0, BatchKind::Rtd, 0);
+        let (s0, s1) = (b.shard(0, 2), b.shard(1, 2));
+        assert_eq!((s0.rows, s0.len, s0.real_tokens), (1, 5, 3));
+        assert_eq!(s1.input_ids, vec![101, 6, 7, 8, 102]);
+        assert_eq!(s1.targets, vec![0.0, 0.0, 1.0, 1.0, 0.0]);
+        assert_eq!(s0.real_tokens + s1.real_tokens, b.real_tokens);
+        let mut m = b.clone();
+        m.targets.clear();
+        m.positions = vec![1, 6, 8];
+        m.labels = vec![5, 6, 8];
+        let (m0, m1) = (m.shard(0, 2), m.shard(1, 2));
+        assert_eq!((m0.positions, m0.labels), (vec![1], vec![5]));
+        assert_eq!(m1.loss_terms(), 2);
+        assert_eq!((m1.positions, m1.labels), (vec![1, 3], vec![6, 8]));
     }
 
     #[test]
@@ -231,5 +339,27 @@ mod tests {
             a.positions,
             collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 1).positions
         );
+    }
+
+    #[test]
+    fn corrupt_shards_equal_their_rows_collated_alone() {
+        let r = rows();
+        let kind = BatchKind::Corrupt(CorruptMasking {
+            seed: 2,
+            rate: 0.5,
+            special: SpecialIds {
+                cls: 101,
+                sep: 102,
+                pad: 0,
+                mask: 103,
+            },
+            width: Some(6),
+        });
+        let both = collate(&[(&r, 0), (&r, 1)], 0, kind, 3);
+        for k in 0..2 {
+            let alone = collate(&[(&r, k)], 0, kind, 3).corrupt.unwrap();
+            assert_eq!(both.corrupt.as_ref().unwrap().shard(k, 2), alone);
+        }
+        assert_eq!(both.shard(1, 2).loss_terms(), 5);
     }
 }

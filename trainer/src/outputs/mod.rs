@@ -64,6 +64,16 @@ impl RunOutputs {
         Ok((out, resume_from))
     }
 
+    /// The outputs of a process that does not write (a data-parallel rank other than 0): the
+    /// run folder rank 0 prepared.
+    pub fn follower(dir: PathBuf) -> Self {
+        Self {
+            dir,
+            writes: false,
+            metrics: None,
+        }
+    }
+
     /// Checks a given folder: an existing run is refused without `--resume` and must match
     /// with it; a fresh one must be new or empty.
     fn check_given(&self, resume: bool, run: &RunConfig) -> anyhow::Result<ResumeFrom> {

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tch::{Device, Kind, Tensor};
 
+use crate::parallel::Parallel;
+
 /// Interval accumulators between two log lines.
 pub struct Interval {
     pub start: Instant,
@@ -20,6 +22,8 @@ pub struct Interval {
     pub grad_norms: Vec<Tensor>,
     /// Sum of the micro-batches' metric counts (device 5-vector).
     pub counts: Option<Tensor>,
+    /// Leading entries of `losses` already summed over the ranks.
+    pub losses_reduced: usize,
 }
 
 impl Interval {
@@ -33,7 +37,44 @@ impl Interval {
             losses: vec![],
             grad_norms: vec![],
             counts: None,
+            losses_reduced: 0,
         }
+    }
+
+    /// Data-parallel runs: sums over the ranks, in one all-reduce, the losses not summed yet
+    /// (each rank holds its weighted share of every update's loss) and, with `counts`, the
+    /// metric counts, so that every rank sees the global values (and stops on the same
+    /// non-finite one). Nothing to do in a single process.
+    pub fn reduce_over_ranks(&mut self, par: &mut Parallel, counts: bool) -> anyhow::Result<()> {
+        if par.world == 1 {
+            return Ok(());
+        }
+        let mut parts: Vec<Tensor> = self.losses[self.losses_reduced..]
+            .iter()
+            .map(|(_, t)| t.to_kind(Kind::Double).view([1]))
+            .collect();
+        let n = parts.len() as i64;
+        let c = if counts { self.counts.take() } else { None };
+        if let Some(c) = &c {
+            parts.push(c.to_kind(Kind::Double).view([-1]));
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let flat = Tensor::cat(&parts, 0);
+        let step = self.losses.last().map_or(0, |(s, _)| *s);
+        par.sum(
+            &flat,
+            &format!("the all-reduce of the losses and metrics up to update {step}"),
+        )?;
+        for (i, entry) in self.losses[self.losses_reduced..].iter_mut().enumerate() {
+            entry.1 = flat.get(i as i64);
+        }
+        self.losses_reduced = self.losses.len();
+        if let Some(c) = c {
+            self.counts = Some(flat.narrow(0, n, flat.size()[0] - n).to_kind(c.kind()));
+        }
+        Ok(())
     }
 
     /// Adds a micro-batch's counts.

@@ -6,8 +6,10 @@ use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::config::RUN_FILE;
 use super::config::{DataRef, RunConfig};
 use super::model::resolve_config;
+use super::train_config::RunDirChoice;
 use super::train_config::{Hyper, Runtime, TrainConfig};
 use super::validate::ValidationSet;
 use crate::data::{self, Folder, ShardDecoder};
@@ -16,6 +18,7 @@ use crate::loader::{BatchKind, EpochData};
 use crate::objectives::args::ObjectiveSettings;
 use crate::objectives::{BatchContext, ObjectiveInit, ObjectiveSpec, TrainObjective};
 use crate::outputs::{ResumeFrom, RunOutputs};
+use crate::parallel::Parallel;
 use crate::plots::{EpochMark, PlotInfo};
 use shared::model::ModelConfig;
 
@@ -38,6 +41,8 @@ pub struct Setup {
     /// Bytes of the data's tokenizer.json, checked against the manifest's SHA-256.
     pub tokenizer_json: Vec<u8>,
     pub plot: PlotInfo,
+    /// This process's place in a data-parallel run (a single process unless launched).
+    pub par: Parallel,
 }
 
 /// Reads the tokenizer of the data (from `--tokenizer` or the manifest's path) and checks its
@@ -111,15 +116,16 @@ fn data_ref(f: &Folder) -> DataRef {
 }
 
 /// The resolved configuration saved as `run.json`.
+/// `h` is `c.hyper` with the global micro-batch (`--batch-size` x world size).
 fn run_config(
     c: &TrainConfig,
+    h: &Hyper,
     model_config: &ModelConfig,
     total_steps: u64,
     folders: &[Folder],
     validation: Option<&Folder>,
     objective_settings: Option<ObjectiveSettings>,
 ) -> anyhow::Result<RunConfig> {
-    let h = &c.hyper;
     Ok(RunConfig {
         objective: c.objective,
         model: c.model.clone(),
@@ -192,7 +198,11 @@ impl Setup {
         let validation_folder = open_validation(&c, spec, &folders[0])?;
         let first = &folders[0];
         let tokenizer_json = read_tokenizer(c.tokenizer.as_deref(), first)?;
-        let model_config = resolve_config(&c.model, first.vocab_size, first.max_seq_len)?;
+        let mut model_config = resolve_config(&c.model, first.vocab_size, first.max_seq_len)?;
+        if let Some(p) = c.dropout {
+            model_config.hidden_dropout_prob = p;
+            model_config.attention_probs_dropout_prob = p;
+        }
         let pad_id = first.tokenizer.special_tokens.pad as i32;
         let batch = BatchContext {
             seed: c.hyper.seed,
@@ -203,20 +213,32 @@ impl Setup {
         };
         let batch_kind = (spec.batches)(&batch);
         let epochs: Vec<EpochData> = folders.iter().map(|f| f.epoch_data()).collect();
-        let total_steps = plan_steps(&c.hyper, &epochs)?;
+        // The loader yields global micro-batches of --batch-size x world size rows (each rank
+        // computes on its share): the data plan and run.json count in those.
+        let world = c.runtime.launch.as_ref().map_or(1, |l| l.world_size);
+        let global = Hyper {
+            batch_size: c.hyper.batch_size * world,
+            ..c.hyper.clone()
+        };
+        let total_steps = plan_steps(&global, &epochs)?;
         let settings =
             c.objective_args
                 .settings(c.objective, &c.model, model_config.num_hidden_layers)?;
         let run = run_config(
             &c,
+            &global,
             &model_config,
             total_steps,
             &folders,
             validation_folder.as_ref(),
             settings.clone(),
         )?;
-        let (outputs, resume_from) =
-            RunOutputs::prepare(&c.run_dir, c.resume, (spec.name, &c.model), &run, true)?;
+        let mut par = match &c.runtime.launch {
+            Some(l) => Parallel::join(l, c.runtime.device, c.runtime.dist_timeout)?,
+            None => Parallel::single(),
+        };
+        par.check_same_config(&serde_json::to_value(&run)?)?;
+        let (outputs, resume_from) = prepare_outputs(&c, &run, spec.name, &mut par)?;
         tch::manual_seed(crate::rng::init_seed(c.hyper.seed));
         let objective = (spec.build)(&ObjectiveInit {
             model_config: &model_config,
@@ -225,12 +247,14 @@ impl Setup {
             args: &c.objective_args,
             settings: settings.as_ref(),
         })?;
+        // Rank 0 validates (the others go on and wait for it at the next all-reduce).
         let validation = validation_folder
+            .filter(|_| par.writes())
             .map(|v| ValidationSet::load(v, spec.data, &c.hyper, pad_id, batch_kind))
             .transpose()?;
         let plot = PlotInfo {
             loss_label: objective.reports().loss_label,
-            epochs: epoch_marks(&folders, &epochs, &c.hyper, total_steps),
+            epochs: epoch_marks(&folders, &epochs, &global, total_steps),
         };
         let temperatures = folders.iter().map(|f| (f.epoch, f.temperature)).collect();
         let decoder = ShardDecoder {
@@ -255,6 +279,46 @@ impl Setup {
             validation,
             tokenizer_json,
             plot,
+            par,
         })
     }
+}
+
+/// The run folder: rank 0 (or a single process) prepares it and tells the other ranks which
+/// folder it is and which checkpoint to resume, through the store; they write nothing. A group
+/// restarted by torchrun (`--max-restarts`, attempt > 0) resumes the run it finds.
+fn prepare_outputs(
+    c: &TrainConfig,
+    run: &RunConfig,
+    objective: &str,
+    par: &mut Parallel,
+) -> anyhow::Result<(RunOutputs, ResumeFrom)> {
+    let restarted = c.runtime.launch.as_ref().is_some_and(|l| l.attempt > 0)
+        && matches!(&c.run_dir, RunDirChoice::Given(d) if d.join(RUN_FILE).exists());
+    let mine = if par.writes() {
+        Some(RunOutputs::prepare(
+            &c.run_dir,
+            c.resume || restarted,
+            (objective, &c.model),
+            run,
+            true,
+        )?)
+    } else {
+        None
+    };
+    let shared: (PathBuf, ResumeFrom) = serde_json::from_str(
+        &par.shared_from_rank0(
+            "run-folder",
+            serde_json::to_string(
+                &mine
+                    .as_ref()
+                    .map(|(o, r)| (o.dir().to_path_buf(), r.clone())),
+            )?,
+        )?,
+    )
+    .map(|v: Option<(PathBuf, ResumeFrom)>| v.expect("rank 0 prepared the run folder"))?;
+    Ok(match mine {
+        Some(m) => m,
+        None => (RunOutputs::follower(shared.0), shared.1),
+    })
 }

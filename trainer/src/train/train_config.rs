@@ -31,7 +31,12 @@ pub struct DebugFlags {
 /// Settings that do not change the result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Runtime {
+    /// Under a launcher `auto`/`cuda` mean `cuda:$LOCAL_RANK`.
     pub device: Device,
+    /// This process's place in a launched (data-parallel) run, from the environment.
+    pub launch: Option<crate::dist::Launch>,
+    /// How long a rank waits for the others (`--dist-timeout`).
+    pub dist_timeout: std::time::Duration,
     /// Micro-batches the loader prepares ahead of the model.
     pub prefetch: usize,
     /// Loader (rayon) threads; 0 = all cores.
@@ -68,6 +73,8 @@ pub struct TrainConfig {
     pub objective: Objective,
     /// `--model` as given (a preset name or a config.json path).
     pub model: String,
+    /// `--dropout`: hidden and attention dropout overriding the model config's.
+    pub dropout: Option<f64>,
     pub shards: Vec<PathBuf>,
     pub validation: Option<PathBuf>,
     /// `--tokenizer`: the tokenizer.json for the export (else the manifest's path).
@@ -129,9 +136,18 @@ impl TryFrom<&TrainArgs> for TrainConfig {
             }
         }
         a.objective_args.check(a.objective)?;
+        if let Some(p) = a.dropout {
+            if !(0.0..1.0).contains(&p) {
+                bail!("--dropout: expected a probability in [0, 1), found {p}");
+            }
+        }
         if a.shards.is_empty() {
             bail!("--shards: expected at least one folder, found none");
         }
+        if a.dist_timeout == 0 {
+            bail!("--dist-timeout: expected a positive number of seconds, found 0");
+        }
+        let launch = crate::dist::launch_from_env()?;
         let run_dir = match (&a.run_dir, a.resume) {
             (Some(d), _) => RunDirChoice::Given(d.clone()),
             (None, true) => bail!(
@@ -142,6 +158,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
         Ok(Self {
             objective: a.objective,
             model: a.model.clone(),
+            dropout: a.dropout,
             shards: a.shards.clone(),
             validation: a.validation.clone(),
             tokenizer: a.tokenizer.clone(),
@@ -166,8 +183,13 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 log_every: a.log_every,
             },
             runtime: Runtime {
-                device: shared::runtime::device::parse_device(&a.device)
-                    .map_err(|e| anyhow::anyhow!("--device: {e:#}"))?,
+                device: match &launch {
+                    Some(l) => launched_device(&a.device, l.local_rank)?,
+                    None => shared::runtime::device::parse_device(&a.device)
+                        .map_err(|e| anyhow::anyhow!("--device: {e:#}"))?,
+                },
+                launch,
+                dist_timeout: std::time::Duration::from_secs(a.dist_timeout),
                 prefetch: a.prefetch,
                 loader_threads: a.loader_threads,
                 peak_flops: a.peak_tflops.map(|t| t * 1e12),
@@ -178,6 +200,22 @@ impl TryFrom<&TrainArgs> for TrainConfig {
             },
             objective_args: a.objective_args.clone(),
         })
+    }
+}
+
+/// The device of a launched rank: `auto` is `cuda:LOCAL_RANK` when CUDA is available, else the
+/// CPU; `cuda` is `cuda:LOCAL_RANK`; anything else as given.
+fn launched_device(flag: &str, local_rank: usize) -> anyhow::Result<Device> {
+    let local = format!("cuda:{local_rank}");
+    let parse = |name: &str| {
+        shared::runtime::device::parse_device(name)
+            .map_err(|e| anyhow::anyhow!("--device {flag} with LOCAL_RANK={local_rank}: {e:#}"))
+    };
+    match flag.trim().to_ascii_lowercase().as_str() {
+        "auto" if tch::Cuda::is_available() => parse(&local),
+        "auto" => Ok(Device::Cpu),
+        "cuda" => parse(&local),
+        _ => parse(flag),
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::bail;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tch::Tensor;
 
 use super::config::RunConfig;
@@ -22,6 +22,7 @@ use crate::metrics::{Counts, TrainRecord};
 use crate::objectives::{DeviceBatch, TrainObjective};
 use crate::optim::{AdamW, AdamWConfig};
 use crate::outputs::{ResumeFrom, RunOutputs};
+use crate::parallel::Parallel;
 use crate::plots::PlotInfo;
 use shared::runtime::progress::Progress;
 
@@ -54,6 +55,11 @@ pub struct Trainer {
     cursor_now: Cursor,
     /// Learning rate of the last update.
     lr_now: f64,
+    /// This process's place in a data-parallel run.
+    par: Parallel,
+    /// Time spent in the gradient all-reduce, and when this invocation started.
+    allreduce_time: Duration,
+    started: Instant,
 }
 
 /// Loads the checkpoint to continue from into the model and optimizer: (step, data cursor).
@@ -96,6 +102,10 @@ impl Trainer {
             },
         )?;
         let (step, cursor) = resume(&s.resume_from, s.objective.as_ref(), &mut opt)?;
+        let mut par = s.par;
+        // Every rank starts from rank 0's weights (fresh runs: one initialisation; resumed runs
+        // loaded the same checkpoint, so this only guards against a mixed-up file system).
+        par.broadcast_from_rank0(opt.params(), "broadcasting rank 0's weights")?;
         let loader = Loader::start(
             Arc::new(s.epochs),
             Arc::new(s.decoder),
@@ -150,6 +160,9 @@ impl Trainer {
             epoch_now: 0,
             cursor_now: cursor,
             lr_now: 0.0,
+            par,
+            allreduce_time: Duration::ZERO,
+            started: Instant::now(),
         })
     }
 
@@ -192,7 +205,12 @@ impl Trainer {
     pub fn train_step(&mut self) -> anyhow::Result<()> {
         let k = self.run.grad_accum;
         let device = self.runtime.device;
-        tch::manual_seed(crate::rng::torch_seed(self.run.seed, self.step));
+        // Dropout masks: rank 0 keeps the single-process rule, the other ranks differ from it.
+        let seed = match self.par.rank {
+            0 => self.run.seed,
+            r => self.run.seed ^ (r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+        };
+        tch::manual_seed(crate::rng::torch_seed(seed, self.step));
         self.objective.begin_update(self.step, self.run.total_steps);
         let mut step_loss: Option<Tensor> = None;
         for _ in 0..k {
@@ -204,10 +222,14 @@ impl Trainer {
             self.iv.flops += hb.rows as f64 * self.objective.train_flops_per_row(hb.len as u64);
             self.epoch_now = hb.epoch;
             self.cursor_now = hb.cursor_after;
-            let db = DeviceBatch::new(&hb, device);
+            // `hb` is the global micro-batch; this rank computes on its share, weighted so that
+            // the sum over the ranks is the global batch's mean loss (crate::parallel).
+            let mine = self.par.share(&hb);
+            let weight = self.par.loss_weight(&hb, &mine);
+            let db = DeviceBatch::new(&mine, device);
             let out =
                 shared::runtime::device::with_autocast(device, || self.objective.step(&db, true));
-            let mut loss = out.loss / k as f64;
+            let mut loss = out.loss * (weight / k as f64);
             if self.runtime.debug.nan_at_step == Some(self.step + 1) {
                 loss = loss.g_mul_scalar(f64::NAN);
             }
@@ -219,8 +241,17 @@ impl Trainer {
             });
             self.iv.add_counts(out.counts);
         }
+        let t_sync = Instant::now();
+        self.par.sum(
+            self.opt.grads(),
+            &format!(
+                "the all-reduce of the gradients of update {}",
+                self.step + 1
+            ),
+        )?;
+        self.allreduce_time += t_sync.elapsed();
         self.lr_now = self.sched.at(self.step);
-        let norm = self.opt.clip_and_step(self.lr_now, self.run.clip_norm);
+        let norm = self.opt.clip_and_step(self.lr_now, self.run.clip_norm)?;
         self.opt.zero_grad();
         self.step += 1;
         self.iv
@@ -233,6 +264,7 @@ impl Trainer {
 
     /// Syncs the interval (stopping on a non-finite loss or norm) and writes its metrics line.
     pub fn record_interval(&mut self) -> anyhow::Result<()> {
+        self.iv.reduce_over_ranks(&mut self.par, true)?;
         let losses = self.iv.check_finite(&self.last_good)?;
         let counts = match self.iv.counts.take() {
             Some(t) => Counts::from_device(&t)?,
@@ -262,7 +294,9 @@ impl Trainer {
             f1: counts.f1().filter(|_| binary),
             seq_per_s: iv.rows as f64 / secs,
             tokens_per_s: iv.tokens as f64 / secs,
-            mfu: self.peak_flops.map(|p| iv.flops / secs / p),
+            mfu: self
+                .peak_flops
+                .map(|p| iv.flops / secs / (p * self.par.world as f64)),
             peak_memory_bytes: self.peak_mem,
             data_wait_fraction: iv.wait.as_secs_f64() / secs,
         };
@@ -286,6 +320,7 @@ impl Trainer {
 
     /// Checks the losses not yet synced, then writes a checkpoint (and refreshes the plots).
     pub fn checkpoint(&mut self) -> anyhow::Result<()> {
+        self.iv.reduce_over_ranks(&mut self.par, false)?;
         self.iv.check_finite(&self.last_good)?;
         let state = TrainState {
             step: self.step,
@@ -307,6 +342,21 @@ impl Trainer {
     pub fn finish(self) -> anyhow::Result<()> {
         self.bar.finish_and_clear();
         drop(self.loader);
+        if self.par.world > 1 {
+            let total = self.started.elapsed().as_secs_f64();
+            let sync = self.allreduce_time.as_secs_f64();
+            // One write, so that the ranks' lines do not interleave.
+            let line = format!(
+                "trainer: rank {}: {} updates in {total:.2} s, {sync:.2} s of it in the gradient all-reduce ({:.1}%)\n",
+                self.par.rank,
+                self.step - self.first_step,
+                100.0 * sync / total.max(1e-9)
+            );
+            eprint!("{line}");
+        }
+        if !self.par.writes() {
+            return Ok(());
+        }
         self.outputs.plots(&self.plot)?;
         let export = self
             .outputs
