@@ -25,6 +25,9 @@ pub enum Command {
     Cost(CostArgs),
     /// Measures the loader alone (decode, shuffle, collate; no model): sequences per second.
     LoaderBench(BenchArgs),
+    /// Table 7: seconds per update and peak memory of rtd, online and electra at the same
+    /// model and batch (random rows, no data needed), with the ratios to electra (joint).
+    Bench(ObjectiveBenchArgs),
     /// Checks and times the process group under a launcher (torchrun): all-reduce, broadcast
     /// and barrier of every rank, with the all-reduce's time and bus bandwidth.
     DistCheck(DistCheckArgs),
@@ -46,6 +49,51 @@ pub struct DistCheckArgs {
     pub dist_timeout: u64,
 }
 
+/// What `trainer bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchObjective {
+    /// The three below, each in its own process, and their ratios to electra.
+    All,
+    /// The discriminator alone (dumped Fast-ELECTRA).
+    Rtd,
+    /// The discriminator plus a frozen auxiliary model's inference (online Fast-ELECTRA).
+    Online,
+    /// Generator and discriminator trained jointly (original ELECTRA).
+    Electra,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ObjectiveBenchArgs {
+    /// What to measure.
+    #[arg(long, value_enum, default_value_t = BenchObjective::All)]
+    pub objective: BenchObjective,
+    /// Main model: tiny, small, base or large (optionally -rel, -rel-admin), or a config.json.
+    #[arg(long, default_value = "base")]
+    pub model: String,
+    /// Sequences per update.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Tokens per sequence (every row is this long).
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: usize,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = 30522)]
+    pub vocab: i64,
+    /// Layers of the auxiliary model (online) and of the generator (electra), main model's
+    /// width.
+    #[arg(long, default_value_t = 4)]
+    pub aux_layers: i64,
+    /// Timed updates (after the warm-up ones).
+    #[arg(long, default_value_t = 10)]
+    pub steps: u64,
+    /// Untimed updates first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
+
 /// The training objective. With [`Objective::spec`](crate::objectives) this enum is the
 /// registry of objectives: a new one adds a variant here and a line there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
@@ -55,11 +103,18 @@ pub enum Objective {
     Rtd,
     /// Masked LM on token folders (to make an auxiliary model).
     Mlm,
+    /// Fast-ELECTRA without dumping, on token folders: the frozen --aux-model corrupts each
+    /// batch inline (inference only) at the schedule's temperature; RTD as `rtd`.
+    Online,
+    /// Original ELECTRA on token folders: a generator (--generator-layers) trained jointly with
+    /// the discriminator, embeddings shared, loss = MLM + --rtd-weight x RTD.
+    Electra,
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct TrainArgs {
-    /// Shard folders: epoch folders (`data/epoch-*`, rtd) or token folders (mlm). Any number;
+    /// Shard folders: epoch folders (`data/epoch-*`, rtd) or token folders (mlm, online,
+    /// electra). Any number;
     /// epochs are trained in the order of the epoch number in their manifests.
     #[arg(long, num_args = 1.., required = true)]
     pub shards: Vec<PathBuf>,
@@ -167,6 +222,8 @@ pub struct TrainArgs {
     /// Testing aid: make the loss of this update NaN, to exercise the non-finite-loss stop.
     #[arg(long, hide = true)]
     pub debug_nan_at_step: Option<u64>,
+    #[command(flatten)]
+    pub objective_args: crate::objectives::args::ObjectiveArgs,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -12,6 +12,7 @@ mod ext;
 mod loader;
 mod lr;
 mod metrics;
+mod objective_bench;
 mod objectives;
 mod optim;
 mod outputs;
@@ -25,6 +26,7 @@ fn main() -> ExitCode {
     let result = match &cli.command {
         Some(cli::Command::Cost(args)) => cost_cmd::run(args),
         Some(cli::Command::LoaderBench(args)) => train::bench::run(args),
+        Some(cli::Command::Bench(args)) => objective_bench::run(args),
         Some(cli::Command::DistCheck(args)) => dist::check(args),
         None => train::run(&cli.train),
     };

@@ -5,7 +5,7 @@ use crate::corruption::rng::{domain, CounterRng};
 use crate::corruption::sampling::{position_uniform, Sampled};
 
 /// One token row with its masked positions.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Seq {
     /// Row index inside its token shard (fixes the order before shuffling).
     pub row: usize,

@@ -49,6 +49,20 @@ impl MaskedLm {
             .forward(&self.hidden_at(input_ids, attention_mask, positions, train))
     }
 
+    /// Makes this model read `from`'s word, position and token-type embedding tensors (the same
+    /// tensors, not copies: joint ELECTRA's sharing, so both models' losses reach one gradient);
+    /// a tied decoder follows the word embeddings. The model's own embedding tensors are left
+    /// unused: drop them from its `VarStore` (the caller knows their names).
+    pub fn share_embeddings(&mut self, from: &super::embeddings::Embeddings, tied: bool) {
+        let e = &mut self.encoder.embeddings;
+        e.word_embeddings = from.word_embeddings.shallow_clone();
+        e.position_embeddings = from.position_embeddings.as_ref().map(Tensor::shallow_clone);
+        e.token_type_embeddings = from.token_type_embeddings.shallow_clone();
+        if tied {
+            self.head.tie_decoder(&from.word_embeddings);
+        }
+    }
+
     /// The encoder's hidden states only at `positions` (as in [`Self::logits_at`]) -> [N, H],
     /// for callers that run the head's pieces themselves.
     pub fn hidden_at(

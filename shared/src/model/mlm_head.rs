@@ -89,6 +89,11 @@ impl MlmHead {
         self.layer_norm.forward(&x)
     }
 
+    /// Uses `word_embeddings` (the tensor itself) as the decoder weight.
+    pub(crate) fn tie_decoder(&mut self, word_embeddings: &Tensor) {
+        self.decoder_weight = word_embeddings.shallow_clone();
+    }
+
     /// The vocabulary projection: weight [V, E] (the word embeddings when tied) and bias [V].
     pub fn decoder(&self) -> (&Tensor, &Tensor) {
         (&self.decoder_weight, &self.decoder_bias)

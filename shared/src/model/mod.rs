@@ -22,6 +22,7 @@ pub use activation::Activation;
 pub use architecture::Architecture;
 pub use config::{ModelConfig, NATIVE_MODEL_TYPE};
 pub use discriminator::Discriminator;
+pub use embeddings::Embeddings;
 pub use encoder::Encoder;
 pub use masked_lm::MaskedLm;
 pub use mlm_head::MlmHead;

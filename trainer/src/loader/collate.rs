@@ -1,5 +1,6 @@
 //! Micro-batches: rows padded to the longest row of the batch, with an attention mask; RTD
 //! targets or MLM masked positions and labels.
+use shared::corruption::batch::{build_inputs, Inputs, Keys, Seq};
 use shared::corruption::masking::{mask_positions, SpecialIds};
 use shared::corruption::rng::{domain, CounterRng};
 
@@ -12,6 +13,33 @@ pub enum BatchKind {
     Rtd,
     /// Masked LM on token shards with dynamic masking.
     Mlm(MlmMasking),
+    /// Token shards masked as `preprocess` masks epoch `pass` (online and joint objectives):
+    /// the auxiliary model's inputs are built with the library's code and keys.
+    Corrupt(CorruptMasking),
+}
+
+/// Masking of the objectives that corrupt while training (`online`, `electra`): pass `p` over
+/// the token folder is epoch `p` of `preprocess`, masked with
+/// `CounterRng(seed, [MASK, p, sequence_id])` and sampled with the same per-position uniforms
+/// ([`shared::corruption::batch`]), so the rows equal `preprocess --epoch p`'s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CorruptMasking {
+    pub seed: u64,
+    pub rate: f64,
+    pub special: SpecialIds,
+    /// Width the model inputs are padded to: `Some(max_seq_len)` as `preprocess` pads (a row's
+    /// logits then do not depend on its batch), `None` the batch's longest row.
+    pub width: Option<usize>,
+}
+
+/// The masked rows of a [`BatchKind::Corrupt`] batch and the model inputs made of them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorruptRows {
+    /// The pass (= `preprocess` epoch) the keys use.
+    pub epoch: u32,
+    pub seqs: Vec<Seq>,
+    /// Masked ids, attention mask, flat masked positions (at `inputs.width`) and uniforms.
+    pub inputs: Inputs,
 }
 
 /// Dynamic masking of the MLM objective: `rate` of the non-special tokens (round half up, at
@@ -45,6 +73,8 @@ pub struct HostBatch {
     pub labels: Vec<i64>,
     /// Real (non-padding) tokens.
     pub real_tokens: u64,
+    /// Corrupting objectives: the masked rows and the model inputs.
+    pub corrupt: Option<CorruptRows>,
     /// Epoch number the rows come from.
     pub epoch: u32,
     /// Where the next micro-batch starts.
@@ -87,6 +117,7 @@ impl HostBatch {
                 .map(|p| p - a as i64)
                 .collect(),
             labels: self.labels[first..first + count].to_vec(),
+            corrupt: self.corrupt.as_ref().map(|c| c.shard(rank, world)),
             epoch: self.epoch,
             cursor_after: self.cursor_after,
         }
@@ -95,7 +126,8 @@ impl HostBatch {
     /// The number of terms the objective's mean loss is taken over: real tokens (RTD) or
     /// masked positions (MLM).
     pub fn loss_terms(&self) -> u64 {
-        if self.targets.is_empty() {
+        // Corrupting objectives: RTD over real tokens (electra's MLM term is weighted alike).
+        if self.targets.is_empty() && self.corrupt.is_none() {
             self.positions.len() as u64
         } else {
             self.real_tokens
@@ -117,6 +149,7 @@ pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64)
     if kind == BatchKind::Rtd {
         b.targets = vec![0.0; n * len];
     }
+    let mut seqs = vec![];
     for (k, (r, i)) in rows.iter().enumerate() {
         let ids = r.ids(*i);
         let base = k * len;
@@ -134,9 +167,67 @@ pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64)
             BatchKind::Mlm(m) => {
                 mask_row(&m, pass, r.sequence_ids[*i], ids, base, &mut b);
             }
+            BatchKind::Corrupt(m) => {
+                seqs.push(Seq::new(k, r.sequence_ids[*i], ids, &m.keys(pass)));
+            }
         }
     }
+    if let BatchKind::Corrupt(m) = kind {
+        let inputs = build_inputs(&seqs, m.width.unwrap_or(len).max(len), &m.keys(pass));
+        b.corrupt = Some(CorruptRows {
+            epoch: pass as u32,
+            seqs,
+            inputs,
+        });
+    }
     b
+}
+
+impl CorruptRows {
+    /// Rank `rank`'s rows of `world` equal shares (as [`HostBatch::shard`]).
+    pub fn shard(&self, rank: usize, world: usize) -> CorruptRows {
+        let per = self.seqs.len() / world;
+        let w = self.inputs.width;
+        let (a, b) = (rank * per * w, (rank + 1) * per * w);
+        let in_shard = |p: &i64| (a as i64..b as i64).contains(p);
+        let first = self.inputs.positions.iter().position(in_shard).unwrap_or(0);
+        let count = self.inputs.positions.iter().filter(|p| in_shard(p)).count();
+        let seqs = self.seqs[rank * per..(rank + 1) * per]
+            .iter()
+            .map(|s| Seq {
+                row: s.row - rank * per,
+                ..s.clone()
+            })
+            .collect();
+        CorruptRows {
+            epoch: self.epoch,
+            seqs,
+            inputs: Inputs {
+                rows: per,
+                width: w,
+                input_ids: self.inputs.input_ids[a..b].to_vec(),
+                attention_mask: self.inputs.attention_mask[a..b].to_vec(),
+                positions: self.inputs.positions[first..first + count]
+                    .iter()
+                    .map(|p| p - a as i64)
+                    .collect(),
+                uniforms: self.inputs.uniforms[first..first + count].to_vec(),
+                pad_id: self.inputs.pad_id,
+            },
+        }
+    }
+}
+
+impl CorruptMasking {
+    /// `preprocess`'s keys of epoch `pass`.
+    pub fn keys(&self, pass: u64) -> Keys {
+        Keys {
+            seed: self.seed,
+            epoch: pass as u32,
+            mask_rate: self.rate,
+            special: self.special,
+        }
+    }
 }
 
 fn mask_row(
@@ -248,5 +339,27 @@ mod tests {
             a.positions,
             collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 1).positions
         );
+    }
+
+    #[test]
+    fn corrupt_shards_equal_their_rows_collated_alone() {
+        let r = rows();
+        let kind = BatchKind::Corrupt(CorruptMasking {
+            seed: 2,
+            rate: 0.5,
+            special: SpecialIds {
+                cls: 101,
+                sep: 102,
+                pad: 0,
+                mask: 103,
+            },
+            width: Some(6),
+        });
+        let both = collate(&[(&r, 0), (&r, 1)], 0, kind, 3);
+        for k in 0..2 {
+            let alone = collate(&[(&r, k)], 0, kind, 3).corrupt.unwrap();
+            assert_eq!(both.corrupt.as_ref().unwrap().shard(k, 2), alone);
+        }
+        assert_eq!(both.shard(1, 2).loss_terms(), 5);
     }
 }

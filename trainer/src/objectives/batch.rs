@@ -2,7 +2,7 @@
 //! moved without blocking the host.
 use tch::{Device, Kind, Tensor};
 
-use crate::loader::HostBatch;
+use crate::loader::{CorruptRows, HostBatch};
 
 /// Tensors of one micro-batch.
 pub struct DeviceBatch {
@@ -15,6 +15,8 @@ pub struct DeviceBatch {
     /// MLM: flat masked positions `[N]` and their labels `[N]`.
     pub positions: Option<Tensor>,
     pub labels: Option<Tensor>,
+    /// Corrupting objectives (online, electra): the masked rows and model inputs, on the host.
+    pub corrupt: Option<CorruptRows>,
 }
 
 fn upload(t: Tensor, device: Device) -> Tensor {
@@ -49,6 +51,7 @@ impl DeviceBatch {
             targets,
             positions,
             labels,
+            corrupt: b.corrupt.clone(),
         }
     }
 }

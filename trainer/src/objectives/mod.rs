@@ -13,7 +13,9 @@
 //!   folders to export and says what its metrics mean.
 //!
 //! Implementations: [`rtd`] (replaced-token detection on dumped epochs: the Fast-ELECTRA main
-//! model) and [`mlm`] (masked LM on token folders: makes an auxiliary model).
+//! model), [`mlm`] (masked LM on token folders: makes an auxiliary model), [`online`] (RTD on
+//! token folders corrupted inline by a frozen auxiliary model) and [`electra`] (a generator and
+//! a discriminator trained jointly, embeddings shared). Their extra flags are in [`args`].
 //!
 //! **Adding an objective** = one new file here with a `pub const SPEC: ObjectiveSpec` and a type
 //! implementing [`TrainObjective`], a variant of [`crate::cli::Objective`] (its `--objective`
@@ -31,8 +33,11 @@
 //! tensor) and return one [`ExportedModel`] per folder (`export/discriminator`,
 //! `export/generator`); the views share storage with the trained tensors, so they export the
 //! trained values.
+pub mod args;
 pub mod batch;
+pub mod electra;
 pub mod mlm;
+pub mod online;
 pub mod rtd;
 
 use shared::corruption::masking::SpecialIds;
@@ -88,6 +93,8 @@ pub struct BatchContext {
     pub mask_rate: f64,
     pub special: SpecialIds,
     pub vocab: u32,
+    /// The data's `max_seq_len`.
+    pub max_seq_len: u32,
 }
 
 /// What building an objective's model(s) needs.
@@ -96,6 +103,10 @@ pub struct ObjectiveInit<'a> {
     pub model_config: &'a ModelConfig,
     pub device: Device,
     pub batch: BatchContext,
+    /// The objective-specific flags, checked.
+    pub args: &'a args::ObjectiveArgs,
+    /// What they resolved to (as in `run.json`).
+    pub settings: Option<&'a args::ObjectiveSettings>,
 }
 
 /// An objective before it has a model: name, data, batches, constructor.
@@ -116,6 +127,8 @@ impl Objective {
         match self {
             Objective::Rtd => &rtd::SPEC,
             Objective::Mlm => &mlm::SPEC,
+            Objective::Online => &online::SPEC,
+            Objective::Electra => &electra::SPEC,
         }
     }
 }
@@ -146,4 +159,23 @@ pub trait TrainObjective {
 
     /// The Hugging Face folder(s) the run exports at its end.
     fn exports(&self) -> Vec<ExportedModel<'_>>;
+
+    /// Called before each update with the updates done and the run's total (for a schedule
+    /// over updates, e.g. online's `--temperature-per update`).
+    fn begin_update(&self, _done: u64, _total: u64) {}
+
+    /// Figures of the interval since the last call, beyond loss and counts (read at each metrics
+    /// line: a host sync).
+    fn take_extras(&self) -> Extras {
+        Extras::default()
+    }
+}
+
+/// Objective-specific figures of a metrics interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Extras {
+    /// The temperature the interval's last batch was corrupted at (online).
+    pub temperature: Option<f64>,
+    /// Mean generator MLM loss over the interval's micro-batches (electra).
+    pub generator_loss: Option<f64>,
 }

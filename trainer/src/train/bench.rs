@@ -30,6 +30,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         mask_rate: 0.15,
         special: (&first.tokenizer.special_tokens).into(),
         vocab: first.vocab_size,
+        max_seq_len: first.max_seq_len,
     });
     let decoder = ShardDecoder {
         vocab_size: first.vocab_size,

@@ -47,6 +47,9 @@ pub struct RunConfig {
     pub validation_rows: u64,
     pub checkpoint_every: u64,
     pub log_every: u64,
+    /// The objective's own settings (online, electra; absent for the others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective_settings: Option<crate::objectives::args::ObjectiveSettings>,
 }
 
 /// Compares `now` with the configuration stored at `path`, naming the first differing field.
@@ -102,6 +105,7 @@ pub(crate) mod tests {
             validation_rows: 100,
             checkpoint_every: 10,
             log_every: 1,
+            objective_settings: None,
         }
     }
 

@@ -5,7 +5,7 @@
 //! the plots and the Hugging Face export. The stages live in [`trainer`].
 pub mod bench;
 pub mod config;
-mod gpu;
+pub mod gpu;
 mod interval;
 pub mod model;
 mod setup;

@@ -15,6 +15,7 @@ use super::validate::ValidationSet;
 use crate::data::{self, Folder, ShardDecoder};
 use crate::loader::pipeline::batches_per_pass;
 use crate::loader::{BatchKind, EpochData};
+use crate::objectives::args::ObjectiveSettings;
 use crate::objectives::{BatchContext, ObjectiveInit, ObjectiveSpec, TrainObjective};
 use crate::outputs::{ResumeFrom, RunOutputs};
 use crate::parallel::Parallel;
@@ -123,6 +124,7 @@ fn run_config(
     total_steps: u64,
     folders: &[Folder],
     validation: Option<&Folder>,
+    objective_settings: Option<ObjectiveSettings>,
 ) -> anyhow::Result<RunConfig> {
     Ok(RunConfig {
         objective: c.objective,
@@ -145,6 +147,7 @@ fn run_config(
         validation_rows: h.validation_rows,
         checkpoint_every: h.checkpoint_every,
         log_every: h.log_every,
+        objective_settings,
     })
 }
 
@@ -206,6 +209,7 @@ impl Setup {
             mask_rate: c.hyper.mask_rate,
             special: (&first.tokenizer.special_tokens).into(),
             vocab: first.vocab_size,
+            max_seq_len: first.max_seq_len,
         };
         let batch_kind = (spec.batches)(&batch);
         let epochs: Vec<EpochData> = folders.iter().map(|f| f.epoch_data()).collect();
@@ -217,6 +221,9 @@ impl Setup {
             ..c.hyper.clone()
         };
         let total_steps = plan_steps(&global, &epochs)?;
+        let settings =
+            c.objective_args
+                .settings(c.objective, &c.model, model_config.num_hidden_layers)?;
         let run = run_config(
             &c,
             &global,
@@ -224,6 +231,7 @@ impl Setup {
             total_steps,
             &folders,
             validation_folder.as_ref(),
+            settings.clone(),
         )?;
         let mut par = match &c.runtime.launch {
             Some(l) => Parallel::join(l, c.runtime.device, c.runtime.dist_timeout)?,
@@ -236,6 +244,8 @@ impl Setup {
             model_config: &model_config,
             device: c.runtime.device,
             batch,
+            args: &c.objective_args,
+            settings: settings.as_ref(),
         })?;
         // Rank 0 validates (the others go on and wait for it at the next all-reduce).
         let validation = validation_folder

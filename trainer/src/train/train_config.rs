@@ -85,6 +85,8 @@ pub struct TrainConfig {
     pub resume: bool,
     pub hyper: Hyper,
     pub runtime: Runtime,
+    /// The flags only some objectives read (checked for `objective`).
+    pub objective_args: crate::objectives::args::ObjectiveArgs,
 }
 
 fn positive(flag: &str, v: u64) -> anyhow::Result<()> {
@@ -133,6 +135,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 bail!("--peak-tflops: expected a positive number, found {t}");
             }
         }
+        a.objective_args.check(a.objective)?;
         if let Some(p) = a.dropout {
             if !(0.0..1.0).contains(&p) {
                 bail!("--dropout: expected a probability in [0, 1), found {p}");
@@ -195,6 +198,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                     nan_at_step: a.debug_nan_at_step,
                 },
             },
+            objective_args: a.objective_args.clone(),
         })
     }
 }

@@ -211,6 +211,7 @@ impl Trainer {
             r => self.run.seed ^ (r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
         tch::manual_seed(crate::rng::torch_seed(seed, self.step));
+        self.objective.begin_update(self.step, self.run.total_steps);
         let mut step_loss: Option<Tensor> = None;
         for _ in 0..k {
             let t0 = Instant::now();
@@ -275,12 +276,15 @@ impl Trainer {
             self.peak_mem = self.peak_mem.max(gpu::memory_used(device));
         }
         let binary = self.objective.reports().positive_class.is_some();
+        let extras = self.objective.take_extras();
         let iv = &self.iv;
         let record = TrainRecord {
             split: "train".into(),
             step: self.step,
             epoch: self.epoch_now,
-            temperature: self.temperatures.get(&self.epoch_now).copied().flatten(),
+            temperature: (self.temperatures.get(&self.epoch_now).copied().flatten())
+                .or(extras.temperature),
+            generator_loss: extras.generator_loss,
             lr: self.lr_now,
             loss: losses.iter().sum::<f64>() / losses.len() as f64,
             grad_norm: iv.last_grad_norm()?,

@@ -1,0 +1,321 @@
+//! Online Fast-ELECTRA on token folders: the frozen auxiliary model (`--aux-model`, inference
+//! only) corrupts each micro-batch inline at the schedule's temperature, and the discriminator
+//! learns replaced-token detection on it exactly as `rtd` does on a dumped epoch.
+//!
+//! Pass `p` over the token folder is `preprocess --epoch p`: the loader masks with the same
+//! keys and pads the auxiliary model's inputs to the data's `max_seq_len` as `preprocess`
+//! does, the sampling uses the same per-position uniforms, and the corrupted rows are made by
+//! the same library function ([`shared::corruption::batch::apply`]). With `--temperature-per
+//! epoch` (T of pass `p` = the schedule at u = p / `--epochs`) the rows are therefore those of
+//! the dumped epoch, on the CPU byte for byte. With `--temperature-per update`, u = update /
+//! total updates.
+use anyhow::bail;
+use shared::corruption::aux::AuxModel;
+use shared::corruption::batch::{apply, CorruptedRow};
+use shared::corruption::schedule::TemperatureSchedule;
+use shared::cost::EncoderShape;
+use shared::model::{init_discriminator, Discriminator, Pretrained};
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use tch::{nn::VarStore, Kind, Tensor};
+
+use super::args::{ObjectiveSettings, TemperaturePer};
+use super::{
+    BatchContext, DataKind, DeviceBatch, EvalOutput, ExportedModel, Extras, ObjectiveInit,
+    ObjectiveSpec, Reports, StepOutput, TrainObjective,
+};
+use crate::loader::{BatchKind, CorruptMasking, CorruptRows};
+
+/// `--objective online`.
+pub const SPEC: ObjectiveSpec = ObjectiveSpec {
+    name: "online",
+    data: DataKind::Tokens,
+    batches,
+    build,
+};
+
+fn batches(c: &BatchContext) -> BatchKind {
+    BatchKind::Corrupt(CorruptMasking {
+        seed: c.seed,
+        rate: c.mask_rate,
+        special: c.special,
+        width: Some(c.max_seq_len as usize),
+    })
+}
+
+/// Loads the auxiliary model of `dir` and checks it against the token folder.
+pub fn load_aux(dir: &std::path::Path, init: &ObjectiveInit) -> anyhow::Result<AuxModel> {
+    let aux = AuxModel::load(dir, init.device)?;
+    let config = dir.join("config.json");
+    let (vocab, found) = (init.batch.vocab as i64, aux.config().vocab_size);
+    if found != vocab {
+        bail!(
+            "{}: field vocab_size: expected {vocab} (the token folder's vocabulary), found {found}; the auxiliary model must use the data's tokenizer",
+            config.display()
+        );
+    }
+    let (len, max) = (
+        init.batch.max_seq_len as i64,
+        aux.config().max_position_embeddings,
+    );
+    if max < len {
+        bail!(
+            "{}: field max_position_embeddings: expected at least {len} (the token folder's max_seq_len), found {max}",
+            config.display()
+        );
+    }
+    Ok(aux)
+}
+
+fn build(init: &ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>> {
+    let Some(ObjectiveSettings::Online {
+        aux_model,
+        temperature_per,
+        epochs,
+        ..
+    }) = init.settings
+    else {
+        bail!("--objective online: the online settings are missing");
+    };
+    let aux = load_aux(aux_model, init)?;
+    let schedule = init.args.schedule()?;
+    let dump = match &init.args.debug_dump_corrupted {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| anyhow::anyhow!("--debug-dump-corrupted {}: {e}", p.display()))?,
+        )),
+        None => None,
+    };
+    let mut online = Online::new(init.model_config, aux, init.device, init.batch.mask_rate)?;
+    online.schedule = schedule;
+    online.per = *temperature_per;
+    online.epochs = *epochs;
+    online.dump = RefCell::new(dump);
+    Ok(Box::new(online))
+}
+
+/// The online objective with a given auxiliary model (the default schedule; `trainer bench`).
+pub fn with_aux(
+    cfg: &shared::model::ModelConfig,
+    aux: AuxModel,
+    device: tch::Device,
+    batch: BatchContext,
+) -> anyhow::Result<Box<dyn TrainObjective>> {
+    Ok(Box::new(Online::new(cfg, aux, device, batch.mask_rate)?))
+}
+
+/// The discriminator being trained and the frozen auxiliary model corrupting its batches.
+pub struct Online {
+    model: Pretrained<Discriminator>,
+    shape: EncoderShape,
+    aux: AuxModel,
+    aux_shape: EncoderShape,
+    mask_rate: f64,
+    schedule: TemperatureSchedule,
+    per: TemperaturePer,
+    epochs: u32,
+    /// u = update / total of the update in progress.
+    update_u: Cell<f64>,
+    /// The temperature of the last training batch (validation corrupts at it).
+    last_t: Cell<Option<f64>>,
+    dump: RefCell<Option<std::io::BufWriter<std::fs::File>>>,
+}
+
+/// The corrupted rows of a batch, laid out `[rows, len]` (pad id, target 0 on padding).
+pub fn layout(rows: &[CorruptedRow], len: usize, pad_id: i64) -> (Vec<i64>, Vec<f32>) {
+    let mut ids = vec![pad_id; rows.len() * len];
+    let mut targets = vec![0f32; rows.len() * len];
+    for (k, r) in rows.iter().enumerate() {
+        for (j, (&id, &t)) in r.input_ids.iter().zip(&r.targets).enumerate() {
+            ids[k * len + j] = id as i64;
+            targets[k * len + j] = t as f32;
+        }
+    }
+    (ids, targets)
+}
+
+impl Online {
+    /// A fresh discriminator (seed torch first) and `aux`, at `preprocess`'s default schedule
+    /// (exp, T0 2, tau 0.1, 10 epochs) per epoch.
+    fn new(
+        cfg: &shared::model::ModelConfig,
+        aux: AuxModel,
+        device: tch::Device,
+        mask_rate: f64,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
+            model: init_discriminator(cfg, device)?,
+            shape: crate::train::model::shape(cfg),
+            aux_shape: crate::train::model::shape(aux.config()),
+            aux,
+            mask_rate,
+            schedule: TemperatureSchedule::new("exp", 2.0, 0.1, 2.0)?,
+            per: TemperaturePer::Epoch,
+            epochs: 10,
+            update_u: Cell::new(0.0),
+            last_t: Cell::new(None),
+            dump: RefCell::new(None),
+        })
+    }
+
+    /// The temperature of a batch of pass `epoch`.
+    fn temperature(&self, epoch: u32, train: bool) -> f64 {
+        if !train {
+            if let Some(t) = self.last_t.get() {
+                return t;
+            }
+        }
+        match self.per {
+            TemperaturePer::Epoch => self.schedule.temperature(epoch, self.epochs),
+            TemperaturePer::Update => self.schedule.temperature_at(self.update_u.get()),
+        }
+    }
+
+    /// Corrupts the batch with the auxiliary model: the rows as `preprocess` makes them.
+    pub fn corrupt(&self, c: &CorruptRows, temperature: f64) -> anyhow::Result<Vec<CorruptedRow>> {
+        let sampled = self.aux.corrupt(&c.inputs, temperature)?;
+        Ok(apply(c.seqs.clone(), &sampled))
+    }
+
+    /// The discriminator's inputs and targets `[B, L]` on the device.
+    fn inputs(&self, b: &DeviceBatch, train: bool) -> (Tensor, Tensor) {
+        let c = b
+            .corrupt
+            .as_ref()
+            .expect("online batches carry their masked rows");
+        let t = self.temperature(c.epoch, train);
+        if train {
+            self.last_t.set(Some(t));
+        }
+        // A sampling failure means a broken auxiliary model (NaN logits): nothing to train on.
+        let rows = self
+            .corrupt(c, t)
+            .unwrap_or_else(|e| panic!("online corruption failed: {e:#}"));
+        if train {
+            self.write_dump(c.epoch, &rows);
+        }
+        let shape = b.input_ids.size();
+        let (ids, targets) = layout(&rows, shape[1] as usize, c.inputs.pad_id);
+        let device = b.input_ids.device();
+        (
+            Tensor::from_slice(&ids)
+                .view([shape[0], shape[1]])
+                .to_device(device),
+            Tensor::from_slice(&targets)
+                .view([shape[0], shape[1]])
+                .to_device(device),
+        )
+    }
+
+    fn write_dump(&self, epoch: u32, rows: &[CorruptedRow]) {
+        if let Some(w) = self.dump.borrow_mut().as_mut() {
+            for r in rows {
+                let line = serde_json::json!({
+                    "epoch": epoch,
+                    "sequence_id": r.sequence_id,
+                    "input_ids": r.input_ids,
+                    "targets": r.targets,
+                });
+                let _ = writeln!(w, "{line}");
+            }
+            let _ = w.flush();
+        }
+    }
+}
+
+impl TrainObjective for Online {
+    fn vars(&self) -> &VarStore {
+        &self.model.vs
+    }
+
+    fn step(&self, b: &DeviceBatch, train: bool) -> StepOutput {
+        let (ids, targets) = self.inputs(b, train);
+        let logits = self.model.model.forward_t(&ids, &b.attention_mask, train);
+        super::rtd::loss_and_counts(&logits, &targets, &b.attention_mask)
+    }
+
+    fn evaluate(&self, b: &DeviceBatch) -> EvalOutput {
+        let (ids, targets) = self.inputs(b, false);
+        let logits = self.model.model.forward_t(&ids, &b.attention_mask, false);
+        let step = super::rtd::loss_and_counts(&logits, &targets, &b.attention_mask);
+        let real = b.attention_mask.gt(0);
+        EvalOutput {
+            step,
+            scores: Some((
+                logits.to_kind(Kind::Float).masked_select(&real).detach(),
+                targets.gt(0.5).masked_select(&real),
+            )),
+        }
+    }
+
+    fn train_flops_per_row(&self, padded_len: u64) -> f64 {
+        // The discriminator's training plus the auxiliary model's forward (inference only).
+        (shared::cost::discriminator_train_flops(&self.shape, padded_len)
+            + shared::cost::masked_lm_forward_flops(
+                &self.aux_shape,
+                padded_len,
+                self.mask_rate,
+                true,
+            )) as f64
+    }
+
+    fn reports(&self) -> Reports {
+        Reports {
+            loss_label: "loss (binary cross-entropy)",
+            positive_class: Some("replaced"),
+        }
+    }
+
+    fn exports(&self) -> Vec<ExportedModel<'_>> {
+        vec![ExportedModel {
+            folder: "",
+            vs: &self.model.vs,
+            config: &self.model.config,
+            architecture: self.model.architecture,
+        }]
+    }
+
+    fn begin_update(&self, done: u64, total: u64) {
+        self.update_u.set(done as f64 / total.max(1) as f64);
+    }
+
+    fn take_extras(&self) -> Extras {
+        Extras {
+            temperature: self.last_t.get(),
+            generator_loss: None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_pads_rows() {
+        let row = |ids: Vec<i32>, targets: Vec<i8>| CorruptedRow {
+            row: 0,
+            sequence_id: 0,
+            input_ids: ids,
+            targets,
+            masked_positions: vec![],
+            original_ids: vec![],
+            replaced: 0,
+            correct_top1: 0,
+            entropy: vec![],
+        };
+        let (ids, t) = layout(
+            &[
+                row(vec![1, 7, 2], vec![0, 1, 0]),
+                row(vec![1, 2], vec![0, 0]),
+            ],
+            3,
+            0,
+        );
+        assert_eq!(ids, vec![1, 7, 2, 1, 2, 0]);
+        assert_eq!(t, vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+}
