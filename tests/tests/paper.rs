@@ -199,3 +199,51 @@ fn issue12_an_admin_initialised_relative_model_trains() {
         "loss {before} -> {after}"
     );
 }
+
+#[test]
+fn issue12_relative_models_train_and_export_natively_and_a_hugging_face_export_says_why_not() {
+    let d = e2e_tests::support::fixtures::demo_data();
+    let tmp = tempfile::tempdir().unwrap();
+    let epoch = d.epoch(0);
+    let run_dir = tmp.path().join("rel");
+    let base = [
+        "--shards",
+        epoch.to_str().unwrap(),
+        "--model",
+        "tiny-rel-admin",
+        "--batch-size",
+        "8",
+        "--max-steps",
+        "2",
+        "--warmup-steps",
+        "1",
+        "--device",
+        "cpu",
+        "--run-dir",
+        run_dir.to_str().unwrap(),
+    ];
+    let mut hf = base.to_vec();
+    hf.extend(["--export-format", "hugging-face"]);
+    let e = e2e_tests::expect_err(run("trainer", &hf));
+    assert!(
+        e.contains("--export-format hugging-face")
+            && e.contains("T5 relative position buckets")
+            && e.contains("Admin"),
+        "{e}"
+    );
+    assert!(!run_dir.exists(), "nothing is written for a refused run");
+    let out = expect_ok(run("trainer", &base));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("fast_electra format"), "{log}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("export/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["model_type"], "fast_electra");
+    assert_eq!(config["position_embedding_type"], "t5_relative");
+    let model =
+        shared::model::load_discriminator(&run_dir.join("export"), tch::Device::Cpu).unwrap();
+    assert!(model
+        .vs
+        .variables()
+        .contains_key("electra.encoder.layer.1.output.admin_omega"));
+}

@@ -265,7 +265,10 @@ fn issue6_every_manifest_is_complete_and_consistent() {
         // The training split also lists its term-frequency file (data-spec version 2).
         let mut listed: Vec<&str> = sub.to_vec();
         if let Some(tf) = &m.term_frequency {
-            assert_eq!(split, "train", "only the training split lists term frequencies");
+            assert_eq!(
+                split, "train",
+                "only the training split lists term frequencies"
+            );
             let path = dir.join(&tf.file);
             assert_eq!(std::fs::metadata(&path).unwrap().len(), tf.bytes);
             assert_eq!(sha256_file(&path).unwrap(), tf.sha256, "{}", path.display());

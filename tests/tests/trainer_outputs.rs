@@ -157,10 +157,7 @@ fn issue15_rtd_without_run_dir_reports_auc_and_f1() {
         assert!(t.get("f1").is_some(), "{t}");
     }
     // --resume continues a named run only.
-    let e = expect_err(trainer_in(
-        &cwd,
-        &["--shards", s(&d.epoch(0)), "--resume"],
-    ));
+    let e = expect_err(trainer_in(&cwd, &["--shards", s(&d.epoch(0)), "--resume"]));
     assert!(e.contains("--resume: expected --run-dir"), "{e}");
 }
 

@@ -132,6 +132,12 @@ pub struct TrainArgs {
     /// config's (0.1 for the presets). Tiny models learn faster without it.
     #[arg(long)]
     pub dropout: Option<f64>,
+    /// Format of `RUN/export/`: `auto` (a Hugging Face folder when transformers' BERT/ELECTRA
+    /// classes can hold the model, else this project's `fast_electra` format,
+    /// docs/model-format.md) or `hugging-face` (refused before training, saying why, for a model
+    /// they cannot hold: T5 relative positions or Admin).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Auto)]
+    pub export_format: ExportFormat,
     /// Training objective.
     #[arg(long, value_enum, default_value_t = Objective::Rtd)]
     pub objective: Objective,
@@ -284,4 +290,13 @@ pub struct BenchArgs {
     /// Row groups whose rows are shuffled together.
     #[arg(long, default_value_t = 8)]
     pub shuffle_window: usize,
+}
+
+/// The format of a run's export (`--export-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// Hugging Face when possible, else the project's own `fast_electra` format.
+    Auto,
+    /// A Hugging Face folder that transformers loads, or an error before training.
+    HuggingFace,
 }

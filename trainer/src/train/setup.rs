@@ -203,6 +203,17 @@ impl Setup {
             model_config.hidden_dropout_prob = p;
             model_config.attention_probs_dropout_prob = p;
         }
+        if let Some(why) = model_config.hugging_face_incompatibility() {
+            if c.export_format == crate::cli::ExportFormat::HuggingFace {
+                anyhow::bail!(
+                    "--export-format hugging-face: --model {} cannot be exported for transformers: its BERT/ELECTRA classes cannot hold {why}; use --export-format auto (the project's fast_electra format, docs/model-format.md)",
+                    c.model
+                );
+            }
+            eprintln!(
+                "trainer: the export will be in this project's fast_electra format (docs/model-format.md): transformers' BERT/ELECTRA classes cannot hold {why}"
+            );
+        }
         let pad_id = first.tokenizer.special_tokens.pad as i32;
         let batch = BatchContext {
             seed: c.hyper.seed,

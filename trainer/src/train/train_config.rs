@@ -75,6 +75,8 @@ pub struct TrainConfig {
     pub model: String,
     /// `--dropout`: hidden and attention dropout overriding the model config's.
     pub dropout: Option<f64>,
+    /// `--export-format`.
+    pub export_format: crate::cli::ExportFormat,
     pub shards: Vec<PathBuf>,
     pub validation: Option<PathBuf>,
     /// `--tokenizer`: the tokenizer.json for the export (else the manifest's path).
@@ -159,6 +161,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
             objective: a.objective,
             model: a.model.clone(),
             dropout: a.dropout,
+            export_format: a.export_format,
             shards: a.shards.clone(),
             validation: a.validation.clone(),
             tokenizer: a.tokenizer.clone(),
