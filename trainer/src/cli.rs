@@ -290,6 +290,10 @@ pub struct BenchArgs {
     /// Row groups whose rows are shuffled together.
     #[arg(long, default_value_t = 8)]
     pub shuffle_window: usize,
+    /// Skip the SHA-256 check of every shard against its manifest (schema, metadata and rows are
+    /// still checked).
+    #[arg(long)]
+    pub no_verify_shards: bool,
 }
 
 /// The format of a run's export (`--export-format`).

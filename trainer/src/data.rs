@@ -1,9 +1,10 @@
 //! Opens the `--shards` folders, checks that they belong together, and memory-maps their
 //! shards. Nothing is ever written into these folders (many runs may read them at once).
-use anyhow::{bail, Context};
+use anyhow::bail;
 use shared::format::epoch_meta::open_epoch_dir;
 use shared::format::epoch_shards::EpochRows;
 use shared::format::manifest::{EpochManifest, TokenManifest, TokenizerInfo};
+use shared::format::row_rules::{RowRules, RowsAt};
 use shared::format::shard_reader::ShardFile;
 use shared::format::spec::MANIFEST_FILE;
 use shared::format::token_shards::{open_token_dir, TokenRows};
@@ -57,6 +58,8 @@ pub struct Folder {
     pub shards: Vec<ShardFile>,
     /// The epoch manifest (RTD) for cross-checks.
     pub epoch_manifest: Option<EpochManifest>,
+    /// What every row must satisfy (data-spec), checked as rows are decoded.
+    pub rules: RowRules,
 }
 
 impl Folder {
@@ -99,6 +102,7 @@ pub fn open_epoch_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
         vocab_size: m.vocab_size,
         manifest_sha256: shared::files::hash::sha256_file(&mpath)?,
         shards,
+        rules: RowRules::epoch(&m),
         epoch_manifest: Some(m),
     })
 }
@@ -114,6 +118,7 @@ pub fn open_token_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
         epoch: 0,
         temperature: None,
         vocab_size: m.tokenizer.vocab_size,
+        rules: RowRules::tokens(&m),
         tokenizer: m.tokenizer,
         max_seq_len: m.max_seq_len,
         manifest_sha256: shared::files::hash::sha256_file(&mpath)?,
@@ -288,31 +293,35 @@ pub fn open_training(
     Ok(folders)
 }
 
-/// Decodes row groups of epoch or token shards into [`Rows`], checking token ids and targets.
+/// Decodes row groups of epoch or token shards into [`Rows`], checking every row against the
+/// data-spec's invariants ([`RowRules`]: length, ends, ids in range).
 pub struct ShardDecoder {
     /// Per loader epoch, its shards.
     pub shards: Vec<Vec<ShardFile>>,
+    /// Per loader epoch, its rows' rules.
+    pub rules: Vec<RowRules>,
     pub kind: DataKind,
-    pub vocab_size: u32,
 }
 
-fn check_rows(rows: &Rows, vocab: u32, path: &Path, group: usize) -> anyhow::Result<()> {
-    if let Some(bad) = rows.ids.iter().find(|&&t| t < 0 || t as u32 >= vocab) {
-        bail!(
-            "{}: row group {group}: column input_ids: expected token ids in 0..{vocab}, found {bad}",
-            path.display()
-        );
+impl ShardDecoder {
+    /// Takes the shards of `folders` (one loader epoch each), leaving them empty.
+    pub fn take(folders: &mut [Folder], kind: DataKind) -> Self {
+        Self {
+            shards: folders
+                .iter_mut()
+                .map(|f| std::mem::take(&mut f.shards))
+                .collect(),
+            rules: folders.iter().map(|f| f.rules.clone()).collect(),
+            kind,
+        }
     }
-    Ok(())
 }
 
 impl Decoder for ShardDecoder {
     fn decode(&self, epoch: usize, group: &Group) -> anyhow::Result<Rows> {
         let shard = &self.shards[epoch][group.file];
         let path = shard.path();
-        let batch = shard
-            .read_row_group(group.index)
-            .with_context(|| format!("{}: reading row group {}", path.display(), group.index))?;
+        let batch = shard.read_row_group(group.index)?; // names the file and group
         let rows = match self.kind {
             DataKind::Epochs => {
                 let r = EpochRows::from_batch(&batch, path)?;
@@ -333,7 +342,12 @@ impl Decoder for ShardDecoder {
                 }
             }
         };
-        check_rows(&rows, self.vocab_size, path, group.index)?;
+        let at = RowsAt {
+            file: path,
+            row_group: group.index,
+            first_row: shard.first_row_of_group(group.index),
+        };
+        self.rules[epoch].check(&rows.offsets, &rows.ids, &rows.sequence_ids, at)?;
         Ok(rows)
     }
 }

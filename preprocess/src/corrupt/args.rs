@@ -108,6 +108,10 @@ pub struct CorruptArgs {
     /// thread's time went (inputs to device, encoder, head, sampling). Slows the run a little.
     #[arg(long)]
     pub profile_batches: bool,
+    /// Skip the SHA-256 check of the token shards against their manifest (schema, metadata and
+    /// every row are still checked). Recorded in the epoch's shards and manifest.
+    #[arg(long)]
+    pub no_verify_shards: bool,
     /// Testing aid: abort the process (as a crash would) right after writing this many shards.
     #[arg(long, hide = true)]
     pub abort_after_shards: Option<usize>,
@@ -150,6 +154,8 @@ pub struct CorruptConfig {
     pub local_rank: Option<usize>,
     pub overwrite: bool,
     pub profile_batches: bool,
+    /// Check the token shards' SHA-256 against their manifest before reading them.
+    pub verify_shards: bool,
     pub abort_after_shards: Option<usize>,
 }
 
@@ -384,6 +390,7 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
             local_rank,
             overwrite: a.overwrite,
             profile_batches: a.profile_batches,
+            verify_shards: !a.no_verify_shards,
             abort_after_shards: a.abort_after_shards,
         })
     }

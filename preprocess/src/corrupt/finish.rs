@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use anyhow::Context;
-use shared::format::epoch_meta::{ShardStats, META_SHARD_STATS};
+use shared::format::epoch_meta::{ShardStats, META_SHARD_STATS, META_SOURCE_UNVERIFIED};
 use shared::format::manifest::{EpochManifest, ShardEntry};
 use shared::format::shard_reader::ShardFile;
 use shared::format::spec::{epoch, shard_file_name, DATA_SPEC_VERSION, MANIFEST_FILE};
@@ -30,6 +30,7 @@ pub fn finish(plan: &Plan, made: &Made) -> anyhow::Result<Option<EpochManifest>>
         return Ok(None);
     }
     let mut entries = Vec::with_capacity(shards);
+    let mut unverified = Vec::new();
     let mut total = ShardStats::default();
     for k in 0..shards {
         let path = out.join(shard_file_name(k));
@@ -62,6 +63,9 @@ pub fn finish(plan: &Plan, made: &Made) -> anyhow::Result<Option<EpochManifest>>
                 sha256: shared::files::hash::sha256_file(&path)?,
             },
         };
+        if file.key_value(META_SOURCE_UNVERIFIED).is_some() {
+            unverified.push(plan.tokens.shards[k].file.clone());
+        }
         total.add(&stats);
         entries.push(entry);
     }
@@ -102,6 +106,7 @@ pub fn finish(plan: &Plan, made: &Made) -> anyhow::Result<Option<EpochManifest>>
         num_replaced: total.replaced,
         report,
         shards: entries,
+        unverified_token_shards: unverified,
     };
     shared::files::atomic::write_json_atomic(&out.join(MANIFEST_FILE), &manifest)?;
     Ok(Some(manifest))

@@ -11,6 +11,7 @@ use anyhow::Context;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use shared::format::epoch_meta::ShardStats;
 use shared::format::manifest::ShardEntry;
+use shared::format::row_rules::{RowRules, RowsAt};
 use shared::format::shard_reader::ShardFile;
 use shared::format::token_shards::TokenRows;
 use shared::runtime::progress::Progress;
@@ -133,9 +134,15 @@ pub fn run(plan: &Plan, model: &Corrupter) -> anyhow::Result<Made> {
     })
 }
 
+/// A stage thread's result; a panic becomes an error with its message (the caller adds what
+/// the stage was doing).
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::Result<T> {
-    h.join()
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("a pipeline thread panicked")))
+    h.join().unwrap_or_else(|p| {
+        Err(anyhow::anyhow!(
+            "internal error (a panic): {}",
+            shared::runtime::panic::message(&*p)
+        ))
+    })
 }
 
 /// Reader: token shards of `plan.todo` -> masked batches with their model inputs. Every batch is
@@ -166,6 +173,7 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<f64> {
             seqs,
         }
     };
+    let rules = RowRules::tokens(&plan.tokens);
     for &k in &plan.todo {
         let path = &plan.token_paths[k];
         let file = ShardFile::open(path)?;
@@ -177,6 +185,12 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<f64> {
         let mut row = 0;
         for g in 0..file.num_row_groups() {
             let tokens = TokenRows::from_batch(&file.read_row_group(g)?, path)?;
+            let at = RowsAt {
+                file: path,
+                row_group: g,
+                first_row: row as u64,
+            };
+            rules.check(&tokens.offsets, &tokens.ids, &tokens.sequence_ids, at)?;
             for i in 0..tokens.len() {
                 seqs.push(Seq::new(row, tokens.sequence_ids[i], tokens.row(i), keys));
                 row += 1;
@@ -240,12 +254,12 @@ fn infer_loop(
                 inputs,
             } => ToWriter::Rows {
                 shard,
-                sampled: model
-                    .corrupt(plan, &seqs, &inputs, clock)
-                    .map_err(|e| name_position(e, &seqs, &inputs))
-                    .with_context(|| {
-                        format!("token shard {}", plan.token_paths[shard].display())
-                    })?,
+                sampled: shared::runtime::panic::catch(
+                    || batch_rows(&seqs),
+                    || model.corrupt(plan, &seqs, &inputs, clock),
+                )?
+                .map_err(|e| name_position(e, &seqs, &inputs))
+                .with_context(|| format!("token shard {}", plan.token_paths[shard].display()))?,
                 seqs,
             },
         };
@@ -263,6 +277,19 @@ fn infer_loop(
 }
 
 /// Names the sequence and position of a row of non-finite logits.
+/// Names a batch by its rows' `sequence_id`s (first and last), for an error.
+fn batch_rows(seqs: &[Seq]) -> String {
+    match (seqs.first(), seqs.last()) {
+        (Some(a), Some(b)) => format!(
+            "the auxiliary model on the batch of sequence_id {} ..= {} ({} rows)",
+            a.sequence_id,
+            b.sequence_id,
+            seqs.len()
+        ),
+        _ => "the auxiliary model on an empty batch".to_string(),
+    }
+}
+
 fn name_position(e: anyhow::Error, seqs: &[Seq], inputs: &Inputs) -> anyhow::Error {
     let Some(bad) = e.downcast_ref::<NonFiniteLogits>() else {
         return e;
@@ -313,8 +340,14 @@ fn write(
         let dir = plan.config.out_dir.clone();
         let source = plan.tokens.shards[k].clone();
         let settings = plan.settings.clone();
+        let verified = plan.config.verify_shards;
         rayon::spawn(move || {
-            let result = write_epoch_shard(&dir, k, &source, &settings, rows);
+            // A panic in a rayon task would abort the process: it becomes this shard's error.
+            let result = shared::runtime::panic::catch(
+                || format!("writing epoch shard {k}"),
+                || write_epoch_shard(&dir, k, &source, &settings, verified, rows),
+            )
+            .and_then(|r| r);
             let _ = done.send((k, result));
         });
         *in_flight += 1;

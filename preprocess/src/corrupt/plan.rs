@@ -11,6 +11,7 @@ use shared::format::manifest::{AuxModelInfo, EpochManifest, TokenManifest};
 use shared::format::shard_reader::ShardFile;
 use shared::format::spec::{shard_file_name, DATA_SPEC_VERSION, MANIFEST_FILE};
 use shared::format::term_frequency::load_for_tokens;
+use shared::format::validate::{open_checked, ShardExpectation};
 
 use super::args::CorruptConfig;
 
@@ -196,13 +197,14 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
             stale.push(path.clone());
         }
     }
-    let todo = if complete {
+    let todo: Vec<usize> = if complete {
         Vec::new()
     } else {
         (0..shards)
             .filter(|&k| config.part.owns(k) && !scan.present[k])
             .collect()
     };
+    verify_sources(&config, &tokens, &token_paths, &todo)?;
     Ok(Plan {
         config,
         tokens,
@@ -216,6 +218,50 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
         complete,
         stale,
     })
+}
+
+/// Checks the token shards this run will read against their manifest before any work: SHA-256
+/// (unless `--no-verify-shards`), schema, metadata (the manifest's facts each shard repeats, the
+/// vocabulary size among them) and row count, on scoped threads (rayon's global pool is not
+/// built yet: the pipeline sizes it later). The rows themselves are checked as the reader decodes
+/// them.
+fn verify_sources(
+    config: &CorruptConfig,
+    tokens: &TokenManifest,
+    paths: &[PathBuf],
+    todo: &[usize],
+) -> anyhow::Result<()> {
+    let expect = ShardExpectation::tokens(tokens);
+    let manifest = config.tokens.join(MANIFEST_FILE);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = todo.len().div_ceil(threads).max(1);
+    let check = |ks: &[usize]| -> anyhow::Result<()> {
+        for &k in ks {
+            let entry = &tokens.shards[k];
+            open_checked(&paths[k], entry, &expect, config.verify_shards, &manifest)?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = todo.chunks(chunk).map(|ks| s.spawn(|| check(ks))).collect();
+        handles.into_iter().try_for_each(|h| {
+            h.join().unwrap_or_else(|p| {
+                Err(anyhow::anyhow!(
+                    "internal error (a panic): {}",
+                    shared::runtime::panic::message(&*p)
+                ))
+            })
+        })
+    })
+    .with_context(|| format!("--tokens {}", config.tokens.display()))?;
+    if !config.verify_shards && !todo.is_empty() {
+        eprintln!(
+            "--no-verify-shards: the SHA-256 of {} token shard(s) was not checked; the epoch's \
+             shards and manifest record it",
+            todo.len()
+        );
+    }
+    Ok(())
 }
 
 /// Inspects the auxiliary model at `dir` and checks it against the token folder.

@@ -7,7 +7,8 @@ use rayon::prelude::*;
 use shared::corruption::rng::{domain, CounterRng};
 use shared::format::epoch_meta::{
     EpochSettings, ShardStats, META_EPOCH, META_SETTINGS, META_SETTINGS_FINGERPRINT,
-    META_SHARD_STATS, META_SOURCE_SHA256, META_SOURCE_SHARD, META_TEMPERATURE,
+    META_SHARD_STATS, META_SOURCE_SHA256, META_SOURCE_SHARD, META_SOURCE_UNVERIFIED,
+    META_TEMPERATURE,
 };
 use shared::format::epoch_shards::{epoch_schema, EpochRows};
 use shared::format::manifest::ShardEntry;
@@ -49,6 +50,7 @@ pub fn write_epoch_shard(
     shard: usize,
     source: &ShardEntry,
     settings: &EpochSettings,
+    source_verified: bool,
     mut rows: Vec<CorruptedRow>,
 ) -> anyhow::Result<(ShardEntry, ShardStats)> {
     rows.sort_unstable_by_key(|r| r.row);
@@ -78,7 +80,7 @@ pub fn write_epoch_shard(
             group.to_batch()
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let metadata = vec![
+    let mut metadata = vec![
         (META_KIND.to_string(), epoch::KIND.to_string()),
         (META_EPOCH.to_string(), settings.epoch.to_string()),
         (
@@ -94,6 +96,9 @@ pub fn write_epoch_shard(
         (META_SOURCE_SHARD.to_string(), source.file.clone()),
         (META_SOURCE_SHA256.to_string(), source.sha256.clone()),
     ];
+    if !source_verified {
+        metadata.push((META_SOURCE_UNVERIFIED.to_string(), "true".to_string()));
+    }
     let path = dir.join(shard_file_name(shard));
     let entry = shared::format::shard_writer::write_shard(
         &path,

@@ -21,6 +21,10 @@ pub const META_SOURCE_SHARD: &str = "fast_electra.source_shard";
 /// SHA-256 of that token shard.
 pub const META_SOURCE_SHA256: &str = "fast_electra.source_sha256";
 /// The epoch (decimal), for readers that want it without parsing JSON.
+/// Present (`"true"`) only on a shard made with `--no-verify-shards`: its token shard's SHA-256
+/// was not checked against the token manifest before it was read.
+pub const META_SOURCE_UNVERIFIED: &str = "fast_electra.source_unverified";
+/// Its epoch number.
 pub const META_EPOCH: &str = "fast_electra.epoch";
 /// The epoch's temperature (decimal, shortest round-trip form).
 pub const META_TEMPERATURE: &str = "fast_electra.temperature";

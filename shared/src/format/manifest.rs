@@ -216,6 +216,10 @@ pub struct EpochManifest {
     /// Corruption-quality report (replaced fractions, aux accuracy, entropy, throughput).
     pub report: BTreeMap<String, f64>,
     pub shards: Vec<ShardEntry>,
+    /// Token shards read with `--no-verify-shards` (their SHA-256 not checked against the token
+    /// manifest), by file name; absent when every one was checked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unverified_token_shards: Vec<String>,
 }
 
 /// Reads `dir/manifest.json`, checking the data-spec version (any of

@@ -3,6 +3,7 @@
 pub mod epoch_meta;
 pub mod epoch_shards;
 pub mod manifest;
+pub mod row_rules;
 pub mod shard_reader;
 pub mod shard_writer;
 pub mod spec;

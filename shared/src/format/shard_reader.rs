@@ -58,8 +58,12 @@ impl ShardFile {
         let map = unsafe { map_read_only(&file) }
             .with_context(|| format!("memory-mapping {}", path.display()))?;
         let bytes = Bytes::from_owner(map);
-        let metadata = ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new())
-            .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
+        // The parquet crate may panic on some malformed footers: that is an error naming the file.
+        let metadata = crate::runtime::panic::catch(
+            || format!("{}: parsing the Parquet footer", path.display()),
+            || ArrowReaderMetadata::load(&bytes, ArrowReaderOptions::new()),
+        )?
+        .with_context(|| format!("{}: not a readable Parquet file", path.display()))?;
         Ok(Self {
             path: path.to_path_buf(),
             bytes,
@@ -94,6 +98,13 @@ impl ShardFile {
         self.metadata.metadata().row_group(i).num_rows() as u64
     }
 
+    /// Index in the file of row group `i`'s first row (for error messages).
+    pub fn first_row_of_group(&self, i: usize) -> u64 {
+        (0..i.min(self.num_row_groups()))
+            .map(|g| self.row_group_rows(g))
+            .sum()
+    }
+
     /// A Parquet key-value metadata entry of the file, e.g. [`crate::format::spec::META_KIND`].
     pub fn key_value(&self, key: &str) -> Option<String> {
         self.metadata
@@ -105,8 +116,32 @@ impl ShardFile {
             .and_then(|kv| kv.value.clone())
     }
 
+    /// Every Parquet key-value metadata entry but Arrow's own `ARROW:schema` (which a writer
+    /// stores anew), in file order: what a rewrite of the shard must carry over.
+    pub fn key_values(&self) -> Vec<(String, String)> {
+        let kvs = self
+            .metadata
+            .metadata()
+            .file_metadata()
+            .key_value_metadata();
+        kvs.into_iter()
+            .flatten()
+            .filter(|kv| kv.key != "ARROW:schema")
+            .map(|kv| (kv.key.clone(), kv.value.clone().unwrap_or_default()))
+            .collect()
+    }
+
     /// Decodes row group `i` from the map into one batch. Safe to call from many threads at once.
+    /// A corrupt row group is an error naming the file and group, even where the parquet crate
+    /// would panic on it.
     pub fn read_row_group(&self, i: usize) -> anyhow::Result<RecordBatch> {
+        crate::runtime::panic::catch(
+            || format!("{}: decoding row group {i}", self.path.display()),
+            || self.decode_row_group(i),
+        )?
+    }
+
+    fn decode_row_group(&self, i: usize) -> anyhow::Result<RecordBatch> {
         let groups = self.num_row_groups();
         anyhow::ensure!(
             i < groups,

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use anyhow::bail;
-use arrow::datatypes::SchemaRef;
+use arrow::datatypes::{DataType, SchemaRef};
 use rayon::prelude::*;
 
 use super::epoch_meta::{META_EPOCH, META_SETTINGS_FINGERPRINT};
@@ -61,13 +61,24 @@ impl ShardExpectation {
     }
 }
 
+/// Equal types, except that a list's item field may have any name: the data-spec's writers call
+/// it `item`, pyarrow (so pandas, polars and Hugging Face datasets) calls it `element`.
+fn same_type(found: &DataType, want: &DataType) -> bool {
+    match (found, want) {
+        (DataType::List(a), DataType::List(b)) => {
+            a.is_nullable() == b.is_nullable() && same_type(a.data_type(), b.data_type())
+        }
+        _ => found == want,
+    }
+}
+
 /// Checks an opened shard's schema and key-value metadata against `expect`.
 pub fn check_shard(shard: &ShardFile, expect: &ShardExpectation) -> anyhow::Result<()> {
     let path = shard.path().display();
     let schema = shard.schema();
     for field in expect.schema.fields() {
         let found = schema.field_with_name(field.name()).ok();
-        if found.is_none_or(|f| f.data_type() != field.data_type()) {
+        if found.is_none_or(|f| !same_type(f.data_type(), field.data_type())) {
             bail!(
                 "{path}: column {}: expected {}, found {}",
                 field.name(),

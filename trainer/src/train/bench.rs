@@ -7,9 +7,13 @@ use crate::cli::BenchArgs;
 use crate::data::{self, ShardDecoder};
 use crate::loader::{Cursor, EpochData, Loader, LoaderConfig};
 use crate::objectives::BatchContext;
+use crate::train::train_config::positive;
 
 /// Runs the benchmark and prints one line of figures.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    positive("--batch-size", args.batch_size as u64)?;
+    positive("--shuffle-window", args.shuffle_window as u64)?;
+    positive("--rows", args.rows)?;
     let threads = if args.threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     } else {
@@ -20,7 +24,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         .build_global()
         .ok();
     let spec = args.objective.spec();
-    let mut folders = data::open_training(&args.shards, spec.data, spec.name, false)?;
+    let verify = !args.no_verify_shards;
+    let mut folders = data::open_training(&args.shards, spec.data, spec.name, verify)?;
     let epochs: Vec<EpochData> = folders.iter().map(|f| f.epoch_data()).collect();
     let total: u64 = epochs.iter().map(|e| e.rows()).sum();
     let first = &folders[0];
@@ -32,14 +37,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
         vocab: first.vocab_size,
         max_seq_len: first.max_seq_len,
     });
-    let decoder = ShardDecoder {
-        vocab_size: first.vocab_size,
-        shards: folders
-            .iter_mut()
-            .map(|f| std::mem::take(&mut f.shards))
-            .collect(),
-        kind: spec.data,
-    };
+    let decoder = ShardDecoder::take(&mut folders, spec.data);
     let want = args.rows.min(total) / args.batch_size as u64;
     let start = Instant::now();
     let loader = Loader::start(

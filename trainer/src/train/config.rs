@@ -50,7 +50,14 @@ pub struct RunConfig {
     /// The objective's own settings (online, electra; absent for the others).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub objective_settings: Option<crate::objectives::args::ObjectiveSettings>,
+    /// Started with `--no-verify-shards` (the shards' SHA-256 not checked against their
+    /// manifests); absent otherwise. Not compared on `--resume`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unverified_shards: bool,
 }
+
+/// Fields of `run.json` a resume may change.
+const NOT_COMPARED: [&str; 1] = ["unverified_shards"];
 
 /// Compares `now` with the configuration stored at `path`, naming the first differing field.
 pub fn check_same(stored: &RunConfig, now: &RunConfig, path: &Path) -> anyhow::Result<()> {
@@ -59,7 +66,10 @@ pub fn check_same(stored: &RunConfig, now: &RunConfig, path: &Path) -> anyhow::R
     let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
         bail!("run configuration is not an object");
     };
-    for (key, va) in a {
+    for (key, va) in a
+        .iter()
+        .filter(|(k, _)| !NOT_COMPARED.contains(&k.as_str()))
+    {
         let vb = b.get(key).unwrap_or(&serde_json::Value::Null);
         if va != vb {
             bail!(
@@ -106,6 +116,7 @@ pub(crate) mod tests {
             checkpoint_every: 10,
             log_every: 1,
             objective_settings: None,
+            unverified_shards: false,
         }
     }
 

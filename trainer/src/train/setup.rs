@@ -148,6 +148,7 @@ fn run_config(
         checkpoint_every: h.checkpoint_every,
         log_every: h.log_every,
         objective_settings,
+        unverified_shards: !c.verify_shards,
     })
 }
 
@@ -268,14 +269,7 @@ impl Setup {
             epochs: epoch_marks(&folders, &epochs, &global, total_steps),
         };
         let temperatures = folders.iter().map(|f| (f.epoch, f.temperature)).collect();
-        let decoder = ShardDecoder {
-            shards: folders
-                .iter_mut()
-                .map(|f| std::mem::take(&mut f.shards))
-                .collect(),
-            kind: spec.data,
-            vocab_size: folders[0].vocab_size,
-        };
+        let decoder = ShardDecoder::take(&mut folders, spec.data);
         Ok(Self {
             run,
             runtime: c.runtime,

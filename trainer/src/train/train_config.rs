@@ -91,7 +91,8 @@ pub struct TrainConfig {
     pub objective_args: crate::objectives::args::ObjectiveArgs,
 }
 
-fn positive(flag: &str, v: u64) -> anyhow::Result<()> {
+/// Refuses 0 for a flag that counts something.
+pub fn positive(flag: &str, v: u64) -> anyhow::Result<()> {
     if v == 0 {
         bail!("{flag}: expected a positive number, found 0");
     }

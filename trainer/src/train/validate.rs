@@ -29,11 +29,7 @@ impl ValidationSet {
     ) -> anyhow::Result<Self> {
         let max_rows = h.validation_rows;
         let data = folder.epoch_data();
-        let decoder = ShardDecoder {
-            vocab_size: folder.vocab_size,
-            shards: vec![std::mem::take(&mut folder.shards)],
-            kind,
-        };
+        let decoder = ShardDecoder::take(std::slice::from_mut(&mut folder), kind);
         let mut groups: Vec<Rows> = vec![];
         let mut rows = 0u64;
         for g in &data.groups {
