@@ -43,7 +43,7 @@ pub fn run(args: TermFrequencyArgs) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let counts = count_shards(&paths, manifest.tokenizer.vocab_size)?;
+    let counts = count_shards(&manifest, &paths, &mpath)?;
     let entry = write_term_frequency(dir, &counts, &manifest.dataset_fingerprint)?;
     eprintln!(
         "preprocess term-frequency: {} tokens counted over {} ids -> {} (sha256 {})",

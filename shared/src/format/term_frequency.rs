@@ -16,6 +16,8 @@ use crate::format::spec::term_frequency::{COUNT, FILE, KIND, TOKEN_ID};
 use crate::format::spec::token_dir::{META_DATASET_FINGERPRINT, META_VOCAB_SIZE, SPLIT_TRAIN};
 use crate::format::spec::{MANIFEST_FILE, META_KIND};
 use crate::format::token_shards::TokenRows;
+use crate::format::row_rules::{RowRules, RowsAt};
+use crate::format::validate::{open_checked, ShardExpectation};
 
 /// Rows per row group of the file.
 const ROW_GROUP_ROWS: usize = 65_536;
@@ -46,17 +48,31 @@ pub fn count_rows(counts: &mut [u64], rows: &TokenRows, file: &Path) -> anyhow::
     Ok(())
 }
 
-/// Counts every id of the shards at `paths` over a vocabulary of `vocab_size` ids.
-pub fn count_shards(paths: &[PathBuf], vocab_size: u32) -> anyhow::Result<Vec<u64>> {
-    let mut counts = vec![0u64; vocab_size as usize];
-    for path in paths {
-        let file = ShardFile::open(path)?;
+/// Counts every id of the token folder whose manifest `m` (at `manifest`) lists the shards at
+/// `paths`, over its vocabulary. Each shard is checked as every reader checks it first (size,
+/// SHA-256, schema, metadata, row count: [`crate::format::validate`]) and every row as it is
+/// decoded ([`RowRules`]).
+pub fn count_shards(
+    m: &TokenManifest,
+    paths: &[PathBuf],
+    manifest: &Path,
+) -> anyhow::Result<Vec<u64>> {
+    let mut counts = vec![0u64; m.tokenizer.vocab_size as usize];
+    let expect = ShardExpectation::tokens(m);
+    let rules = RowRules::tokens(m);
+    for (path, entry) in paths.iter().zip(&m.shards) {
+        let file = open_checked(path, entry, &expect, true, manifest)?;
+        let mut first_row = 0;
         for g in 0..file.num_row_groups() {
-            count_rows(
-                &mut counts,
-                &TokenRows::from_batch(&file.read_row_group(g)?, path)?,
-                path,
-            )?;
+            let rows = TokenRows::from_batch(&file.read_row_group(g)?, path)?;
+            let at = RowsAt {
+                file: path,
+                row_group: g,
+                first_row,
+            };
+            rules.check(&rows.offsets, &rows.ids, &rows.sequence_ids, at)?;
+            count_rows(&mut counts, &rows, path)?;
+            first_row += rows.len() as u64;
         }
     }
     Ok(counts)
