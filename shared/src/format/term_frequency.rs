@@ -11,12 +11,12 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
 use crate::format::manifest::{read_manifest, TermFrequencyEntry, TokenManifest};
+use crate::format::row_rules::{RowRules, RowsAt};
 use crate::format::shard_reader::ShardFile;
 use crate::format::spec::term_frequency::{COUNT, FILE, KIND, TOKEN_ID};
 use crate::format::spec::token_dir::{META_DATASET_FINGERPRINT, META_VOCAB_SIZE, SPLIT_TRAIN};
 use crate::format::spec::{MANIFEST_FILE, META_KIND};
 use crate::format::token_shards::TokenRows;
-use crate::format::row_rules::{RowRules, RowsAt};
 use crate::format::validate::{open_checked, ShardExpectation};
 
 /// Rows per row group of the file.
