@@ -24,3 +24,14 @@ def shared_data() -> Path:
 
 SHARED = shared_data()
 TOKENIZER = SHARED / "tokenizers" / "bert-base-uncased" / "tokenizer.json"
+
+
+def binary(name: str) -> Path:
+    """A release binary of the workspace (`cargo build --release --bins`; scripts/test does it),
+    under `$CARGO_TARGET_DIR` when set."""
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    if not target.is_absolute():
+        target = REPO / target
+    path = target / "release" / name
+    assert path.exists(), f"{path} is not built: run `cargo build --release --bins`"
+    return path

@@ -6,7 +6,6 @@ shards that pyarrow re-encodes in each codec (manifest updated) load in the trai
 """
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,19 +13,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from shared_data import SHARED, TOKENIZER
+from shared_data import SHARED, TOKENIZER, binary
 
-REPO = Path(__file__).resolve().parents[2]
 CODECS = ["NONE", "SNAPPY", "GZIP", "LZ4", "BROTLI", "ZSTD"]
-
-
-def binary(name: str) -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    if not target.is_absolute():
-        target = REPO / target
-    path = target / "release" / name
-    assert path.exists(), f"{path} is not built: run `cargo build --release --bins`"
-    return path
 
 
 def tokenize(inputs, out: Path):

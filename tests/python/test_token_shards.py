@@ -6,7 +6,6 @@ rule against the Python `tokenizers` package encoding the same documents indepen
 """
 import hashlib
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -14,19 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from tokenizers import Tokenizer
-from shared_data import SHARED, TOKENIZER
+from shared_data import SHARED, TOKENIZER, binary
 
-REPO = Path(__file__).resolve().parents[2]
 MAX_SEQ_LEN, MIN_TAIL, ROWS_PER_SHARD, ROW_GROUP_ROWS = 96, 16, 150, 32
-
-
-def preprocess_binary() -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    if not target.is_absolute():
-        target = REPO / target
-    path = target / "release" / "preprocess"
-    assert path.exists(), f"{path} is not built: run `cargo build --release --bins`"
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +27,7 @@ def dataset(tmp_path_factory):
     docs = [json.loads(line)["text"] for line in lines]
     out = tmp / "out"
     subprocess.run(
-        [str(preprocess_binary()), "tokenize", "--input", str(corpus), "--tokenizer",
+        [str(binary("preprocess")), "tokenize", "--input", str(corpus), "--tokenizer",
          str(TOKENIZER), "--out", str(out), "--max-seq-len", str(MAX_SEQ_LEN),
          "--min-tail", str(MIN_TAIL), "--rows-per-shard", str(ROWS_PER_SHARD),
          "--row-group-rows", str(ROW_GROUP_ROWS), "--validation-fraction", "0.3",

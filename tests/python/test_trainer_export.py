@@ -10,7 +10,6 @@ epoch, and a short RTD run with validation. Then:
 - both exports carry the data's tokenizer.json, byte for byte.
 """
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -18,18 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from transformers import ElectraForMaskedLM, ElectraForPreTraining
-from shared_data import SHARED, TOKENIZER
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def binary(name: str) -> Path:
-    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
-    if not target.is_absolute():
-        target = REPO / target
-    path = target / "release" / name
-    assert path.exists(), f"{path} is not built: run `cargo build --release --bins`"
-    return path
+from shared_data import SHARED, TOKENIZER, binary
 
 
 def run(name, *args):

@@ -304,37 +304,50 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut CounterRng) -> String {
     }
 }
 
+/// Replaces `dir`'s shard by a seeded mutation of `src` and runs each reader on it with
+/// `--no-verify-shards`, failing on a panic or a signal.
+fn fuzz_once(
+    dir: &Path,
+    src: &[u8],
+    rng: &mut CounterRng,
+    readers: &[(&str, &dyn Fn(&Path) -> Output)],
+) {
+    let mut bytes = src.to_vec();
+    let what = mutate(&mut bytes, rng);
+    std::fs::write(dir.join(SHARD), &bytes).unwrap();
+    eprintln!("{}: {what}", dir.display());
+    for (name, read) in readers {
+        let o = read(dir);
+        eprintln!("  {name}: {}", no_panic(&o).lines().last().unwrap_or(""));
+    }
+}
+
 #[test]
 fn issue10_fuzzed_shards_end_in_an_error_or_success_never_a_panic() {
     let mut rng = CounterRng::new(10, &[1]);
     let token_src = std::fs::read(tokens("fuzz-src").join(SHARD)).unwrap();
     let epoch_src = std::fs::read(epoch("fuzz-epoch-src").join(SHARD)).unwrap();
     let flag = ["--no-verify-shards"];
+    let load_tokens = |d: &Path| load("mlm", d, &flag);
+    let corrupt_tokens = |d: &Path| corrupt(d, &flag).1;
+    let load_epoch = |d: &Path| load("rtd", d, &flag);
     for k in 0..6 {
-        let t = tokens(&format!("fuzz-{k}"));
-        let mut bytes = token_src.clone();
-        let what = mutate(&mut bytes, &mut rng);
-        std::fs::write(t.join(SHARD), &bytes).unwrap();
-        eprintln!("token shard: {what}");
-        let o = load("mlm", &t, &flag);
-        eprintln!(
-            "  loader-bench: {}",
-            no_panic(&o).lines().last().unwrap_or("")
+        let token_readers: [(&str, &dyn Fn(&Path) -> Output); 2] = [
+            ("loader-bench", &load_tokens),
+            ("preprocess", &corrupt_tokens),
+        ];
+        fuzz_once(
+            &tokens(&format!("fuzz-{k}")),
+            &token_src,
+            &mut rng,
+            &token_readers,
         );
-        let o = corrupt(&t, &flag).1;
-        eprintln!(
-            "  preprocess: {}",
-            no_panic(&o).lines().last().unwrap_or("")
-        );
-        let e = epoch(&format!("fuzz-epoch-{k}"));
-        let mut bytes = epoch_src.clone();
-        let what = mutate(&mut bytes, &mut rng);
-        std::fs::write(e.join(SHARD), &bytes).unwrap();
-        eprintln!("epoch shard: {what}");
-        let o = load("rtd", &e, &flag);
-        eprintln!(
-            "  loader-bench: {}",
-            no_panic(&o).lines().last().unwrap_or("")
+        let epoch_readers: [(&str, &dyn Fn(&Path) -> Output); 1] = [("loader-bench", &load_epoch)];
+        fuzz_once(
+            &epoch(&format!("fuzz-epoch-{k}")),
+            &epoch_src,
+            &mut rng,
+            &epoch_readers,
         );
     }
 }
