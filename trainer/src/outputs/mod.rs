@@ -290,6 +290,18 @@ mod tests {
         let (out, from) =
             RunOutputs::prepare(&choice, false, ("rtd", "tiny"), &cfg(), true).unwrap();
         assert!(from.is_none() && out.dir().join(RUN_FILE).exists());
+        // While it runs, the folder is locked: a second writer is refused at once.
+        let e = RunOutputs::prepare(&choice, true, ("rtd", "tiny"), &cfg(), true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("in use by another writer")
+                && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        drop(out);
+        assert!(!dir.join(".lock").exists());
         let e = RunOutputs::prepare(&choice, false, ("rtd", "tiny"), &cfg(), true)
             .err()
             .unwrap()
@@ -305,6 +317,35 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("field lr"), "{e}");
+    }
+
+    #[test]
+    fn a_stale_temporary_run_json_does_not_block_a_start_or_a_resume() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, resume) in [(".run.json.77.tmp", false), ("run.json.tmp-77", true)] {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join(name), "{").unwrap();
+            let choice = RunDirChoice::Given(dir.clone());
+            let (out, from) =
+                RunOutputs::prepare(&choice, resume, ("rtd", "tiny"), &cfg(), true).unwrap();
+            assert!(from.is_none() && dir.join(RUN_FILE).exists() && !dir.join(name).exists());
+            drop(out);
+        }
+        // --resume of a folder that does not exist is still refused, and leaves nothing.
+        let none = tmp.path().join("none");
+        let e = RunOutputs::prepare(
+            &RunDirChoice::Given(none.clone()),
+            true,
+            ("rtd", "tiny"),
+            &cfg(),
+            true,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("holds no run"), "{e}");
+        assert!(!none.exists());
     }
 
     #[test]
