@@ -82,7 +82,7 @@ fn wait_for(file: &Path, text: &str, child: &mut Child) -> bool {
     false
 }
 
-/// `preprocess tokenize` of the first 60 State of the Union addresses into `out` (shards of 40
+/// `preprocess tokenize` of the first 6 State of the Union addresses into `out` (shards of 50
 /// rows at length 128: several shards).
 fn tokenize_args(jsonl: &Path, out: &Path) -> Vec<String> {
     let tok = bert_tokenizer();
@@ -97,7 +97,7 @@ fn tokenize_args(jsonl: &Path, out: &Path) -> Vec<String> {
         "--max-seq-len",
         "128",
         "--rows-per-shard",
-        "40",
+        "50",
         "--threads",
         "1",
     ]
@@ -112,7 +112,7 @@ fn strs(v: &[String]) -> Vec<&str> {
 #[test]
 fn tokenize_one_writer_and_reruns_repair_damaged_shards() {
     let tmp = tempfile::tempdir().unwrap();
-    let jsonl = write_sotu(tmp.path(), 60);
+    let jsonl = write_sotu(tmp.path(), 6);
     let reference = tmp.path().join("reference");
     ok(run("preprocess", &strs(&tokenize_args(&jsonl, &reference))));
     let expected = tree(&reference);
@@ -529,7 +529,7 @@ fn tokenize_on_a_full_disk_fails_cleanly_and_the_rerun_with_room_finishes() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let jsonl = write_sotu(tmp.path(), 60);
+    let jsonl = write_sotu(tmp.path(), 6);
     let reference = tmp.path().join("reference");
     ok(run("preprocess", &strs(&tokenize_args(&jsonl, &reference))));
     let mnt = tmp.path().join("mnt");
@@ -538,10 +538,10 @@ fn tokenize_on_a_full_disk_fails_cleanly_and_the_rerun_with_room_finishes() {
     let copy = tmp.path().join("copy");
     let args = tokenize_args(&jsonl, &out).join(" ");
     let bin = binary("preprocess");
-    // In one mount namespace: a 64 KiB tmpfs (the shards take about 150 KB), the failing run,
+    // In one mount namespace: a 32 KiB tmpfs (smaller than the shards), the failing run,
     // more room, the re-run, a copy of the result out of the namespace.
     let script = format!(
-        "mount -t tmpfs -o size=64k none {mnt} || exit 90; \
+        "mount -t tmpfs -o size=32k none {mnt} || exit 90; \
          {bin} {args} 2> {tmp}/full.log; echo $? > {tmp}/full.rc; \
          ls -a {out} > {tmp}/full.ls; \
          mount -o remount,size=16m {mnt} || exit 91; \
