@@ -359,7 +359,7 @@ fn trainer_one_writer_and_sigkill_then_resume_is_identical() {
     let long = tmp.path().join("long");
     let long_steps = [
         "--max-steps",
-        "400",
+        "5000",
         "--repeat-last-epoch",
         "--checkpoint-every",
         "50",

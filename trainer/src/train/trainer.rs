@@ -199,18 +199,21 @@ impl Trainer {
     /// holding NaN or infinity and the last good checkpoint. Called at each checkpoint and
     /// before the export, so that a non-finite update is never saved.
     fn check_weights(&self, what: &str) -> anyhow::Result<()> {
-        let finite = tch::no_grad(|| self.opt.params().isfinite().all()).int64_value(&[]) != 0;
-        if finite {
+        let all_finite = |t: &Tensor| -> anyhow::Result<bool> {
+            Ok(tch::no_grad(|| t.isfinite().all()).f_int64_value(&[])? != 0)
+        };
+        if all_finite(self.opt.params())? {
             return Ok(());
         }
         let mut vars: Vec<(String, Tensor)> =
             self.objective.vars().variables().into_iter().collect();
         vars.sort_by(|a, b| a.0.cmp(&b.0));
-        let bad: Vec<String> = vars
-            .iter()
-            .filter(|(_, t)| tch::no_grad(|| t.isfinite().all()).int64_value(&[]) == 0)
-            .map(|(n, _)| n.clone())
-            .collect();
+        let mut bad = Vec::new();
+        for (name, t) in &vars {
+            if !all_finite(t)? {
+                bad.push(name.clone());
+            }
+        }
         bail!(
             "non-finite weights after step {} ({} of {} tensors hold NaN or infinity, first {}): the update of step {} (lr {:e}) made them so; the run stopped without writing {what}; the last good checkpoint is {}",
             self.step,
