@@ -5,8 +5,9 @@
 //!   side by side.
 //! - A re-run of a complete folder whose listed shard was deleted or truncated makes it again,
 //!   byte-identical to the intact folder, and says so.
-//! - Killed with SIGKILL at a random moment, an epoch and a training run finish byte-identical
-//!   (tokenize: `tokenize.rs`, `interrupted_run_leaves_no_manifest_and_a_rerun_finishes`).
+//! - Killed with SIGKILL at a random moment, a tokenize run, an epoch and a training run finish
+//!   byte-identical (also `tokenize.rs`, `interrupted_run_leaves_no_manifest_and_a_rerun_finishes`,
+//!   and `corrupt.rs`, `killed_mid_epoch_resumes_to_the_same_shards`).
 //! - The trainer never checkpoints or exports non-finite weights, and refuses float flags
 //!   outside fp32's range; a run folder holding only a stale temporary `run.json` can be
 //!   started and resumed.
@@ -165,6 +166,22 @@ fn tokenize_one_writer_and_reruns_repair_damaged_shards() {
     assert_eq!(tree(&out), expected, "byte-identical to the intact run");
     let noop = stderr(&ok(run("preprocess", &strs(&tokenize_args(&jsonl, &out)))));
     assert!(noop.contains("nothing to do"), "{noop}");
+
+    // SIGKILL at a random moment of a run (startup, tokenizing, writing), then the re-run
+    // finishes it byte-identical (the dead run's lock does not block).
+    let killed = tmp.path().join("killed");
+    let mut child = spawn(
+        "preprocess",
+        &strs(&tokenize_args(&jsonl, &killed)),
+        &tmp.path().join("killed.log"),
+    );
+    let delay = random_below(900);
+    std::thread::sleep(Duration::from_millis(delay));
+    let _ = child.kill();
+    let status = child.wait().unwrap();
+    eprintln!("tokenize: killed {delay} ms after its start ({status})");
+    ok(run("preprocess", &strs(&tokenize_args(&jsonl, &killed))));
+    assert_eq!(tree(&killed), expected, "not byte-identical after the kill");
 
     // `preprocess term-frequency` writes into the token folder: the same lock.
     let held = FolderLock::folder(&out, "the test's writer").unwrap();
