@@ -407,17 +407,26 @@ fn trainer_one_writer_and_sigkill_then_resume_is_identical() {
     resume_args.extend(["--debug-stop-after".into(), "1".into()]);
     ok(run("trainer", &strs(&resume_args)));
 
-    // SIGKILL at a random moment, then --resume: the same export, bit for bit, and losses.
+    // SIGKILL at a random moment of the training (as soon as a random one of the 24 metrics
+    // lines appears: mid-update, mid-checkpoint or mid-line), then --resume: the same export,
+    // bit for bit, and the same losses.
     let killed = tmp.path().join("killed");
     let log = tmp.path().join("killed.log");
     let mut child = spawn("trainer", &strs(&train_args(&killed, &steps)), &log);
-    let pid = child.id();
-    wait_for(&killed.join(FOLDER_LOCK), &format!("pid={pid}"), &mut child);
-    let delay = random_below(2000);
-    std::thread::sleep(Duration::from_millis(delay));
+    let line = 1 + random_below(20) as usize;
+    let metrics_file = killed.join("metrics.jsonl");
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(60) {
+        let lines = std::fs::read_to_string(&metrics_file).map_or(0, |s| s.lines().count());
+        if lines >= line {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let _ = child.kill();
     let status = child.wait().unwrap();
-    eprintln!("trainer: killed after {delay} ms past its lock ({status})");
+    eprintln!("trainer: killed at metrics line {line} of 24 ({status})");
+    assert!(!status.success(), "the run ended before the kill");
     let mut again = train_args(&killed, &steps);
     again.push("--resume".into());
     ok(run("trainer", &strs(&again)));
