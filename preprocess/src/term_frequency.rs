@@ -20,6 +20,16 @@ pub struct TermFrequencyArgs {
 pub fn run(args: TermFrequencyArgs) -> anyhow::Result<()> {
     let dir = &args.tokens;
     let mpath = dir.join(MANIFEST_FILE);
+    // The token folder's writer lock (as `preprocess tokenize`'s), for the whole run; only an
+    // existing folder is locked (a missing one is refused below, not created).
+    let _lock = if dir.is_dir() {
+        Some(shared::files::lock::FolderLock::folder(
+            dir,
+            "preprocess term-frequency",
+        )?)
+    } else {
+        None
+    };
     let (mut manifest, paths) = shared::format::token_shards::open_token_dir(dir)
         .with_context(|| format!("--tokens {}: not a complete token folder", dir.display()))?;
     if manifest.split != SPLIT_TRAIN {

@@ -23,8 +23,38 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     let device = shared::runtime::device::parse_device(&device_name)
         .with_context(|| format!("--device {}", config.device))?;
     config.use_device(device);
-    let plan = plan::plan(config)?;
+    let mut plan = plan::plan(config)?;
+    // One writer per epoch folder, or per part of it (data-spec/epoch.md, "Locks"), for the
+    // whole run; then the folder is looked at again, under the lock.
+    let _locks = {
+        let c = &plan.config;
+        let command = if c.part.count > 1 {
+            format!(
+                "preprocess --epoch {} --part {}/{}",
+                c.epoch, c.part.index, c.part.count
+            )
+        } else {
+            format!("preprocess --epoch {}", c.epoch)
+        };
+        shared::files::lock::lock_part(&c.out_dir, c.part.index, c.part.count, &command)?
+    };
+    plan.scan_output()?;
     let c = &plan.config;
+    for (name, why) in &plan.redo {
+        let k = name
+            .strip_prefix("part-")
+            .and_then(|n| n.strip_suffix(".parquet"))
+            .and_then(|n| n.parse::<usize>().ok());
+        let who = match k {
+            Some(k) if !c.part.owns(k) => format!(
+                "part {}/{} must run again to make it",
+                k % c.part.count,
+                c.part.count
+            ),
+            _ => "making it again".to_string(),
+        };
+        eprintln!("{}: not complete: {why}: {who}", c.out_dir.display());
+    }
     eprintln!(
         "epoch {} of {}: {}; {} token shards, part {}/{} (from {}) makes {} of them on \
          {device:?}",

@@ -34,9 +34,13 @@ pub struct Plan {
     pub todo: Vec<usize>,
     /// The folder already holds this epoch's manifest with these settings.
     pub complete: bool,
-    /// Files to delete before starting (only with `--overwrite`): shards and a manifest of
-    /// other settings, shards beyond the token folder's count.
+    /// Files to delete before starting: shards and a manifest of other settings, shards
+    /// beyond the token folder's count (these only with `--overwrite`); a manifest whose listed
+    /// shards are missing or resized, and those shards.
     pub stale: Vec<PathBuf>,
+    /// Listed shards of a complete folder found missing or resized (file name, what was
+    /// found): made again.
+    pub redo: Vec<(String, String)>,
 }
 
 /// What the output folder holds.
@@ -155,57 +159,7 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
     };
     let special = SpecialIds::from(&tok.special_tokens);
     let settings = settings_of(&config, &tokens, &aux, tf_sha256);
-    let shards = token_paths.len();
-    let out = &config.out_dir;
-
-    let mut stale = Vec::new();
-    let mut complete = false;
-    let manifest_path = out.join(MANIFEST_FILE);
-    if manifest_path.exists() {
-        let why = match shared::format::manifest::read_manifest::<EpochManifest>(out) {
-            Ok(m) => {
-                let d = settings.differences(&settings_of_manifest(&m).to_json());
-                if d.is_empty() && m.shards.len() == shards {
-                    complete = true;
-                    None
-                } else if d.is_empty() {
-                    Some(format!(
-                        "{} shards listed, the token folder has {shards}",
-                        m.shards.len()
-                    ))
-                } else {
-                    Some(d.join("; "))
-                }
-            }
-            Err(e) => Some(format!("{e:#}")),
-        };
-        if let Some(why) = why {
-            refuse_unless_overwrite(&config, &manifest_path, &why)?;
-            stale.push(manifest_path.clone());
-        }
-    }
-    let scan = scan(out, shards, &settings)?;
-    for (path, index, why) in &scan.foreign {
-        refuse_unless_overwrite(&config, path, why)?;
-        // Each part replaces its own shards; part 0 also removes shards beyond the count.
-        let owner = if *index < shards {
-            index % config.part.count
-        } else {
-            0
-        };
-        if owner == config.part.index {
-            stale.push(path.clone());
-        }
-    }
-    let todo: Vec<usize> = if complete {
-        Vec::new()
-    } else {
-        (0..shards)
-            .filter(|&k| config.part.owns(k) && !scan.present[k])
-            .collect()
-    };
-    verify_sources(&config, &tokens, &token_paths, &todo)?;
-    Ok(Plan {
+    let mut plan = Plan {
         config,
         tokens,
         token_paths,
@@ -214,10 +168,101 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
         unk,
         settings,
         special,
-        todo,
-        complete,
-        stale,
-    })
+        todo: Vec::new(),
+        complete: false,
+        stale: Vec::new(),
+        redo: Vec::new(),
+    };
+    plan.scan_output()?;
+    verify_sources(&plan.config, &plan.tokens, &plan.token_paths, &plan.todo)?;
+    Ok(plan)
+}
+
+impl Plan {
+    /// Looks at what the output folder holds (again, e.g. once its lock is held): whether it is
+    /// complete, which files must go first, which shards this part still makes. A manifest with
+    /// these settings is trusted as far as a cheap look: every shard it lists is there with its
+    /// listed size; a missing or resized one is made again (the manifest and the damaged file
+    /// are removed first, and [`Plan::redo`] says why).
+    pub fn scan_output(&mut self) -> anyhow::Result<()> {
+        let config = &self.config;
+        let settings = &self.settings;
+        let shards = self.token_paths.len();
+        let out = &config.out_dir;
+        let mut stale = Vec::new();
+        let mut redo = Vec::new();
+        let mut complete = false;
+        let manifest_path = out.join(MANIFEST_FILE);
+        if manifest_path.exists() {
+            let why = match shared::format::manifest::read_manifest::<EpochManifest>(out) {
+                Ok(m) => {
+                    let d = settings.differences(&settings_of_manifest(&m).to_json());
+                    if d.is_empty() && m.shards.len() == shards {
+                        let listed = m.shards.iter().map(|e| (e.file.as_str(), e.bytes));
+                        redo = shared::files::listed::damaged(out, listed);
+                        if redo.is_empty() {
+                            complete = true;
+                        } else {
+                            // Our own manifest, no longer true: it goes, with the damaged files.
+                            stale.push(manifest_path.clone());
+                            for (name, _) in &redo {
+                                let p = out.join(name);
+                                if p.is_file() {
+                                    stale.push(p);
+                                }
+                            }
+                        }
+                        None
+                    } else if d.is_empty() {
+                        Some(format!(
+                            "{} shards listed, the token folder has {shards}",
+                            m.shards.len()
+                        ))
+                    } else {
+                        Some(d.join("; "))
+                    }
+                }
+                Err(e) => Some(format!("{e:#}")),
+            };
+            if let Some(why) = why {
+                refuse_unless_overwrite(config, &manifest_path, &why)?;
+                stale.push(manifest_path.clone());
+            }
+        }
+        let scan = scan(out, shards, settings)?;
+        let mut present = scan.present;
+        for (path, index, why) in &scan.foreign {
+            if stale.contains(path) {
+                continue; // a damaged listed shard, made again
+            }
+            refuse_unless_overwrite(config, path, why)?;
+            // Each part replaces its own shards; part 0 also removes shards beyond the count.
+            let owner = if *index < shards {
+                index % config.part.count
+            } else {
+                0
+            };
+            if owner == config.part.index {
+                stale.push(path.clone());
+            }
+        }
+        for (name, _) in &redo {
+            if let Some(k) = (0..shards).find(|&k| shard_file_name(k) == *name) {
+                present[k] = false;
+            }
+        }
+        self.todo = if complete {
+            Vec::new()
+        } else {
+            (0..shards)
+                .filter(|&k| config.part.owns(k) && !present[k])
+                .collect()
+        };
+        self.complete = complete;
+        self.stale = stale;
+        self.redo = redo;
+        Ok(())
+    }
 }
 
 /// Checks the token shards this run will read against their manifest before any work: SHA-256

@@ -32,7 +32,22 @@ pub fn prepare_output(
                     || read_manifest::<TokenManifest>(&val_dir)
                         .is_ok_and(|v| v.dataset_fingerprint == fingerprint);
                 if val_ok {
-                    return Ok(OutputState::Complete);
+                    // Trust the manifests only as far as a cheap look: every listed file there
+                    // with its listed size. Otherwise make the dataset again (deterministic:
+                    // the same bytes) and say why.
+                    let damaged = damaged_files(out, &m, with_validation);
+                    if damaged.is_empty() {
+                        return Ok(OutputState::Complete);
+                    }
+                    for why in &damaged {
+                        eprintln!("preprocess tokenize: {why}");
+                    }
+                    eprintln!(
+                        "preprocess tokenize: {} lists {} damaged file(s): making the dataset \
+                         again",
+                        manifest_path.display(),
+                        damaged.len()
+                    );
                 }
                 // The training split is complete but its validation manifest is missing or
                 // stale: make everything again.
@@ -58,6 +73,26 @@ pub fn prepare_output(
     clean_dir(out)?;
     clean_dir(&out.join(VALIDATION_DIR))?;
     Ok(OutputState::Ready)
+}
+
+/// The listed files of a complete folder (shards, term-frequency file, the validation split's
+/// shards) that are missing or not of their listed size, each as a line saying so.
+fn damaged_files(out: &Path, m: &TokenManifest, with_validation: bool) -> Vec<String> {
+    use shared::files::listed::damaged;
+    let listed = m
+        .shards
+        .iter()
+        .map(|e| (e.file.as_str(), e.bytes))
+        .chain(m.term_frequency.iter().map(|t| (t.file.as_str(), t.bytes)));
+    let mut lines: Vec<String> = damaged(out, listed).into_iter().map(|d| d.1).collect();
+    let val_dir = out.join(VALIDATION_DIR);
+    if with_validation {
+        if let Ok(v) = read_manifest::<TokenManifest>(&val_dir) {
+            let listed = v.shards.iter().map(|e| (e.file.as_str(), e.bytes));
+            lines.extend(damaged(&val_dir, listed).into_iter().map(|d| d.1));
+        }
+    }
+    lines
 }
 
 /// Removes the manifest, the shards (`part-*.parquet`) and stale temporary files of `dir`.

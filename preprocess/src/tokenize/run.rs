@@ -28,6 +28,8 @@ pub fn run(cfg: TokenizeConfig) -> anyhow::Result<()> {
     let fingerprint = dataset_fingerprint(&cfg, &source_files, &tok, &settings);
     let with_validation = cfg.validation_fraction > 0.0;
 
+    // One writer per output folder, for the whole run (data-spec/README.md, "Locks").
+    let _lock = shared::files::lock::FolderLock::folder(&cfg.out, "preprocess tokenize")?;
     if prepare_output(&cfg.out, &fingerprint, with_validation, cfg.overwrite)?
         == OutputState::Complete
     {

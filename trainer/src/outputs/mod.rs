@@ -16,6 +16,7 @@ use crate::objectives::TrainObjective;
 use crate::plots::PlotInfo;
 use crate::train::config::{self, RunConfig, RUN_FILE};
 use crate::train::train_config::RunDirChoice;
+use shared::files::lock::FolderLock;
 
 /// Sub-folder of the run folder holding the Hugging Face export.
 pub const EXPORT: &str = "export";
@@ -25,6 +26,8 @@ pub struct RunOutputs {
     dir: PathBuf,
     writes: bool,
     metrics: Option<MetricsWriter>,
+    /// The writer's lock on the run folder (`RUN/.lock`), held until the run ends.
+    _lock: Option<FolderLock>,
 }
 
 /// A checkpoint to continue from: (step, folder).
@@ -50,16 +53,35 @@ impl RunOutputs {
             ),
         };
         eprintln!("trainer: run folder {}", dir.display());
+        let existed = dir.is_dir();
+        // One writer per run folder, for the whole run (export included); taken before the
+        // folder is looked at (data-spec/README.md, "Locks").
+        let lock = if writes {
+            Some(FolderLock::folder(&dir, "trainer")?)
+        } else {
+            None
+        };
         let out = Self {
             dir,
             writes,
             metrics: None,
+            _lock: lock,
         };
         let resume_from = if fresh_default {
             out.start_fresh(run)?;
             None
         } else {
-            out.check_given(resume, run)?
+            match out.check_given(resume, existed, run) {
+                Ok(r) => r,
+                Err(e) => {
+                    let dir = out.dir.clone();
+                    drop(out);
+                    if !existed {
+                        let _ = std::fs::remove_dir(&dir); // made only for the lock
+                    }
+                    return Err(e);
+                }
+            }
         };
         Ok((out, resume_from))
     }
@@ -71,12 +93,20 @@ impl RunOutputs {
             dir,
             writes: false,
             metrics: None,
+            _lock: None,
         }
     }
 
     /// Checks a given folder: an existing run is refused without `--resume` and must match
-    /// with it; a fresh one must be new or empty.
-    fn check_given(&self, resume: bool, run: &RunConfig) -> anyhow::Result<ResumeFrom> {
+    /// with it; a fresh one must be new or empty (lock files and temporary files of an
+    /// interrupted start aside: those are removed). `--resume` of a folder that existed but
+    /// holds no run (a start stopped before writing `run.json`) starts the run.
+    fn check_given(
+        &self,
+        resume: bool,
+        existed: bool,
+        run: &RunConfig,
+    ) -> anyhow::Result<ResumeFrom> {
         let run_file = self.dir.join(RUN_FILE);
         if run_file.exists() {
             if !resume {
@@ -89,20 +119,37 @@ impl RunOutputs {
             config::check_same(&stored, run, &run_file)?;
             return checkpoint::latest(&self.dir);
         }
-        if resume {
+        if resume && !existed {
             bail!(
                 "--resume: {} holds no run (no {RUN_FILE})",
                 self.dir.display()
             );
         }
-        if let Ok(mut entries) = std::fs::read_dir(&self.dir) {
-            if let Some(e) = entries.next() {
+        if self.writes {
+            remove_run_file_temps(&self.dir)?;
+        }
+        if let Ok(entries) = std::fs::read_dir(&self.dir) {
+            for e in entries {
+                let name = e?.file_name().to_string_lossy().into_owned();
+                if shared::files::lock::is_lock_file(&name) {
+                    continue;
+                }
                 bail!(
-                    "{}: the run folder is not empty (it holds {}) but has no {RUN_FILE}; choose an empty or new --run-dir",
+                    "{}: the run folder is not empty (it holds {name}) but has no {RUN_FILE}; {}",
                     self.dir.display(),
-                    e?.file_name().to_string_lossy()
+                    if resume {
+                        "there is no run to resume: choose an empty or new --run-dir"
+                    } else {
+                        "choose an empty or new --run-dir"
+                    }
                 );
             }
+        }
+        if resume {
+            eprintln!(
+                "trainer: --resume: {} holds no {RUN_FILE} yet (a start stopped before writing it): starting the run",
+                self.dir.display()
+            );
         }
         self.start_fresh(run)?;
         Ok(None)
@@ -196,6 +243,28 @@ impl RunOutputs {
     }
 }
 
+/// Removes what an interrupted write of `run.json` left in `dir`: `.run.json.*.tmp` (this
+/// project's temporary name) and `run.json.tmp*`.
+fn remove_run_file_temps(dir: &Path) -> anyhow::Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries {
+        let e = e.with_context(|| format!("listing {}", dir.display()))?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ours = name.starts_with(&format!(".{RUN_FILE}.")) && name.ends_with(".tmp");
+        if (ours || name.starts_with(&format!("{RUN_FILE}.tmp"))) && e.path().is_file() {
+            eprintln!(
+                "trainer: removing {} (left by an interrupted start)",
+                e.path().display()
+            );
+            std::fs::remove_file(e.path())
+                .with_context(|| format!("removing {}", e.path().display()))?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,6 +290,18 @@ mod tests {
         let (out, from) =
             RunOutputs::prepare(&choice, false, ("rtd", "tiny"), &cfg(), true).unwrap();
         assert!(from.is_none() && out.dir().join(RUN_FILE).exists());
+        // While it runs, the folder is locked: a second writer is refused at once.
+        let e = RunOutputs::prepare(&choice, true, ("rtd", "tiny"), &cfg(), true)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("in use by another writer")
+                && e.contains(&format!("pid {}", std::process::id())),
+            "{e}"
+        );
+        drop(out);
+        assert!(!dir.join(".lock").exists());
         let e = RunOutputs::prepare(&choice, false, ("rtd", "tiny"), &cfg(), true)
             .err()
             .unwrap()
@@ -236,6 +317,35 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("field lr"), "{e}");
+    }
+
+    #[test]
+    fn a_stale_temporary_run_json_does_not_block_a_start_or_a_resume() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (name, resume) in [(".run.json.77.tmp", false), ("run.json.tmp-77", true)] {
+            let dir = tmp.path().join(name);
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join(name), "{").unwrap();
+            let choice = RunDirChoice::Given(dir.clone());
+            let (out, from) =
+                RunOutputs::prepare(&choice, resume, ("rtd", "tiny"), &cfg(), true).unwrap();
+            assert!(from.is_none() && dir.join(RUN_FILE).exists() && !dir.join(name).exists());
+            drop(out);
+        }
+        // --resume of a folder that does not exist is still refused, and leaves nothing.
+        let none = tmp.path().join("none");
+        let e = RunOutputs::prepare(
+            &RunDirChoice::Given(none.clone()),
+            true,
+            ("rtd", "tiny"),
+            &cfg(),
+            true,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("holds no run"), "{e}");
+        assert!(!none.exists());
     }
 
     #[test]

@@ -99,6 +99,27 @@ pub fn positive(flag: &str, v: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Checks a float flag that becomes an fp32 number on the device (learning rate, weight decay,
+/// clipping norm, loss weight): finite, `lo <= v`, and representable in fp32 without
+/// overflowing to infinity or (for a non-zero value) flushing to zero or a subnormal.
+fn fp32_flag(flag: &str, v: f64, positive: bool) -> anyhow::Result<()> {
+    let what = if positive {
+        "a positive number"
+    } else {
+        "a non-negative number"
+    };
+    if !v.is_finite() || v < 0.0 || (positive && v == 0.0) {
+        bail!("{flag}: expected {what}, found {v}");
+    }
+    let (min, max) = (f32::MIN_POSITIVE as f64, f32::MAX as f64);
+    if v > max || (v != 0.0 && v < min) {
+        bail!(
+            "{flag}: expected {what} within fp32's range ({min:e} to {max:e}; it is used in fp32 on the device), found {v:e}"
+        );
+    }
+    Ok(())
+}
+
 impl TryFrom<&TrainArgs> for TrainConfig {
     type Error = anyhow::Error;
 
@@ -112,27 +133,16 @@ impl TryFrom<&TrainArgs> for TrainConfig {
         if a.max_steps == Some(0) {
             bail!("--max-steps: expected a positive number, found 0");
         }
-        if !(a.lr.is_finite() && a.lr > 0.0) {
-            bail!("--lr: expected a positive number, found {}", a.lr);
-        }
+        fp32_flag("--lr", a.lr, true)?;
         if !(a.mask_rate > 0.0 && a.mask_rate < 1.0) {
             bail!(
                 "--mask-rate: expected a fraction in (0, 1), found {}",
                 a.mask_rate
             );
         }
-        if !(a.weight_decay.is_finite() && a.weight_decay >= 0.0) {
-            bail!(
-                "--weight-decay: expected a non-negative number, found {}",
-                a.weight_decay
-            );
-        }
-        if !(a.clip_norm.is_finite() && a.clip_norm >= 0.0) {
-            bail!(
-                "--clip-norm: expected a non-negative number, found {}",
-                a.clip_norm
-            );
-        }
+        fp32_flag("--weight-decay", a.weight_decay, false)?;
+        fp32_flag("--clip-norm", a.clip_norm, false)?;
+        fp32_flag("--rtd-weight", a.objective_args.rtd_weight, true)?;
         if let Some(t) = a.peak_tflops {
             if !(t.is_finite() && t > 0.0) {
                 bail!("--peak-tflops: expected a positive number, found {t}");
@@ -273,6 +283,21 @@ mod tests {
         assert!(err(&["--clip-norm=-2"]).contains("--clip-norm"));
         assert!(err(&["--peak-tflops", "0"]).contains("--peak-tflops"));
         assert!(err(&["--device", "tpu"]).contains("tpu"));
+        for (flag, v) in [
+            ("--lr", "1e39"),
+            ("--lr", "1e-50"),
+            ("--weight-decay", "1e40"),
+            ("--clip-norm", "1e300"),
+            ("--rtd-weight", "4e38"),
+        ] {
+            let e = err(&[flag, v]);
+            assert!(
+                e.contains(flag) && e.contains("within fp32's range") && e.contains("found"),
+                "{flag} {v}: {e}"
+            );
+        }
+        assert!(err(&["--lr", "inf"]).contains("--lr: expected a positive number, found inf"));
+        assert!(parse(&["--lr", "3e38", "--weight-decay", "0", "--clip-norm", "0"]).is_ok());
     }
 
     #[test]

@@ -190,9 +190,43 @@ impl Trainer {
     }
 
     /// Whether `every` divides the updates done, or the run just finished.
-    #[allow(clippy::manual_is_multiple_of)] // u64::is_multiple_of needs Rust 1.87; rust-version is 1.85
     pub fn due(&self, every: u64) -> bool {
-        self.step % every == 0 || self.done()
+        self.step.is_multiple_of(every) || self.done()
+    }
+
+    /// Checks that every weight is finite (one device sync over the optimizer's flat buffer)
+    /// before `what` is written; otherwise stops the run naming the step, the first tensor
+    /// holding NaN or infinity and the last good checkpoint. Called at each checkpoint and
+    /// before the export, so that a non-finite update is never saved.
+    fn check_weights(&self, what: &str) -> anyhow::Result<()> {
+        let all_finite = |t: &Tensor| -> anyhow::Result<bool> {
+            Ok(tch::no_grad(|| t.isfinite().all()).f_int64_value(&[])? != 0)
+        };
+        if all_finite(self.opt.params())? {
+            return Ok(());
+        }
+        let mut vars: Vec<(String, Tensor)> =
+            self.objective.vars().variables().into_iter().collect();
+        vars.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut bad = Vec::new();
+        for (name, t) in &vars {
+            if !all_finite(t)? {
+                bad.push(name.clone());
+            }
+        }
+        bail!(
+            "non-finite weights after step {} ({} of {} tensors hold NaN or infinity, first {}): the update of step {} (lr {:e}) made them so; the run stopped without writing {what}; the last good checkpoint is {}",
+            self.step,
+            bad.len(),
+            vars.len(),
+            bad.first().map_or("?", String::as_str),
+            self.step,
+            self.lr_now,
+            self.last_good.as_ref().map_or(
+                "none (no checkpoint was written yet)".to_string(),
+                |p| p.display().to_string()
+            )
+        );
     }
 
     pub fn run_config(&self) -> &RunConfig {
@@ -322,6 +356,10 @@ impl Trainer {
     pub fn checkpoint(&mut self) -> anyhow::Result<()> {
         self.iv.reduce_over_ranks(&mut self.par, false)?;
         self.iv.check_finite(&self.last_good)?;
+        self.check_weights(&format!(
+            "checkpoint {}",
+            checkpoint::folder_name(self.step)
+        ))?;
         let state = TrainState {
             step: self.step,
             cursor: self.cursor_now,
@@ -341,6 +379,11 @@ impl Trainer {
     /// Stops the loader, writes the plots and the export.
     pub fn finish(self) -> anyhow::Result<()> {
         self.bar.finish_and_clear();
+        if self.par.writes() {
+            // The last checkpoint checked them already; the export is never made of others.
+            self.iv.check_finite(&self.last_good)?;
+            self.check_weights("the export")?;
+        }
         drop(self.loader);
         if self.par.world > 1 {
             let total = self.started.elapsed().as_secs_f64();
