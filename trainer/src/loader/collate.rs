@@ -85,13 +85,12 @@ impl HostBatch {
     /// Rank `rank`'s share of a global batch of `world` equal shares: rows
     /// `[rank * rows / world, (rank + 1) * rows / world)`, at the same padded length, with their
     /// targets or masked positions; epoch and cursor are the global batch's.
-    #[allow(clippy::manual_is_multiple_of)] // u64::is_multiple_of needs Rust 1.87; rust-version is 1.85
     pub fn shard(&self, rank: usize, world: usize) -> HostBatch {
         if world == 1 {
             return self.clone();
         }
         assert!(
-            rank < world && self.rows % world == 0,
+            rank < world && self.rows.is_multiple_of(world),
             "a global batch splits evenly"
         );
         let per = self.rows / world;
