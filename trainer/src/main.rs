@@ -9,6 +9,7 @@ mod cost_cmd;
 mod data;
 mod dist;
 mod ext;
+mod fused;
 mod loader;
 mod lr;
 mod metrics;
