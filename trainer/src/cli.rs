@@ -141,6 +141,12 @@ pub struct TrainArgs {
     /// Training objective.
     #[arg(long, value_enum, default_value_t = Objective::Rtd)]
     pub objective: Objective,
+    /// How an update computes its gradients: `autograd` (tch autograd over the model: every
+    /// objective and architecture) or `fused` (--objective rtd only: the hand-written forward
+    /// and backward of docs/fused-step.md; absolute positions, GELU, no Admin; on the CPU the
+    /// same dropout masks as autograd, on CUDA Philox masks inside the kernels).
+    #[arg(long, value_enum, default_value_t = crate::fused::StepKind::Autograd)]
+    pub step: crate::fused::StepKind,
     /// Sequences per micro-batch.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

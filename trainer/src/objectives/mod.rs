@@ -107,6 +107,8 @@ pub struct ObjectiveInit<'a> {
     pub args: &'a args::ObjectiveArgs,
     /// What they resolved to (as in `run.json`).
     pub settings: Option<&'a args::ObjectiveSettings>,
+    /// `--step` (checked: `fused` only for objectives that have a hand-written step).
+    pub step: crate::fused::StepKind,
 }
 
 /// An objective before it has a model: name, data, batches, constructor.
@@ -140,6 +142,19 @@ pub trait TrainObjective {
 
     /// Loss and counts of one micro-batch (`train` = dropout on).
     fn step(&self, batch: &DeviceBatch, train: bool) -> StepOutput;
+
+    /// One training micro-batch: its loss times `scale` (detached) and counts, with the
+    /// gradients of `scale` x loss added to the parameters' `.grad()`. By default
+    /// [`TrainObjective::step`] then `backward()` (autograd); `--step fused` overrides it.
+    fn train_micro_batch(&self, batch: &DeviceBatch, scale: f64) -> StepOutput {
+        let out = self.step(batch, true);
+        let loss = out.loss * scale;
+        loss.backward();
+        StepOutput {
+            loss: loss.detach(),
+            counts: out.counts,
+        }
+    }
 
     /// The validation output of one micro-batch (no dropout, no gradient needed); by default
     /// the step's, without scores.

@@ -227,14 +227,14 @@ impl Trainer {
             let mine = self.par.share(&hb);
             let weight = self.par.loss_weight(&hb, &mine);
             let db = DeviceBatch::new(&mine, device);
-            let out =
-                shared::runtime::device::with_autocast(device, || self.objective.step(&db, true));
-            let mut loss = out.loss * (weight / k as f64);
+            let mut scale = weight / k as f64;
             if self.runtime.debug.nan_at_step == Some(self.step + 1) {
-                loss = loss.g_mul_scalar(f64::NAN);
+                scale = f64::NAN;
             }
-            loss.backward();
-            let detached = loss.detach();
+            let out = shared::runtime::device::with_autocast(device, || {
+                self.objective.train_micro_batch(&db, scale)
+            });
+            let detached = out.loss;
             step_loss = Some(match step_loss {
                 Some(acc) => acc + detached,
                 None => detached,
