@@ -17,6 +17,7 @@
 //!   a program that never changes it, so they are ordered with ATen's work on the same device
 //!   and a tensor freed by libtorch after a launch is not reused before the kernel ran.
 pub mod ffi;
+pub mod philox;
 
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
