@@ -108,6 +108,11 @@ pub struct CorruptArgs {
     /// thread's time went (inputs to device, encoder, head, sampling). Slows the run a little.
     #[arg(long)]
     pub profile_batches: bool,
+    /// How tempered replacements are drawn on CUDA: `reference` (the exact two-level sampler of
+    /// data-spec/epoch.md, "Sampling") or `kernel` (the one-pass NVRTC kernel of
+    /// docs/fused-step.md: the same draws except at rounding ties; CUDA only).
+    #[arg(long, value_enum, default_value_t = SamplerKind::Reference)]
+    pub sampler: SamplerKind,
     /// Testing aid: abort the process (as a crash would) right after writing this many shards.
     #[arg(long, hide = true)]
     pub abort_after_shards: Option<usize>,
@@ -150,7 +155,15 @@ pub struct CorruptConfig {
     pub local_rank: Option<usize>,
     pub overwrite: bool,
     pub profile_batches: bool,
+    pub sampler: SamplerKind,
     pub abort_after_shards: Option<usize>,
+}
+
+/// `--sampler`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplerKind {
+    Reference,
+    Kernel,
 }
 
 /// Encoding threads on CUDA unless `--threads` says otherwise: measured on a 16-core H200
@@ -384,6 +397,7 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
             local_rank,
             overwrite: a.overwrite,
             profile_batches: a.profile_batches,
+            sampler: a.sampler,
             abort_after_shards: a.abort_after_shards,
         })
     }

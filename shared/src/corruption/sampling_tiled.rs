@@ -15,7 +15,8 @@
 //! What the emulation cannot pin down: the GPU's `expf` (CUDA's, within 2 ulp) against the host
 //! `f32::exp`; a kernel draw may therefore differ from the emulation's at the same rounding ties,
 //! which the GPU check measures (share of identical draws, total-variation distance).
-use super::sampling::Sampled;
+use super::sampling::{padded_vocab, NonFiniteLogits, Sampled};
+use tch::{Kind, Tensor};
 
 /// Ids per tile = threads per block of the kernel.
 pub const TILE: usize = 256;
@@ -179,6 +180,62 @@ pub fn sample_rows(logits: &[f32], width: usize, temperature: f64, uniforms: &[f
         out.entropy.push(ent);
     }
     out
+}
+
+/// The kernel on CUDA logits `[N, W]` (bf16 or fp32; padded here with -inf to a multiple of
+/// [`TILE`] when needed): the same contract as [`super::sampling::sample_tempered`], one pass
+/// over the logits, only ids, arg-max and entropies back to the host. Not run by the tests (no
+/// GPU); `trainer fused-check` compares it with the reference on the GPU.
+pub fn sample_tempered_kernel(
+    logits: &Tensor,
+    temperature: f64,
+    uniforms: &[f64],
+) -> anyhow::Result<Sampled> {
+    let (n, v) = logits.size2()?;
+    anyhow::ensure!(
+        n == uniforms.len() as i64,
+        "sample_tempered_kernel: logits: expected [{}, V], found [{n}, {v}]",
+        uniforms.len()
+    );
+    anyhow::ensure!(
+        temperature.is_finite() && temperature > 0.0,
+        "sample_tempered_kernel: temperature: expected a finite number > 0, found {temperature}"
+    );
+    if n == 0 {
+        return Ok(Sampled::default());
+    }
+    let device = logits.device();
+    let kind = if logits.kind() == Kind::BFloat16 {
+        Kind::BFloat16
+    } else {
+        Kind::Float
+    };
+    let mut z = logits.to_kind(kind);
+    if v % TILE as i64 != 0 {
+        let pad = Tensor::full([n, padded_vocab(v) - v], f64::NEG_INFINITY, (kind, device));
+        z = Tensor::cat(&[&z, &pad], 1);
+    }
+    let z = z.contiguous();
+    let u = Tensor::from_slice(uniforms).to_device(device);
+    let ids = Tensor::empty([n], (Kind::Int64, device));
+    let top1 = Tensor::empty([n], (Kind::Int64, device));
+    let entropy = Tensor::empty([n], (Kind::Float, device));
+    let inv_t = (1.0 / temperature) as f32;
+    crate::cuda::ffi::sample_tempered(&z, &u, inv_t, &ids, &top1, &entropy)?;
+    let host = |t: &Tensor| t.to_device(tch::Device::Cpu);
+    let out = Sampled {
+        ids: Vec::<i64>::try_from(host(&ids))?,
+        top1: Vec::<i64>::try_from(host(&top1))?,
+        entropy: Vec::<f32>::try_from(host(&entropy))?,
+    };
+    if let Some(row) = out.entropy.iter().position(|h| !h.is_finite()) {
+        return Err(NonFiniteLogits {
+            row,
+            rows: n as usize,
+        }
+        .into());
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

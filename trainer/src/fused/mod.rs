@@ -48,7 +48,13 @@ impl FusedStep {
         } else {
             (Box::new(ops::TchOps { device }), Kind::Float)
         };
+        weights.refresh(kind);
         Ok(Self { weights, ops, kind })
+    }
+
+    /// Call before each update: refreshes the compute-kind copies of the weights.
+    pub fn begin_update(&self) {
+        self.weights.refresh(self.kind);
     }
 
     /// A step with the given operations, in fp32 (the tests; the GPU check).
@@ -58,11 +64,9 @@ impl FusedStep {
         ops: Box<dyn ops::Ops>,
         kind: Kind,
     ) -> anyhow::Result<Self> {
-        Ok(Self {
-            weights: weights::Weights::of(vs, cfg)?,
-            ops,
-            kind,
-        })
+        let weights = weights::Weights::of(vs, cfg)?;
+        weights.refresh(kind);
+        Ok(Self { weights, ops, kind })
     }
 
     /// The operations in use.

@@ -131,11 +131,12 @@ pub trait Ops {
         drop: &Drop,
     ) -> LnGrads;
 
-    /// `pre = x + bias` and `gelu(pre)` (erf GELU); returns `(pre, out)`.
+    /// `gelu(x + bias)` (erf GELU; `bias` fp32) in x's kind; returns `(saved, out)`, `saved`
+    /// being what [`Ops::gelu_backward`] needs (the reference: x + bias; CUDA: x itself).
     fn bias_gelu(&self, x: &Tensor, bias: &Tensor) -> (Tensor, Tensor);
 
-    /// `dy * gelu'(pre)`.
-    fn gelu_backward(&self, dy: &Tensor, pre: &Tensor) -> Tensor;
+    /// `dy * gelu'(x + bias)` from the forward's `saved`.
+    fn gelu_backward(&self, dy: &Tensor, saved: &Tensor, bias: &Tensor) -> Tensor;
 
     /// The RTD loss of logits `z` `[B, S]` (fp32) against `targets` `[B, S]` over the real
     /// tokens (`real` `[B, S]`, nonzero = real): `sum(bce(z, t) real) / max(sum(real), 1)`,
@@ -292,12 +293,12 @@ impl Ops for TchOps {
     }
 
     fn bias_gelu(&self, x: &Tensor, bias: &Tensor) -> (Tensor, Tensor) {
-        let pre = x + bias;
+        let pre = (x + bias).to_kind(x.kind());
         let out = pre.gelu("none");
         (pre, out)
     }
 
-    fn gelu_backward(&self, dy: &Tensor, pre: &Tensor) -> Tensor {
+    fn gelu_backward(&self, dy: &Tensor, pre: &Tensor, _bias: &Tensor) -> Tensor {
         // d/dx [x Phi(x)] = Phi(x) + x phi(x).
         let cdf = ((pre * SQRT_1_2).erf() + 1.0) * 0.5;
         let pdf = (pre * pre * -0.5).exp() * INV_SQRT_2PI;

@@ -24,8 +24,8 @@ use super::weights::{Grads, Lin, Weights};
 use tch::{Kind, Tensor};
 
 /// A dense layer's GEMM without bias: `x W^T` in the compute kind.
-fn gemm(x: &Tensor, l: &Lin, kind: Kind) -> Tensor {
-    x.matmul(&l.w.to_kind(kind).tr())
+fn gemm(x: &Tensor, l: &Lin, _kind: Kind) -> Tensor {
+    x.matmul(&l.wc.borrow().tr())
 }
 
 struct LayerSaved {
@@ -125,7 +125,7 @@ pub fn forward(
                 w.eps,
             );
             let a = a.to_kind(kind);
-            let (pre, g) = ops.bias_gelu(&gemm(&a, &l.inter, kind), &l.inter.b.to_kind(kind));
+            let (pre, g) = ops.bias_gelu(&gemm(&a, &l.inter, kind), &l.inter.b);
             let f = gemm(&g, &l.out, kind);
             let drop2 = ops.dropout(&[b, s, hidden], kind, hp, s2);
             let (h_next, ln2) =
@@ -144,10 +144,7 @@ pub fn forward(
             });
             h = h_next.to_kind(kind);
         }
-        let (head_pre, head_g) = ops.bias_gelu(
-            &gemm(&h, &w.head_dense, kind),
-            &w.head_dense.b.to_kind(kind),
-        );
+        let (head_pre, head_g) = ops.bias_gelu(&gemm(&h, &w.head_dense, kind), &w.head_dense.b);
         let z = (gemm(&head_g, &w.head_pred, kind) + w.head_pred.b.to_kind(kind))
             .to_kind(Kind::Float)
             .view([b, s]);
@@ -183,12 +180,12 @@ fn key_mask(attention_mask: &Tensor) -> Option<Tensor> {
 
 /// Adds `dw = dy^T x` and `db = sum_rows(dy)` of the linear layer `l` to `grads` and returns
 /// `dx = dy W`.
-fn linear_backward(dy: &Tensor, x: &Tensor, l: &Lin, kind: Kind, grads: &mut Grads) -> Tensor {
+fn linear_backward(dy: &Tensor, x: &Tensor, l: &Lin, _kind: Kind, grads: &mut Grads) -> Tensor {
     let dw = dy.tr().matmul(x).to_kind(Kind::Float);
     let db = dy.sum_dim_intlist(0, false, Kind::Float);
     add(grads, format!("{}.weight", l.name), dw);
     add(grads, format!("{}.bias", l.name), db);
-    dy.matmul(&l.w.to_kind(kind))
+    dy.matmul(&l.wc.borrow())
 }
 
 fn add(grads: &mut Grads, name: String, g: Tensor) {
@@ -209,7 +206,7 @@ pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind) -> Grads {
         let (b, s) = f.ids.size2().expect("ids are [B, S]");
         let dz = f.dz.view([b * s, 1]).to_kind(kind);
         let dg = linear_backward(&dz, &f.head_g, &w.head_pred, kind, &mut grads);
-        let dpre = ops.gelu_backward(&dg, &f.head_pre);
+        let dpre = ops.gelu_backward(&dg, &f.head_pre, &w.head_dense.b);
         let mut dh = linear_backward(&dpre, &f.h_last, &w.head_dense, kind, &mut grads);
         let hidden = dh.size()[1];
         let heads = w.heads;
@@ -221,7 +218,7 @@ pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind) -> Grads {
             add(&mut grads, format!("{}.bias", l.out_ln.name), g2.db);
             let dbranch = g2.dbranch.to_kind(kind);
             let dg = linear_backward(&dbranch, &sv.g, &l.out, kind, &mut grads);
-            let dpre = ops.gelu_backward(&dg, &sv.pre);
+            let dpre = ops.gelu_backward(&dg, &sv.pre, &l.inter.b);
             let da =
                 g2.dx.to_kind(kind) + linear_backward(&dpre, &sv.a, &l.inter, kind, &mut grads);
             // a = LN1(drop(o + bo) + h_in)

@@ -3,6 +3,7 @@
 //! an architecture the step implements.
 use anyhow::{bail, Context};
 use shared::model::{admin, positions::Positions, Activation, ModelConfig};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use tch::{nn::VarStore, Tensor};
 
@@ -10,6 +11,9 @@ use tch::{nn::VarStore, Tensor};
 pub struct Lin {
     pub w: Tensor,
     pub b: Tensor,
+    /// `w` in the step's compute kind: a view of `w` in fp32, a copy in bf16 refreshed once
+    /// per update ([`Weights::refresh`]), not once per GEMM.
+    pub wc: RefCell<Tensor>,
     /// The Hugging Face name without `.weight` / `.bias`.
     pub name: String,
 }
@@ -85,8 +89,10 @@ impl Weights {
                 .with_context(|| format!("--step fused: the model has no variable {name}"))
         };
         let lin = |name: String| -> anyhow::Result<Lin> {
+            let w = get(&format!("{name}.weight"))?;
             Ok(Lin {
-                w: get(&format!("{name}.weight"))?,
+                wc: RefCell::new(w.shallow_clone()),
+                w,
                 b: get(&format!("{name}.bias"))?,
                 name,
             })
@@ -140,6 +146,31 @@ impl Weights {
             }
         }
         Ok(w)
+    }
+
+    /// Every linear layer.
+    fn lins(&self) -> Vec<&Lin> {
+        let mut v: Vec<&Lin> = self.project.iter().collect();
+        for l in &self.layers {
+            v.extend([&l.query, &l.key, &l.value, &l.attn_out, &l.inter, &l.out]);
+        }
+        v.extend([&self.head_dense, &self.head_pred]);
+        v
+    }
+
+    /// Makes every `wc` the current weights in `kind` (call after each optimizer update; in
+    /// the weights' own kind `wc` is a view and always current).
+    pub fn refresh(&self, kind: tch::Kind) {
+        tch::no_grad(|| {
+            for l in self.lins() {
+                let mut wc = l.wc.borrow_mut();
+                *wc = if l.w.kind() == kind {
+                    l.w.shallow_clone()
+                } else {
+                    l.w.to_kind(kind)
+                };
+            }
+        });
     }
 
     /// The names of every parameter the step computes a gradient for.

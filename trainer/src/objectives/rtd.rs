@@ -92,6 +92,12 @@ impl TrainObjective for Rtd {
         loss_and_counts(&self.logits(b, train), targets(b), &b.attention_mask)
     }
 
+    fn begin_update(&self, _done: u64, _total: u64) {
+        if let Some(f) = &self.fused {
+            f.begin_update();
+        }
+    }
+
     fn train_micro_batch(&self, b: &DeviceBatch, scale: f64) -> StepOutput {
         let Some(fused) = &self.fused else {
             let out = self.step(b, true);
