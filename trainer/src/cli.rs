@@ -31,6 +31,9 @@ pub enum Command {
     /// Checks and times the process group under a launcher (torchrun): all-reduce, broadcast
     /// and barrier of every rank, with the all-reduce's time and bus bandwidth.
     DistCheck(DistCheckArgs),
+    /// GPU check of `--step fused` and the sampler kernel (scripts/gpu-check.sh): every kernel
+    /// against the tch reference, the whole step's gradients against autograd, times.
+    FusedCheck(crate::fused::check::FusedCheckArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -11,6 +11,7 @@
 //! ([`ops::Drop::Mask`]), so `--step fused` and `--step autograd` train the same model up to
 //! floating-point rounding; on CUDA they come from Philox inside the kernels
 //! ([`ops::Drop::Philox`]) and differ from autograd's (same distribution).
+pub mod check;
 pub mod cuda;
 pub mod ops;
 pub mod step;
@@ -57,7 +58,8 @@ impl FusedStep {
         self.weights.refresh(self.kind);
     }
 
-    /// A step with the given operations, in fp32 (the tests; the GPU check).
+    /// A step with the given operations and compute kind (the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub fn with_ops(
         vs: &VarStore,
         cfg: &ModelConfig,
@@ -67,11 +69,6 @@ impl FusedStep {
         let weights = weights::Weights::of(vs, cfg)?;
         weights.refresh(kind);
         Ok(Self { weights, ops, kind })
-    }
-
-    /// The operations in use.
-    pub fn ops(&self) -> &dyn ops::Ops {
-        self.ops.as_ref()
     }
 
     /// Forward and backward of one micro-batch: returns the logits [B, S] and the mean loss
