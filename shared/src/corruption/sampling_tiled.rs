@@ -76,6 +76,7 @@ fn tile_e(z: &[f32], m: f32, inv_t: f32) -> ([f32; TILE], [f32; TILE]) {
 /// One row as the kernel samples it: `z` (a multiple of [`TILE`] long; -inf = probability 0),
 /// `inv_t` = 1/T rounded to fp32, uniform `u` in [0, 1). Returns (id, arg-max, entropy); the
 /// entropy is NaN for a row with a NaN or +inf logit or without a finite one.
+#[allow(clippy::manual_is_multiple_of, clippy::needless_range_loop)] // is_multiple_of needs Rust 1.87; indices mirror the kernel's
 pub fn sample_row(z: &[f32], inv_t: f32, u: f64) -> (i64, i64, f32) {
     assert!(
         !z.is_empty() && z.len() % TILE == 0,

@@ -371,8 +371,7 @@ fn sampler(t: &mut Tally, a: &FusedCheckArgs, d: Device) -> anyhow::Result<()> {
     use shared::corruption::sampling_tiled::sample_tempered_kernel;
     let (n, v, w) = (a.sampler_rows, 30522i64, 30720i64);
     let z = Tensor::full([n, w], f64::NEG_INFINITY, (Kind::BFloat16, d));
-    let _ = z
-        .narrow(1, 0, v)
+    z.narrow(1, 0, v)
         .copy_(&(randn(&[n, v], Kind::Float, d) * 3.0).to_kind(Kind::BFloat16));
     let u: Vec<f64> = (0..n as u64)
         .map(|i| position_uniform(5, 1, i, 7))

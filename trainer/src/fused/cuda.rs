@@ -176,19 +176,17 @@ impl Ops for CudaOps {
         if d.p > 0.0 {
             let m = self.f32(&[n, c]);
             ok(ffi::dropout_mask(&m, d));
-            g = g * m;
+            g *= m;
         }
         let dw = (&g * xh).sum_dim_intlist(0, false, Kind::Float);
         let db = g.sum_dim_intlist(0, false, Kind::Float);
         let dx3 = dx.view([b, s, c]);
         let dword = Tensor::embedding_dense_backward(&dx3, ids, tables[0].size()[0], -1, false);
         let dpos = Tensor::zeros_like(tables[1]);
-        let _ = dpos
-            .narrow(0, 0, s)
+        dpos.narrow(0, 0, s)
             .copy_(&dx3.sum_dim_intlist(0, false, Kind::Float));
         let dtyp = Tensor::zeros_like(tables[2]);
-        let _ = dtyp
-            .get(0)
+        dtyp.get(0)
             .copy_(&dx.sum_dim_intlist(0, false, Kind::Float));
         ([dword, dpos, dtyp], dw, db)
     }

@@ -254,10 +254,9 @@ impl Ops for TchOps {
         );
         let dpos_rows = dx.view([b, s, e]).sum_dim_intlist(0, false, Kind::Float);
         let dpos = Tensor::zeros_like(tables[1]);
-        let _ = dpos.narrow(0, 0, s).copy_(&dpos_rows);
+        dpos.narrow(0, 0, s).copy_(&dpos_rows);
         let dtyp = Tensor::zeros_like(tables[2]);
-        let _ = dtyp
-            .get(0)
+        dtyp.get(0)
             .copy_(&dx.sum_dim_intlist(0, false, Kind::Float));
         ([dword, dpos, dtyp], dw, db)
     }
@@ -341,7 +340,7 @@ impl Ops for TchOps {
                 .masked_fill(&m.logical_not(), f64::NEG_INFINITY)
         });
         if let Some(m) = &mask {
-            s = s + m;
+            s += m;
         }
         let p = s.softmax(-1, s.kind());
         let pd = drop.apply(&p);
@@ -379,7 +378,7 @@ impl Ops for TchOps {
         let dv = pd.transpose(-2, -1).matmul(dctx);
         let mut dp = dctx.matmul(&v.transpose(-2, -1));
         if let Some(m) = mask {
-            dp = dp * m;
+            dp *= m;
         }
         // Softmax backward: ds = p (dp - sum(dp p)).
         let ds = p * (&dp - (&dp * p).sum_dim_intlist(-1, true, dp.kind()));

@@ -237,7 +237,7 @@ pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind) -> Grads {
             let merge = |t: Tensor| t.transpose(1, 2).contiguous().view([b * s, hidden]);
             let mut dh_in = g1.dx.to_kind(kind);
             for (dt, lin) in [(dq, &l.query), (dk, &l.key), (dv, &l.value)] {
-                dh_in = dh_in + linear_backward(&merge(dt), &sv.h_in, lin, kind, &mut grads);
+                dh_in += linear_backward(&merge(dt), &sv.h_in, lin, kind, &mut grads);
             }
             dh = dh_in;
         }
