@@ -3,16 +3,19 @@
 // masks are regenerated from Philox (common.cuh) by element index row * C + c.
 
 // Embeddings: x = word[id] + pos[s] + typ[0]; y = LN(x) * keep / (1 - p). The LN input is
-// not saved: the backward recomputes it from the ids.
+// not saved: the backward recomputes it from the ids. An id outside [0, V) reads row 0 and
+// makes the row's output NaN (the loss then stops the run), without a host check.
 extern "C" __global__ void embed_ln_fwd(const long long* ids, const float* word, const float* pos,
                                         const float* typ, const float* w, const float* b,
                                         bf16* y, float* mean, float* rstd, int S, int C,
-                                        float eps, float p, u64 seed, u64 site) {
+                                        long long V, float eps, float p, u64 seed, u64 site) {
   extern __shared__ float sm[];  // C floats of x, then blockDim.x for the reduction
   float* x = sm;
   float* red = sm + C;
   long long row = blockIdx.x;
   long long id = ids[row];
+  bool bad_id = id < 0 || id >= V;
+  if (bad_id) id = 0;
   int s = (int)(row % S);
   float acc = 0.f;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
@@ -29,7 +32,7 @@ extern "C" __global__ void embed_ln_fwd(const long long* ids, const float* word,
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     float v = (x[c] - mu) * r * w[c] + b[c];
     if (!dropout_keep(seed, site, (u64)row * C + c, p)) v = 0.f; else v *= scale;
-    st(y, row * C + c, v);
+    st(y, row * C + c, bad_id ? NAN : v);
   }
   if (threadIdx.x == 0) { mean[row] = mu; rstd[row] = r; }
 }
@@ -39,10 +42,11 @@ extern "C" __global__ void embed_ln_fwd(const long long* ids, const float* word,
 extern "C" __global__ void embed_ln_bwd(const bf16* dy, const long long* ids, const float* word,
                                         const float* pos, const float* typ, const float* w,
                                         const float* mean, const float* rstd, float* dx, int S,
-                                        int C, float p, u64 seed, u64 site) {
+                                        int C, long long V, float p, u64 seed, u64 site) {
   extern __shared__ float red[];
   long long row = blockIdx.x;
   long long id = ids[row];
+  if (id < 0 || id >= V) id = 0;  // the forward made this row NaN already
   int s = (int)(row % S);
   float mu = mean[row], r = rstd[row], scale = p > 0.f ? 1.f / (1.f - p) : 1.f;
   float a1 = 0.f, a2 = 0.f;
@@ -117,30 +121,34 @@ extern "C" __global__ void residual_ln_bwd(const bf16* dy, const bf16* xs, const
   }
 }
 
-// dw[c] = sum_rows dy * xhat, db[c] = sum_rows dy: one thread per column, rows in order
-// (deterministic; coalesced across the threads of a warp).
+// Partial sums of dw[c] = sum_rows dy * xhat and db[c] = sum_rows dy: one thread per column,
+// blockIdx.y = a chunk of `rows` rows in order; part_dw, part_db [gridDim.y, C] (the caller sums
+// the chunks in order: deterministic; coalesced across the threads of a warp).
 extern "C" __global__ void ln_param_grads(const bf16* dy, const bf16* xs, const float* mean,
-                                          const float* rstd, float* dw, float* db, long long N,
-                                          int C) {
+                                          const float* rstd, float* part_dw, float* part_db,
+                                          long long N, int C, long long rows) {
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
+  long long r0 = (long long)blockIdx.y * rows, r1 = min(N, r0 + rows);
   float aw = 0.f, ab = 0.f;
-  for (long long row = 0; row < N; ++row) {
+  for (long long row = r0; row < r1; ++row) {
     float g = ld(dy, row * C + c);
     aw += g * (ld(xs, row * C + c) - mean[row]) * rstd[row];
     ab += g;
   }
-  dw[c] = aw;
-  db[c] = ab;
+  part_dw[(long long)blockIdx.y * C + c] = aw;
+  part_db[(long long)blockIdx.y * C + c] = ab;
 }
 
-// out[c] = sum_rows x[row, c] (a bias gradient), fp32, rows in order.
-extern "C" __global__ void col_sum_bf16(const bf16* x, float* out, long long N, int C) {
+// Partial column sums of x [N, C] (a bias gradient), fp32, chunks of `rows` rows as above.
+extern "C" __global__ void col_sum_bf16(const bf16* x, float* part, long long N, int C,
+                                        long long rows) {
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
+  long long r0 = (long long)blockIdx.y * rows, r1 = min(N, r0 + rows);
   float a = 0.f;
-  for (long long row = 0; row < N; ++row) a += ld(x, row * C + c);
-  out[c] = a;
+  for (long long row = r0; row < r1; ++row) a += ld(x, row * C + c);
+  part[(long long)blockIdx.y * C + c] = a;
 }
 
 // The scaled keep mask of a dropout site as the kernels see it (GPU check and tests only).
