@@ -38,6 +38,8 @@ pub struct FusedStep {
     weights: weights::Weights,
     ops: Box<dyn ops::Ops>,
     kind: Kind,
+    /// The bf16 weight copies are the optimizer's (written by its update).
+    external_copies: std::cell::Cell<bool>,
 }
 
 impl FusedStep {
@@ -50,12 +52,32 @@ impl FusedStep {
             (Box::new(ops::TchOps { device }), Kind::Float)
         };
         weights.refresh(kind);
-        Ok(Self { weights, ops, kind })
+        Ok(Self {
+            weights,
+            ops,
+            kind,
+            external_copies: Default::default(),
+        })
     }
 
-    /// Call before each update: refreshes the compute-kind copies of the weights.
+    /// Call before each update: refreshes the compute-kind copies of the weights (unless the
+    /// optimizer writes them, [`FusedStep::use_weight_copies`]).
     pub fn begin_update(&self) {
-        self.weights.refresh(self.kind);
+        if !self.external_copies.get() {
+            self.weights.refresh(self.kind);
+        }
+    }
+
+    /// Whether the step runs on CUDA (bf16, the kernels).
+    pub fn is_cuda(&self) -> bool {
+        self.kind == Kind::BFloat16
+    }
+
+    /// Reads the linear layers' bf16 weights from `views` (by variable name), which the
+    /// optimizer's update writes (`AdamW::keep_bf16_copy`), instead of casting them each update.
+    pub fn use_weight_copies(&self, views: &std::collections::HashMap<String, Tensor>) {
+        self.weights.use_copies(views);
+        self.external_copies.set(true);
     }
 
     /// A step with the given operations and compute kind (the tests).
@@ -68,7 +90,12 @@ impl FusedStep {
     ) -> anyhow::Result<Self> {
         let weights = weights::Weights::of(vs, cfg)?;
         weights.refresh(kind);
-        Ok(Self { weights, ops, kind })
+        Ok(Self {
+            weights,
+            ops,
+            kind,
+            external_copies: Default::default(),
+        })
     }
 
     /// Forward and backward of one micro-batch: returns the logits [B, S] and the mean loss

@@ -173,6 +173,14 @@ impl Weights {
         });
     }
 
+    /// Makes every `wc` the view of `views` named as its weight.
+    pub fn use_copies(&self, views: &HashMap<String, Tensor>) {
+        for l in self.lins() {
+            let v = &views[&format!("{}.weight", l.name)];
+            *l.wc.borrow_mut() = v.shallow_clone();
+        }
+    }
+
     /// The names of every parameter the step computes a gradient for.
     pub fn names(&self) -> Vec<String> {
         let e = "electra.embeddings";

@@ -175,6 +175,15 @@ pub trait TrainObjective {
     /// The Hugging Face folder(s) the run exports at its end.
     fn exports(&self) -> Vec<ExportedModel<'_>>;
 
+    /// Whether the step reads bf16 copies of the weights that the optimizer keeps and writes in
+    /// its update (`--step fused` on CUDA).
+    fn wants_bf16_weights(&self) -> bool {
+        false
+    }
+
+    /// Hands the step those copies (bf16 views by variable name), once, before the first update.
+    fn use_bf16_weights(&self, _views: std::collections::HashMap<String, Tensor>) {}
+
     /// Called before each update with the updates done and the run's total (for a schedule
     /// over updates, e.g. online's `--temperature-per update`).
     fn begin_update(&self, _done: u64, _total: u64) {}

@@ -92,6 +92,16 @@ impl TrainObjective for Rtd {
         loss_and_counts(&self.logits(b, train), targets(b), &b.attention_mask)
     }
 
+    fn wants_bf16_weights(&self) -> bool {
+        self.fused.as_ref().is_some_and(FusedStep::is_cuda)
+    }
+
+    fn use_bf16_weights(&self, views: std::collections::HashMap<String, Tensor>) {
+        if let Some(f) = &self.fused {
+            f.use_weight_copies(&views);
+        }
+    }
+
     fn begin_update(&self, _done: u64, _total: u64) {
         if let Some(f) = &self.fused {
             f.begin_update();

@@ -106,6 +106,11 @@ impl Trainer {
         // Every rank starts from rank 0's weights (fresh runs: one initialisation; resumed runs
         // loaded the same checkpoint, so this only guards against a mixed-up file system).
         par.broadcast_from_rank0(opt.params(), "broadcasting rank 0's weights")?;
+        if s.runtime.device.is_cuda() && s.objective.wants_bf16_weights() {
+            // `--step fused`: the update writes the bf16 weights the next step's GEMMs read.
+            s.objective
+                .use_bf16_weights(opt.keep_bf16_copy(s.objective.vars())?);
+        }
         let loader = Loader::start(
             Arc::new(s.epochs),
             Arc::new(s.decoder),
