@@ -44,7 +44,7 @@ fn train(step: &str, dir: &std::path::Path, extra: &[&str]) -> (PathBuf, std::pr
 }
 
 /// (loss, grad norm, accuracy) of every train line of a run.
-fn lines(dir: &PathBuf) -> Vec<(f64, f64, f64)> {
+fn lines(dir: &std::path::Path) -> Vec<(f64, f64, f64)> {
     metrics(dir, "train")
         .iter()
         .map(|v| {
