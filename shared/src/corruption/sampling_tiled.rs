@@ -331,6 +331,15 @@ mod tests {
     }
 
     #[test]
+    fn the_kernel_sampler_refuses_cpu_logits() {
+        let z = Tensor::zeros([2, 256], (tch::Kind::Float, tch::Device::Cpu));
+        let err = sample_tempered_kernel(&z, 1.0, &[0.1, 0.2])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("CUDA"), "{err}");
+    }
+
+    #[test]
     fn banned_ids_are_never_drawn_even_at_the_edges() {
         // 512 ids, only 3 of positive probability, spread over two tiles; u at both ends.
         let mut z = vec![f32::NEG_INFINITY; 512];
