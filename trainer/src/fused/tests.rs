@@ -160,3 +160,43 @@ fn unsupported_models_are_refused_with_the_reason() {
     let err = weights::check_supported(&cfg).unwrap_err().to_string();
     assert!(err.contains("gelu"), "{err}");
 }
+
+/// The bf16 plumbing of the CUDA path (bf16 activations and GEMMs, bf16 weight copies, fp32
+/// LayerNorm statistics and parameter gradients) run with the reference operations on the CPU:
+/// every gradient within bf16 tolerance of fp32 autograd's (dropout off).
+#[test]
+fn a_bf16_step_is_close_to_fp32_autograd() {
+    let mut cfg = ModelConfig::preset("tiny", 97).unwrap();
+    cfg.hidden_dropout_prob = 0.0;
+    cfg.attention_probs_dropout_prob = 0.0;
+    let model = init_discriminator(&cfg, Device::Cpu).unwrap();
+    let (ids, mask, targets) = batch(2, 16, cfg.vocab_size, Some(11));
+    let out = loss_and_counts(&model.model.forward_t(&ids, &mask, true), &targets, &mask);
+    out.loss.backward();
+    let fused = FusedStep::with_ops(
+        &model.vs,
+        &cfg,
+        Box::new(ops::TchOps {
+            device: Device::Cpu,
+        }),
+        Kind::BFloat16,
+    )
+    .unwrap();
+    let (_, loss, grads) = fused.gradients(&ids, &mask, &targets, true, 1.0);
+    let dl = (loss.double_value(&[]) - out.loss.double_value(&[])).abs();
+    assert!(
+        dl < 1e-2 * out.loss.double_value(&[]),
+        "loss differs by {dl}"
+    );
+    let worst = compare(&model.vs, &grads);
+    eprintln!(
+        "bf16 step: worst relative difference {:.2e} ({})",
+        worst[0].0, worst[0].1
+    );
+    for (name, g) in &grads {
+        assert_eq!(g.kind(), Kind::Float, "{name}: gradients are fp32");
+    }
+    for (rel, name) in &worst {
+        assert!(*rel < 5e-2, "{name}: {rel:.2e}");
+    }
+}
