@@ -3,7 +3,8 @@
 # Prepare here:  scripts/gpu-check.sh --prepare   (strips the release binaries into .gpu/ and
 # copies the tokenizer and corpus from scripts/fetch-data's folder); on the device:
 # `bash scripts/gpu-check.sh` with `.gpu` carried (`--corruption-only` stops after the
-# preprocessor's checks).
+# preprocessor's checks; `--fused-only` makes the little data it needs and runs only the checks
+# of issue 11, the hand-written step and the sampler kernel: docs/fused-step.md).
 # Prints one figure per check; the full log goes to $OUT/gpu-check.log.
 set -uo pipefail
 if [ "${1:-}" = "--prepare" ]; then
@@ -20,8 +21,45 @@ G=.gpu; W=/tmp/gpu-work; OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$W" "$OUT"; exec > >(tee "$OUT/gpu-check.log") 2>&1
 export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.join(os.path.dirname(torch.__file__),'lib'))")
 P=$G/preprocess; T=$G/trainer
+
+# Issue 11 (docs/fused-step.md): needs $W/tok512 and $W/ep512/epoch-000 and the tiny aux $W/aux.
+fused_checks() {
+  echo "== issue 11: every kernel vs the tch reference on the GPU (bf16 tolerances), whole-step gradients vs fp32 autograd, sampler kernel vs reference sampler (trainer fused-check)"
+  timeout 400 $T fused-check --device cuda --model base --batch-size 32 --seq-len 512 2>&1 | grep -v '^$'
+  echo "== issue 11: ELECTRA-base RTD update, batch 32 x 512: --step fused, --step autograd, then the PyTorch+transformers reference (seq/s, peak memory from nvidia-smi)"
+  for step in fused autograd; do
+    timeout 200 $T --shards $W/ep512/epoch-000 --run-dir $W/base-$step --model base --batch-size 32 --max-steps 90 \
+      --warmup-steps 10 --log-every 15 --checkpoint-every 100000 --device cuda --no-verify-shards --step $step 2>&1 | tail -2
+    echo "$step: $(tail -1 $W/base-$step/metrics.jsonl)"; cp $W/base-$step/metrics.jsonl $OUT/base-$step-metrics.jsonl
+  done
+  timeout 150 python3 scripts/bench/reference_rtd_step.py --model base --batch-size 32 --seq-len 512 2>&1 | tail -2
+  echo "== issue 11: ELECTRA-large RTD update, batch 32 x 512: fused, autograd, reference"
+  for step in fused autograd; do
+    timeout 250 $T --shards $W/ep512/epoch-000 --run-dir $W/large-$step --model large --batch-size 32 --max-steps 40 \
+      --warmup-steps 5 --log-every 10 --checkpoint-every 100000 --device cuda --no-verify-shards --repeat-last-epoch --step $step 2>&1 | tail -2
+    echo "$step: $(tail -1 $W/large-$step/metrics.jsonl)"
+  done
+  timeout 200 python3 scripts/bench/reference_rtd_step.py --model large --batch-size 32 --seq-len 512 2>&1 | tail -2
+  echo "== issue 11: preprocess --epoch 1 of the seq-512 shards, --sampler kernel vs reference (pipeline times)"
+  for smp in reference kernel; do
+    timeout 200 $P --epoch 1 --epochs 2 --tokens $W/tok512 --aux-model $W/aux/export --out $W/ep512-$smp --device cuda \
+      --batch-size 128 --sampler $smp --profile-batches 2>&1 | tail -4
+  done
+}
+
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; nproc
 gunzip -c $G/sotu.jsonl.gz > $W/sotu.jsonl
+
+if [ "${1:-}" = "--fused-only" ]; then
+  $P tokenize --input $W/sotu.jsonl $G/moby-dick.txt --tokenizer $G/tokenizer.json --out $W/tok512 --max-seq-len 512 --row-group-rows 256 2>&1 | tail -1
+  head -n 20 $W/sotu.jsonl > $W/sotu-20.jsonl
+  $P tokenize --input $W/sotu-20.jsonl --tokenizer $G/tokenizer.json --out $W/tok64 --max-seq-len 64 --row-group-rows 64 2>&1 | tail -1
+  $T --objective mlm --shards $W/tok64 --run-dir $W/aux --model tiny --batch-size 16 --max-steps 12 \
+    --lr 2e-3 --warmup-steps 2 --log-every 4 --device cuda 2>&1 | tail -1
+  $P --epoch 0 --epochs 2 --tokens $W/tok512 --aux-model $W/aux/export --out $W/ep512 --device cuda --batch-size 128 2>&1 | tail -2
+  fused_checks
+  echo "== done (issue 11 checks only)"; exit 0
+fi
 
 echo "== tokenize SOTU+Moby at 512: 1 thread, all cores"
 $P tokenize --input $W/sotu.jsonl $G/moby-dick.txt --tokenizer $G/tokenizer.json --out $W/tok1 --max-seq-len 512 --threads 1 2>&1 | tail -1
@@ -67,6 +105,8 @@ timeout 200 $T --shards $W/ep512/epoch-000 --run-dir $W/base --model base --batc
   --warmup-steps 10 --log-every 15 --checkpoint-every 100000 --device cuda --no-verify-shards 2>&1 | tail -2
 cat $W/base/metrics.jsonl; cp $W/base/metrics.jsonl $OUT/base-metrics.jsonl
 timeout 150 python3 scripts/bench/reference_rtd_step.py --model base --batch-size 32 --seq-len 512 2>&1 | tail -2
+
+fused_checks
 
 echo "== tiny RTD run on CUDA until it beats the all-original baseline"
 timeout 150 $T --shards $W/ep64/epoch-000 $W/ep64/epoch-001 --run-dir $W/learn --model tiny \

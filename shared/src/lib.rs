@@ -11,6 +11,7 @@
 //! - [`cost`]: the FLOP and memory cost model.
 pub mod corruption;
 pub mod cost;
+pub mod cuda;
 pub mod files;
 pub mod format;
 pub mod model;

@@ -31,6 +31,9 @@ pub enum Command {
     /// Checks and times the process group under a launcher (torchrun): all-reduce, broadcast
     /// and barrier of every rank, with the all-reduce's time and bus bandwidth.
     DistCheck(DistCheckArgs),
+    /// GPU check of `--step fused` and the sampler kernel (scripts/gpu-check.sh): every kernel
+    /// against the tch reference, the whole step's gradients against autograd, times.
+    FusedCheck(crate::fused::check::FusedCheckArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -141,6 +144,12 @@ pub struct TrainArgs {
     /// Training objective.
     #[arg(long, value_enum, default_value_t = Objective::Rtd)]
     pub objective: Objective,
+    /// How an update computes its gradients: `autograd` (tch autograd over the model: every
+    /// objective and architecture) or `fused` (--objective rtd only: the hand-written forward
+    /// and backward of docs/fused-step.md; absolute positions, GELU, no Admin; on the CPU the
+    /// same dropout masks as autograd, on CUDA Philox masks inside the kernels).
+    #[arg(long, value_enum, default_value_t = crate::fused::StepKind::Autograd)]
+    pub step: crate::fused::StepKind,
     /// Sequences per micro-batch.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,

@@ -9,6 +9,7 @@ mod cost_cmd;
 mod data;
 mod dist;
 mod ext;
+mod fused;
 mod loader;
 mod lr;
 mod metrics;
@@ -28,6 +29,7 @@ fn main() -> ExitCode {
         Some(cli::Command::LoaderBench(args)) => train::bench::run(args),
         Some(cli::Command::Bench(args)) => objective_bench::run(args),
         Some(cli::Command::DistCheck(args)) => dist::check(args),
+        Some(cli::Command::FusedCheck(args)) => fused::check::run(args),
         None => train::run(&cli.train),
     };
     match result {

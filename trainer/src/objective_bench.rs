@@ -257,5 +257,6 @@ fn build(
         batch,
         args: &args,
         settings,
+        step: crate::fused::StepKind::Autograd,
     })
 }

@@ -15,6 +15,7 @@
 //! same state, with the same meaning, as the element-wise update's, so checkpoints written before
 //! the fused kernel resume unchanged.
 use anyhow::{bail, Context};
+use std::collections::HashMap;
 use tch::{nn::VarStore, Kind, Tensor};
 
 use crate::ext;
@@ -57,6 +58,9 @@ pub struct AdamW {
     step: u64,
     /// `step` as a one-element fp32 tensor on the device (the fused kernel reads it there).
     step_t: Tensor,
+    /// CUDA, `--step fused`: a bf16 copy of `params` (same layout) that the update writes in
+    /// the same pass (`shared/kernels/adamw.cu`) for the next step's GEMMs.
+    params_bf16: Option<Tensor>,
 }
 
 impl AdamW {
@@ -124,7 +128,40 @@ impl AdamW {
             grads,
             decayed,
             step: 0,
+            params_bf16: None,
         })
+    }
+
+    /// Keeps a bf16 copy of the parameters, written by every update in the same pass (CUDA
+    /// only; call after any resume, which it copies). Returns each variable of `vs` as a bf16
+    /// view of it, by name.
+    pub fn keep_bf16_copy(&mut self, vs: &VarStore) -> anyhow::Result<HashMap<String, Tensor>> {
+        if !self.params.device().is_cuda() {
+            bail!("a bf16 copy of the weights is kept on CUDA only");
+        }
+        let flat = tch::no_grad(|| self.params.to_kind(Kind::BFloat16));
+        let views = self.views_into(&flat, vs);
+        self.params_bf16 = Some(flat);
+        Ok(views)
+    }
+
+    /// Each trainable variable of `vs` as a view into `flat`, a buffer laid out as the
+    /// parameters (each variable is a view into `params`: its offset there is its offset in
+    /// `flat`).
+    fn views_into(&self, flat: &Tensor, vs: &VarStore) -> HashMap<String, Tensor> {
+        let base = self.params.data_ptr() as usize;
+        let elem = self.params.kind().elt_size_in_bytes();
+        vs.variables()
+            .into_iter()
+            .filter(|(_, v)| v.requires_grad())
+            .map(|(name, var)| {
+                let offset = ((var.data_ptr() as usize - base) / elem) as i64;
+                let view = flat
+                    .narrow(0, offset, var.numel() as i64)
+                    .view(var.size().as_slice());
+                (name, view)
+            })
+            .collect()
     }
 
     /// Number of trainable scalars.
@@ -172,6 +209,35 @@ impl AdamW {
                     continue;
                 }
                 let slice = |t: &Tensor| t.narrow(0, start, len);
+                if let Some(bf16) = &self.params_bf16 {
+                    let ones;
+                    let gs = match &scale {
+                        Some(s) => s,
+                        None => {
+                            ones = Tensor::ones([1], (Kind::Float, self.params.device()));
+                            &ones
+                        }
+                    };
+                    shared::cuda::ffi::adamw_bf16(
+                        &slice(&self.params),
+                        &slice(&self.exp_avg),
+                        &slice(&self.exp_avg_sq),
+                        &slice(&self.grads),
+                        &slice(bf16),
+                        &gs.to_kind(Kind::Float).contiguous(),
+                        shared::cuda::ffi::AdamW {
+                            lr: lr as f32,
+                            beta1: c.beta1 as f32,
+                            beta2: c.beta2 as f32,
+                            eps: c.eps as f32,
+                            weight_decay: wd as f32,
+                            bias_correction1: (1.0 - c.beta1.powi(self.step as i32)) as f32,
+                            bias_correction2: (1.0 - c.beta2.powi(self.step as i32)) as f32,
+                        },
+                    )
+                    .context("the AdamW update with bf16 copies")?;
+                    continue;
+                }
                 ext::fused_adamw(
                     &slice(&self.params),
                     &slice(&self.grads),
@@ -436,6 +502,23 @@ mod tests {
             e.contains("expected shape [8]") && e.contains("another model"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn copies_are_laid_out_as_the_parameters() {
+        // The layout keep_bf16_copy relies on, checked with an fp32 "copy" on the CPU.
+        let (vs, _lin) = setup();
+        let opt = AdamW::new(&vs, AdamWConfig::default()).unwrap();
+        let copy = opt.params().copy() * 2.0;
+        let views = opt.views_into(&copy, &vs);
+        assert_eq!(views.len(), vs.variables().len());
+        for (name, var) in vs.variables() {
+            let want = var.detach() * 2.0;
+            assert!(views[&name].equal(&want), "{name}");
+        }
+        let mut opt = opt;
+        let err = opt.keep_bf16_copy(&vs).unwrap_err().to_string();
+        assert!(err.contains("CUDA only"), "{err}");
     }
 
     #[test]

@@ -112,6 +112,11 @@ pub struct CorruptArgs {
     /// every row are still checked). Recorded in the epoch's shards and manifest.
     #[arg(long)]
     pub no_verify_shards: bool,
+    /// How tempered replacements are drawn on CUDA: `reference` (the exact two-level sampler of
+    /// data-spec/epoch.md, "Sampling") or `kernel` (the one-pass NVRTC kernel of
+    /// docs/fused-step.md: the same draws except at rounding ties; CUDA only).
+    #[arg(long, value_enum, default_value_t = SamplerKind::Reference)]
+    pub sampler: SamplerKind,
     /// Testing aid: abort the process (as a crash would) right after writing this many shards.
     #[arg(long, hide = true)]
     pub abort_after_shards: Option<usize>,
@@ -156,7 +161,15 @@ pub struct CorruptConfig {
     pub profile_batches: bool,
     /// Check the token shards' SHA-256 against their manifest before reading them.
     pub verify_shards: bool,
+    pub sampler: SamplerKind,
     pub abort_after_shards: Option<usize>,
+}
+
+/// `--sampler`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SamplerKind {
+    Reference,
+    Kernel,
 }
 
 /// Encoding threads on CUDA unless `--threads` says otherwise: measured on a 16-core H200
@@ -391,6 +404,7 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
             overwrite: a.overwrite,
             profile_batches: a.profile_batches,
             verify_shards: !a.no_verify_shards,
+            sampler: a.sampler,
             abort_after_shards: a.abort_after_shards,
         })
     }

@@ -56,6 +56,9 @@ impl Corrupter {
         };
         let mut model = AuxModel::load_with_dropout(dir, device, dropout)?;
         model.pad_rows_to(c.batch_size);
+        if c.sampler == super::args::SamplerKind::Kernel {
+            model.use_kernel_sampler()?;
+        }
         let sampling = match augmentation {
             Augmentation::TfInterp if on => {
                 let counts = plan

@@ -72,6 +72,9 @@ pub struct AuxModel {
     decoder_bias: Tensor,
     /// Runs the encoder with its dropout on (the dropout and drop-attention augmentations).
     dropout: bool,
+    /// Tempered draws by the one-pass CUDA kernel (`preprocess --sampler kernel`) instead of
+    /// the reference sampler.
+    kernel_sampler: bool,
 }
 
 /// Dropout rates of the auxiliary model for the dropout augmentations: (activation/hidden,
@@ -119,7 +122,21 @@ impl AuxModel {
             decoder_weight,
             decoder_bias,
             dropout: false,
+            kernel_sampler: false,
         }
+    }
+
+    /// Draws tempered replacements with the one-pass CUDA kernel
+    /// ([`crate::corruption::sampling_tiled`]) instead of the reference sampler: CUDA only (the
+    /// draws equal the reference's except at rounding ties).
+    pub fn use_kernel_sampler(&mut self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.device.is_cuda(),
+            "--sampler kernel: the one-pass sampler is a CUDA kernel; on {:?} use --sampler reference",
+            self.device
+        );
+        self.kernel_sampler = true;
+        Ok(())
     }
 
     /// On CUDA, pads every batch to `rows` rows (the batch size), so that all batches share one
@@ -178,6 +195,9 @@ impl AuxModel {
         // Padded positions (a copy of the first one) get a dummy uniform; their draws are dropped.
         let uniforms = padded(&inputs.uniforms, logits.size()[0] as usize, 0.5);
         let mut s = tch::no_grad(|| match sampling {
+            AuxSampling::Temperature(t) if self.kernel_sampler => {
+                crate::corruption::sampling_tiled::sample_tempered_kernel(&logits, *t, &uniforms)
+            }
             AuxSampling::Temperature(t) => sample_tempered(&logits, *t, &uniforms),
             AuxSampling::TfInterp(tf) => {
                 let mut s = sample_tempered(&tf.logits(&logits), 1.0, &uniforms)?;

@@ -10,4 +10,5 @@ pub mod masking;
 pub mod model_free;
 pub mod rng;
 pub mod sampling;
+pub mod sampling_tiled;
 pub mod schedule;

@@ -107,6 +107,8 @@ pub struct ObjectiveInit<'a> {
     pub args: &'a args::ObjectiveArgs,
     /// What they resolved to (as in `run.json`).
     pub settings: Option<&'a args::ObjectiveSettings>,
+    /// `--step` (checked: `fused` only for objectives that have a hand-written step).
+    pub step: crate::fused::StepKind,
 }
 
 /// An objective before it has a model: name, data, batches, constructor.
@@ -141,6 +143,19 @@ pub trait TrainObjective {
     /// Loss and counts of one micro-batch (`train` = dropout on).
     fn step(&self, batch: &DeviceBatch, train: bool) -> StepOutput;
 
+    /// One training micro-batch: its loss times `scale` (detached) and counts, with the
+    /// gradients of `scale` x loss added to the parameters' `.grad()`. By default
+    /// [`TrainObjective::step`] then `backward()` (autograd); `--step fused` overrides it.
+    fn train_micro_batch(&self, batch: &DeviceBatch, scale: f64) -> StepOutput {
+        let out = self.step(batch, true);
+        let loss = out.loss * scale;
+        loss.backward();
+        StepOutput {
+            loss: loss.detach(),
+            counts: out.counts,
+        }
+    }
+
     /// The validation output of one micro-batch (no dropout, no gradient needed); by default
     /// the step's, without scores.
     fn evaluate(&self, batch: &DeviceBatch) -> EvalOutput {
@@ -159,6 +174,15 @@ pub trait TrainObjective {
 
     /// The Hugging Face folder(s) the run exports at its end.
     fn exports(&self) -> Vec<ExportedModel<'_>>;
+
+    /// Whether the step reads bf16 copies of the weights that the optimizer keeps and writes in
+    /// its update (`--step fused` on CUDA).
+    fn wants_bf16_weights(&self) -> bool {
+        false
+    }
+
+    /// Hands the step those copies (bf16 views by variable name), once, before the first update.
+    fn use_bf16_weights(&self, _views: std::collections::HashMap<String, Tensor>) {}
 
     /// Called before each update with the updates done and the run's total (for a schedule
     /// over updates, e.g. online's `--temperature-per update`).

@@ -9,6 +9,7 @@ use super::{
     BatchContext, DataKind, DeviceBatch, EvalOutput, ExportedModel, ObjectiveInit, ObjectiveSpec,
     Reports, StepOutput, TrainObjective,
 };
+use crate::fused::{FusedStep, StepKind};
 use crate::loader::BatchKind;
 use crate::metrics::CountTensors;
 
@@ -25,9 +26,15 @@ fn batches(_: &BatchContext) -> BatchKind {
 }
 
 fn build(init: &ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>> {
+    let model = init_discriminator(init.model_config, init.device)?;
+    let fused = match init.step {
+        StepKind::Autograd => None,
+        StepKind::Fused => Some(FusedStep::new(&model.vs, init.model_config, init.device)?),
+    };
     Ok(Box::new(Rtd {
-        model: init_discriminator(init.model_config, init.device)?,
+        model,
         shape: crate::train::model::shape(init.model_config),
+        fused,
     }))
 }
 
@@ -35,6 +42,8 @@ fn build(init: &ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>> {
 pub struct Rtd {
     model: Pretrained<Discriminator>,
     shape: EncoderShape,
+    /// `--step fused`: the hand-written step over the model's variables.
+    fused: Option<FusedStep>,
 }
 
 /// Loss and counts of RTD logits `[B, L]` against targets `[B, L]` on real tokens.
@@ -81,6 +90,48 @@ impl TrainObjective for Rtd {
 
     fn step(&self, b: &DeviceBatch, train: bool) -> StepOutput {
         loss_and_counts(&self.logits(b, train), targets(b), &b.attention_mask)
+    }
+
+    fn wants_bf16_weights(&self) -> bool {
+        self.fused.as_ref().is_some_and(FusedStep::is_cuda)
+    }
+
+    fn use_bf16_weights(&self, views: std::collections::HashMap<String, Tensor>) {
+        if let Some(f) = &self.fused {
+            f.use_weight_copies(&views);
+        }
+    }
+
+    fn begin_update(&self, _done: u64, _total: u64) {
+        if let Some(f) = &self.fused {
+            f.begin_update();
+        }
+    }
+
+    fn train_micro_batch(&self, b: &DeviceBatch, scale: f64) -> StepOutput {
+        let Some(fused) = &self.fused else {
+            let out = self.step(b, true);
+            let loss = out.loss * scale;
+            loss.backward();
+            return StepOutput {
+                loss: loss.detach(),
+                counts: out.counts,
+            };
+        };
+        let (logits, loss) = fused.accumulate(
+            &self.model.vs,
+            &b.input_ids,
+            &b.attention_mask,
+            targets(b),
+            scale,
+        );
+        // The counts of the logits (the loss of loss_and_counts is recomputed: cheap, [B, L]).
+        let counts =
+            tch::no_grad(|| loss_and_counts(&logits, targets(b), &b.attention_mask).counts);
+        StepOutput {
+            loss: loss * scale,
+            counts,
+        }
     }
 
     fn evaluate(&self, b: &DeviceBatch) -> EvalOutput {

@@ -258,6 +258,7 @@ impl Setup {
             batch,
             args: &c.objective_args,
             settings: settings.as_ref(),
+            step: c.runtime.step,
         })?;
         // Rank 0 validates (the others go on and wait for it at the next all-reduce).
         let validation = validation_folder

@@ -43,6 +43,8 @@ pub struct Runtime {
     pub loader_threads: usize,
     /// Peak FLOP/s of the device for MFU (None: from the GPU's name, or no MFU).
     pub peak_flops: Option<f64>,
+    /// `--step`: autograd or the hand-written step.
+    pub step: crate::fused::StepKind,
     pub debug: DebugFlags,
 }
 
@@ -149,6 +151,12 @@ impl TryFrom<&TrainArgs> for TrainConfig {
             }
         }
         a.objective_args.check(a.objective)?;
+        if a.step == crate::fused::StepKind::Fused && a.objective != crate::cli::Objective::Rtd {
+            bail!(
+                "--step fused: only --objective rtd has a hand-written step (found --objective {}); use --step autograd",
+                a.objective.spec().name
+            );
+        }
         if let Some(p) = a.dropout {
             if !(0.0..1.0).contains(&p) {
                 bail!("--dropout: expected a probability in [0, 1), found {p}");
@@ -207,6 +215,7 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 prefetch: a.prefetch,
                 loader_threads: a.loader_threads,
                 peak_flops: a.peak_tflops.map(|t| t * 1e12),
+                step: a.step,
                 debug: DebugFlags {
                     stop_after: a.debug_stop_after,
                     nan_at_step: a.debug_nan_at_step,

@@ -106,6 +106,11 @@ impl Trainer {
         // Every rank starts from rank 0's weights (fresh runs: one initialisation; resumed runs
         // loaded the same checkpoint, so this only guards against a mixed-up file system).
         par.broadcast_from_rank0(opt.params(), "broadcasting rank 0's weights")?;
+        if s.runtime.device.is_cuda() && s.objective.wants_bf16_weights() {
+            // `--step fused`: the update writes the bf16 weights the next step's GEMMs read.
+            s.objective
+                .use_bf16_weights(opt.keep_bf16_copy(s.objective.vars())?);
+        }
         let loader = Loader::start(
             Arc::new(s.epochs),
             Arc::new(s.decoder),
@@ -261,14 +266,14 @@ impl Trainer {
             let mine = self.par.share(&hb);
             let weight = self.par.loss_weight(&hb, &mine);
             let db = DeviceBatch::new(&mine, device);
-            let out =
-                shared::runtime::device::with_autocast(device, || self.objective.step(&db, true));
-            let mut loss = out.loss * (weight / k as f64);
+            let mut scale = weight / k as f64;
             if self.runtime.debug.nan_at_step == Some(self.step + 1) {
-                loss = loss.g_mul_scalar(f64::NAN);
+                scale = f64::NAN;
             }
-            loss.backward();
-            let detached = loss.detach();
+            let out = shared::runtime::device::with_autocast(device, || {
+                self.objective.train_micro_batch(&db, scale)
+            });
+            let detached = out.loss;
             step_loss = Some(match step_loss {
                 Some(acc) => acc + detached,
                 None => detached,

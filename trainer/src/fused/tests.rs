@@ -1,0 +1,202 @@
+//! The hand-written gradients against tch autograd's, on the CPU in fp32, for every parameter,
+//! with dropout on and the same masks (both draw them from torch's generator in the same order).
+use super::*;
+use crate::objectives::rtd::loss_and_counts;
+use shared::model::init_discriminator;
+
+/// Max |a - b| / max |b| of each parameter's gradient (`fused`, `autograd`), worst first.
+///
+/// The one exception is the key bias of each layer: its true gradient is exactly zero (adding a
+/// constant vector to every key adds the same q.b to a whole row of scores, and softmax ignores
+/// that), so both sides hold only rounding noise and a relative difference means nothing. There
+/// the difference is taken relative to the layer's key-weight gradient, which is what the noise
+/// is made of.
+fn compare(vs: &VarStore, fused: &weights::Grads) -> Vec<(f64, String)> {
+    let vars = vs.variables();
+    let max_abs = |t: &Tensor| t.abs().max().double_value(&[]);
+    let mut out: Vec<(f64, String)> = vars
+        .iter()
+        .map(|(name, var)| {
+            let want = var.grad();
+            let got = fused
+                .get(name)
+                .unwrap_or_else(|| panic!("no fused gradient for {name}"));
+            assert_eq!(got.size(), want.size(), "{name}");
+            let diff = max_abs(&(got - &want));
+            let scale = match name.strip_suffix("attention.self.key.bias") {
+                Some(layer) => max_abs(&vars[&format!("{layer}attention.self.key.weight")].grad()),
+                None => max_abs(&want),
+            };
+            (diff / scale.max(1e-30), name.clone())
+        })
+        .collect();
+    out.sort_by(|a, b| b.0.total_cmp(&a.0));
+    out
+}
+
+/// A batch of `b` rows of `s` tokens over `vocab`, the last row padded after `pad_from`.
+fn batch(b: i64, s: i64, vocab: i64, pad_from: Option<i64>) -> (Tensor, Tensor, Tensor) {
+    let ids = Tensor::randint(vocab, [b, s], (Kind::Int64, Device::Cpu));
+    let mask = Tensor::ones([b, s], (Kind::Int64, Device::Cpu));
+    if let Some(p) = pad_from {
+        let _ = mask.get(b - 1).narrow(0, p, s - p).fill_(0);
+    }
+    let targets = Tensor::rand([b, s], (Kind::Float, Device::Cpu))
+        .lt(0.3)
+        .to_kind(Kind::Float);
+    (ids, mask, targets)
+}
+
+fn check(preset: &str, dropout: f64, b: i64, s: i64, pad_from: Option<i64>) {
+    tch::manual_seed(11);
+    let mut cfg = ModelConfig::preset(preset, 97).unwrap();
+    cfg.hidden_dropout_prob = dropout;
+    cfg.attention_probs_dropout_prob = dropout;
+    let model = init_discriminator(&cfg, Device::Cpu).unwrap();
+    // Non-trivial LayerNorms and biases, so that every gradient term is exercised.
+    tch::no_grad(|| {
+        for (_, v) in model.vs.variables() {
+            let noise = Tensor::randn_like(&v) * 0.05;
+            let _ = v.shallow_clone().g_add_(&noise);
+        }
+    });
+    let (ids, mask, targets) = batch(b, s, cfg.vocab_size, pad_from);
+
+    tch::manual_seed(1234);
+    let logits = model.model.forward_t(&ids, &mask, true);
+    let out = loss_and_counts(&logits, &targets, &mask);
+    out.loss.backward();
+
+    let fused = FusedStep::with_ops(
+        &model.vs,
+        &cfg,
+        Box::new(ops::TchOps {
+            device: Device::Cpu,
+        }),
+        Kind::Float,
+    )
+    .unwrap();
+    tch::manual_seed(1234);
+    let (f_logits, f_loss, grads) = fused.gradients(&ids, &mask, &targets, true, 1.0);
+    let dl = (f_loss.double_value(&[]) - out.loss.double_value(&[])).abs();
+    assert!(
+        dl <= 1e-6 * out.loss.double_value(&[]).abs(),
+        "loss differs by {dl}"
+    );
+    let dz = (f_logits - logits.detach()).abs().max().double_value(&[]);
+    assert!(dz < 1e-4, "logits differ by {dz}");
+    let worst = compare(&model.vs, &grads);
+    assert_eq!(worst.len(), grads.len(), "every gradient is a parameter's");
+    eprintln!(
+        "{preset} dropout {dropout}: {} parameters, worst relative difference {:.2e} ({})",
+        worst.len(),
+        worst[0].0,
+        worst[0].1
+    );
+    for (rel, name) in &worst {
+        assert!(
+            *rel <= 1e-5,
+            "{preset}: {name}: relative difference {rel:.3e} > 1e-5"
+        );
+    }
+}
+
+/// Runs the `isolated_` tests below in a process of their own, one at a time: both sides draw
+/// their dropout masks from torch's generator, which is global to the process, so another test
+/// drawing from it on a parallel thread would change one side's masks.
+#[test]
+fn gradients_equal_autograd() {
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--test-threads=1",
+            "--nocapture",
+            "fused::tests::isolated_",
+        ])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{text}");
+    assert!(out.status.success(), "the isolated gradient tests failed");
+    assert!(
+        text.contains("3 passed"),
+        "expected the 3 isolated tests to run"
+    );
+}
+
+#[test]
+#[ignore = "run by fused::tests::gradients_equal_autograd in a process of its own"]
+fn isolated_tiny_gradients_equal_autograd_with_dropout_and_padding() {
+    check("tiny", 0.1, 3, 24, Some(17));
+}
+
+#[test]
+#[ignore = "run by fused::tests::gradients_equal_autograd in a process of its own"]
+fn isolated_tiny_gradients_equal_autograd_without_padding_or_dropout() {
+    check("tiny", 0.0, 2, 16, None);
+}
+
+#[test]
+#[ignore = "run by fused::tests::gradients_equal_autograd in a process of its own"]
+fn isolated_small_gradients_equal_autograd_with_dropout_and_padding() {
+    // 12 layers, hidden 256, embeddings 128 (the embeddings projection is exercised).
+    check("small", 0.1, 2, 16, Some(9));
+}
+
+#[test]
+fn unsupported_models_are_refused_with_the_reason() {
+    for (preset, needle) in [("tiny-rel", "relative"), ("tiny-rel-admin", "")] {
+        let cfg = ModelConfig::preset(preset, 97).unwrap();
+        let err = weights::check_supported(&cfg).unwrap_err().to_string();
+        assert!(err.contains("--step autograd"), "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+    let mut cfg = ModelConfig::preset("tiny", 97).unwrap();
+    cfg.hidden_act = "relu".into();
+    let err = weights::check_supported(&cfg).unwrap_err().to_string();
+    assert!(err.contains("gelu"), "{err}");
+}
+
+/// The bf16 plumbing of the CUDA path (bf16 activations and GEMMs, bf16 weight copies, fp32
+/// LayerNorm statistics and parameter gradients) run with the reference operations on the CPU:
+/// every gradient within bf16 tolerance of fp32 autograd's (dropout off).
+#[test]
+fn a_bf16_step_is_close_to_fp32_autograd() {
+    let mut cfg = ModelConfig::preset("tiny", 97).unwrap();
+    cfg.hidden_dropout_prob = 0.0;
+    cfg.attention_probs_dropout_prob = 0.0;
+    let model = init_discriminator(&cfg, Device::Cpu).unwrap();
+    let (ids, mask, targets) = batch(2, 16, cfg.vocab_size, Some(11));
+    let out = loss_and_counts(&model.model.forward_t(&ids, &mask, true), &targets, &mask);
+    out.loss.backward();
+    let fused = FusedStep::with_ops(
+        &model.vs,
+        &cfg,
+        Box::new(ops::TchOps {
+            device: Device::Cpu,
+        }),
+        Kind::BFloat16,
+    )
+    .unwrap();
+    let (_, loss, grads) = fused.gradients(&ids, &mask, &targets, true, 1.0);
+    let dl = (loss.double_value(&[]) - out.loss.double_value(&[])).abs();
+    assert!(
+        dl < 1e-2 * out.loss.double_value(&[]),
+        "loss differs by {dl}"
+    );
+    let worst = compare(&model.vs, &grads);
+    eprintln!(
+        "bf16 step: worst relative difference {:.2e} ({})",
+        worst[0].0, worst[0].1
+    );
+    for (name, g) in &grads {
+        assert_eq!(g.kind(), Kind::Float, "{name}: gradients are fp32");
+    }
+    for (rel, name) in &worst {
+        assert!(*rel < 5e-2, "{name}: {rel:.2e}");
+    }
+}
