@@ -180,15 +180,8 @@ impl Ops for CudaOps {
         }
         let dw = (&g * xh).sum_dim_intlist(0, false, Kind::Float);
         let db = g.sum_dim_intlist(0, false, Kind::Float);
-        let dx3 = dx.view([b, s, c]);
-        let dword = Tensor::embedding_dense_backward(&dx3, ids, tables[0].size()[0], -1, false);
-        let dpos = Tensor::zeros_like(tables[1]);
-        dpos.narrow(0, 0, s)
-            .copy_(&dx3.sum_dim_intlist(0, false, Kind::Float));
-        let dtyp = Tensor::zeros_like(tables[2]);
-        dtyp.get(0)
-            .copy_(&dx.sum_dim_intlist(0, false, Kind::Float));
-        ([dword, dpos, dtyp], dw, db)
+        let grads = super::ops::embedding_table_grads(&dx, ids, tables, (b, s));
+        (grads, dw, db)
     }
 
     fn residual_ln(

@@ -244,21 +244,7 @@ impl Ops for TchOps {
         let (b, s) = ids.size2().expect("ids are [B, S]");
         let dy = drop.apply(dy);
         let (dx, dw, db) = ln_backward(&dy, saved, w);
-        let e = dx.size()[1];
-        let dword = Tensor::embedding_dense_backward(
-            &dx.view([b, s, e]),
-            ids,
-            tables[0].size()[0],
-            -1,
-            false,
-        );
-        let dpos_rows = dx.view([b, s, e]).sum_dim_intlist(0, false, Kind::Float);
-        let dpos = Tensor::zeros_like(tables[1]);
-        dpos.narrow(0, 0, s).copy_(&dpos_rows);
-        let dtyp = Tensor::zeros_like(tables[2]);
-        dtyp.get(0)
-            .copy_(&dx.sum_dim_intlist(0, false, Kind::Float));
-        ([dword, dpos, dtyp], dw, db)
+        (embedding_table_grads(&dx, ids, tables, (b, s)), dw, db)
     }
 
     fn residual_ln(
@@ -386,4 +372,25 @@ impl Ops for TchOps {
         let dk = ds.transpose(-2, -1).matmul(qs) * *scale_root;
         (dq, dk, dv)
     }
+}
+
+/// The gradients of the word, position and token-type tables from `dx`, the gradient of their
+/// sum (`[B * S, E]`): a scatter-add over `ids` for words, a sum over the batch for positions
+/// `0..S`, a sum over every row for type 0 (the only type used).
+pub(super) fn embedding_table_grads(
+    dx: &Tensor,
+    ids: &Tensor,
+    tables: [&Tensor; 3],
+    (b, s): (i64, i64),
+) -> [Tensor; 3] {
+    let e = dx.size()[1];
+    let dx3 = dx.view([b, s, e]);
+    let dword = Tensor::embedding_dense_backward(&dx3, ids, tables[0].size()[0], -1, false);
+    let dpos = Tensor::zeros_like(tables[1]);
+    dpos.narrow(0, 0, s)
+        .copy_(&dx3.sum_dim_intlist(0, false, Kind::Float));
+    let dtyp = Tensor::zeros_like(tables[2]);
+    dtyp.get(0)
+        .copy_(&dx.sum_dim_intlist(0, false, Kind::Float));
+    [dword, dpos, dtyp]
 }
