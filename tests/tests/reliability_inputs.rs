@@ -304,14 +304,12 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut CounterRng) -> String {
     }
 }
 
+/// A reader of a folder, by name.
+type Reader<'a> = (&'a str, &'a dyn Fn(&Path) -> Output);
+
 /// Replaces `dir`'s shard by a seeded mutation of `src` and runs each reader on it with
 /// `--no-verify-shards`, failing on a panic or a signal.
-fn fuzz_once(
-    dir: &Path,
-    src: &[u8],
-    rng: &mut CounterRng,
-    readers: &[(&str, &dyn Fn(&Path) -> Output)],
-) {
+fn fuzz_once(dir: &Path, src: &[u8], rng: &mut CounterRng, readers: &[Reader]) {
     let mut bytes = src.to_vec();
     let what = mutate(&mut bytes, rng);
     std::fs::write(dir.join(SHARD), &bytes).unwrap();
@@ -332,7 +330,7 @@ fn issue10_fuzzed_shards_end_in_an_error_or_success_never_a_panic() {
     let corrupt_tokens = |d: &Path| corrupt(d, &flag).1;
     let load_epoch = |d: &Path| load("rtd", d, &flag);
     for k in 0..6 {
-        let token_readers: [(&str, &dyn Fn(&Path) -> Output); 2] = [
+        let token_readers: [Reader; 2] = [
             ("loader-bench", &load_tokens),
             ("preprocess", &corrupt_tokens),
         ];
@@ -342,7 +340,7 @@ fn issue10_fuzzed_shards_end_in_an_error_or_success_never_a_panic() {
             &mut rng,
             &token_readers,
         );
-        let epoch_readers: [(&str, &dyn Fn(&Path) -> Output); 1] = [("loader-bench", &load_epoch)];
+        let epoch_readers: [Reader; 1] = [("loader-bench", &load_epoch)];
         fuzz_once(
             &epoch(&format!("fuzz-epoch-{k}")),
             &epoch_src,
