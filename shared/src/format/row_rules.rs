@@ -109,9 +109,15 @@ impl RowRules {
                 n.to_string(),
             ));
         }
-        // Range first (a cast to u32 sends negative ids above any vocabulary), in one tight loop.
+        // Range first (a cast to u32 sends negative ids above any vocabulary). The checks are
+        // branch-free folds, which the compiler vectorises; the position is looked for only once
+        // a row is known to be bad.
         let vocab = self.vocab_size;
-        if let Some(p) = row.iter().position(|&t| t as u32 >= vocab) {
+        let out_of_range = row.iter().fold(false, |bad, &t| bad | (t as u32 >= vocab));
+        if let Some(p) = out_of_range
+            .then(|| row.iter().position(|&t| t as u32 >= vocab))
+            .flatten()
+        {
             return Err((
                 "token id",
                 format!("0..{vocab} (the vocabulary) at position {p}"),
@@ -134,9 +140,11 @@ impl RowRules {
         }
         if let Some([a, b, c, d]) = self.inner_forbidden {
             let inner = &row[1..n - 1];
-            if let Some(p) = inner
-                .iter()
-                .position(|&t| t == a || t == b || t == c || t == d)
+            let special = |t: i32| (t == a) | (t == b) | (t == c) | (t == d);
+            let any = inner.iter().fold(false, |bad, &t| bad | special(t));
+            if let Some(p) = any
+                .then(|| inner.iter().position(|&t| special(t)))
+                .flatten()
             {
                 return Err((
                     "special token inside the row",
