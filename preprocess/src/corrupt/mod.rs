@@ -41,11 +41,7 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     plan.scan_output()?;
     let c = &plan.config;
     for (name, why) in &plan.redo {
-        let k = name
-            .strip_prefix("part-")
-            .and_then(|n| n.strip_suffix(".parquet"))
-            .and_then(|n| n.parse::<usize>().ok());
-        let who = match k {
+        let who = match shared::format::spec::shard_index(name) {
             Some(k) if !c.part.owns(k) => format!(
                 "part {}/{} must run again to make it",
                 k % c.part.count,

@@ -137,12 +137,7 @@ pub fn run(plan: &Plan, model: &Corrupter) -> anyhow::Result<Made> {
 /// A stage thread's result; a panic becomes an error with its message (the caller adds what
 /// the stage was doing).
 fn join<T>(h: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::Result<T> {
-    h.join().unwrap_or_else(|p| {
-        Err(anyhow::anyhow!(
-            "internal error (a panic): {}",
-            shared::runtime::panic::message(&*p)
-        ))
-    })
+    shared::runtime::panic::joined(h.join())
 }
 
 /// Reader: token shards of `plan.todo` -> masked batches with their model inputs. Every batch is

@@ -9,7 +9,7 @@ use shared::corruption::masking::SpecialIds;
 use shared::format::epoch_meta::{EpochSettings, META_SETTINGS, META_SETTINGS_FINGERPRINT};
 use shared::format::manifest::{AuxModelInfo, EpochManifest, TokenManifest};
 use shared::format::shard_reader::ShardFile;
-use shared::format::spec::{shard_file_name, DATA_SPEC_VERSION, MANIFEST_FILE};
+use shared::format::spec::{shard_file_name, shard_index, DATA_SPEC_VERSION, MANIFEST_FILE};
 use shared::format::term_frequency::load_for_tokens;
 use shared::format::validate::{open_checked, ShardExpectation};
 
@@ -247,7 +247,7 @@ impl Plan {
             }
         }
         for (name, _) in &redo {
-            if let Some(k) = (0..shards).find(|&k| shard_file_name(k) == *name) {
+            if let Some(k) = shard_index(name).filter(|&k| k < shards) {
                 present[k] = false;
             }
         }
@@ -289,14 +289,9 @@ fn verify_sources(
     };
     std::thread::scope(|s| {
         let handles: Vec<_> = todo.chunks(chunk).map(|ks| s.spawn(|| check(ks))).collect();
-        handles.into_iter().try_for_each(|h| {
-            h.join().unwrap_or_else(|p| {
-                Err(anyhow::anyhow!(
-                    "internal error (a panic): {}",
-                    shared::runtime::panic::message(&*p)
-                ))
-            })
-        })
+        handles
+            .into_iter()
+            .try_for_each(|h| shared::runtime::panic::joined(h.join()))
     })
     .with_context(|| format!("--tokens {}", config.tokens.display()))?;
     if !config.verify_shards && !todo.is_empty() {
@@ -366,11 +361,7 @@ pub fn scan(out: &Path, shards: usize, settings: &EpochSettings) -> anyhow::Resu
     for entry in entries {
         let entry = entry.with_context(|| format!("listing {}", out.display()))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(index) = name
-            .strip_prefix("part-")
-            .and_then(|n| n.strip_suffix(".parquet"))
-            .and_then(|n| n.parse::<usize>().ok())
-        else {
+        let Some(index) = shard_index(&name) else {
             continue;
         };
         let path = entry.path();

@@ -32,6 +32,13 @@ pub fn shard_file_name(index: usize) -> String {
     format!("part-{index:05}.parquet")
 }
 
+/// The index in a shard's file name (`part-00042.parquet` -> 42; any digit count), if it is one.
+pub fn shard_index(name: &str) -> Option<usize> {
+    name.strip_prefix("part-")
+        .and_then(|n| n.strip_suffix(".parquet"))
+        .and_then(|n| n.parse::<usize>().ok())
+}
+
 /// Prefix of every key this project writes into Parquet key-value metadata.
 pub const METADATA_PREFIX: &str = "fast_electra.";
 

@@ -14,6 +14,17 @@ pub fn message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
+/// A joined thread's result: its own error, or its panic as an error
+/// `"internal error (a panic): {message}"` (the caller adds what the thread was doing).
+pub fn joined<T>(result: std::thread::Result<anyhow::Result<T>>) -> anyhow::Result<T> {
+    result.unwrap_or_else(|p| {
+        Err(anyhow::anyhow!(
+            "internal error (a panic): {}",
+            message(&*p)
+        ))
+    })
+}
+
 /// Runs `f`, turning a panic into an error `"{what}: internal error (a panic): {message}"`.
 pub fn catch<T>(what: impl FnOnce() -> String, f: impl FnOnce() -> T) -> anyhow::Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
