@@ -2,6 +2,8 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+pub use crate::objectives::Objective;
+
 /// Trains the Fast-ELECTRA main model (replaced-token detection) on dumped epochs, or a masked
 /// LM on token shards; `trainer cost` prints the cost model.
 #[derive(Debug, Parser)]
@@ -22,96 +24,18 @@ pub struct Cli {
 pub enum Command {
     /// Prints training FLOPs per sequence per update and memory of the main model and of the
     /// auxiliary model (jointly trained vs frozen).
-    Cost(CostArgs),
+    Cost(crate::commands::cost::CostArgs),
     /// Measures the loader alone (decode, shuffle, collate; no model): sequences per second.
-    LoaderBench(BenchArgs),
+    LoaderBench(crate::commands::loader_bench::LoaderBenchArgs),
     /// Table 7: seconds per update and peak memory of rtd, online and electra at the same
     /// model and batch (random rows, no data needed), with the ratios to electra (joint).
-    Bench(ObjectiveBenchArgs),
+    Bench(crate::commands::bench::ObjectiveBenchArgs),
     /// Checks and times the process group under a launcher (torchrun): all-reduce, broadcast
     /// and barrier of every rank, with the all-reduce's time and bus bandwidth.
-    DistCheck(DistCheckArgs),
+    DistCheck(crate::commands::dist_check::DistCheckArgs),
     /// GPU check of `--step fused` and the sampler kernel (scripts/gpu-check.sh): every kernel
     /// against the tch reference, the whole step's gradients against autograd, times.
-    FusedCheck(crate::fused::check::FusedCheckArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct DistCheckArgs {
-    /// fp32 elements all-reduced (the base model's gradient is 110M).
-    #[arg(long, default_value_t = 1 << 20)]
-    pub numel: i64,
-    /// Timed all-reduces.
-    #[arg(long, default_value_t = 10)]
-    pub iters: usize,
-    /// Device: auto (cuda:$LOCAL_RANK when CUDA is available: NCCL), cpu (Gloo), cuda.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-    /// Seconds to wait for the other ranks.
-    #[arg(long, default_value_t = 120)]
-    pub dist_timeout: u64,
-}
-
-/// What `trainer bench` measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchObjective {
-    /// The three below, each in its own process, and their ratios to electra.
-    All,
-    /// The discriminator alone (dumped Fast-ELECTRA).
-    Rtd,
-    /// The discriminator plus a frozen auxiliary model's inference (online Fast-ELECTRA).
-    Online,
-    /// Generator and discriminator trained jointly (original ELECTRA).
-    Electra,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ObjectiveBenchArgs {
-    /// What to measure.
-    #[arg(long, value_enum, default_value_t = BenchObjective::All)]
-    pub objective: BenchObjective,
-    /// Main model: tiny, small, base or large (optionally -rel, -rel-admin), or a config.json.
-    #[arg(long, default_value = "base")]
-    pub model: String,
-    /// Sequences per update.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Tokens per sequence (every row is this long).
-    #[arg(long, default_value_t = 512)]
-    pub seq_len: usize,
-    /// Vocabulary size.
-    #[arg(long, default_value_t = 30522)]
-    pub vocab: i64,
-    /// Layers of the auxiliary model (online) and of the generator (electra), main model's
-    /// width.
-    #[arg(long, default_value_t = 4)]
-    pub aux_layers: i64,
-    /// Timed updates (after the warm-up ones).
-    #[arg(long, default_value_t = 10)]
-    pub steps: u64,
-    /// Untimed updates first.
-    #[arg(long, default_value_t = 2)]
-    pub warmup: u64,
-    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto")]
-    pub device: String,
-}
-
-/// The training objective. With [`Objective::spec`](crate::objectives) this enum is the
-/// registry of objectives: a new one adds a variant here and a line there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Objective {
-    /// Replaced-token detection on epoch folders (Fast-ELECTRA's main model).
-    Rtd,
-    /// Masked LM on token folders (to make an auxiliary model).
-    Mlm,
-    /// Fast-ELECTRA without dumping, on token folders: the frozen --aux-model corrupts each
-    /// batch inline (inference only) at the schedule's temperature; RTD as `rtd`.
-    Online,
-    /// Original ELECTRA on token folders: a generator (--generator-layers) trained jointly with
-    /// the discriminator, embeddings shared, loss = MLM + --rtd-weight x RTD.
-    Electra,
+    FusedCheck(crate::commands::fused_check::FusedCheckArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -141,8 +65,8 @@ pub struct TrainArgs {
     /// they cannot hold: T5 relative positions or Admin).
     #[arg(long, value_enum, default_value_t = ExportFormat::Auto)]
     pub export_format: ExportFormat,
-    /// Training objective.
-    #[arg(long, value_enum, default_value_t = Objective::Rtd)]
+    /// Training objective (the registry of `trainer::objectives`).
+    #[arg(long, value_enum, default_value = "rtd")]
     pub objective: Objective,
     /// How an update computes its gradients: `autograd` (tch autograd over the model: every
     /// objective and architecture) or `fused` (--objective rtd only: the hand-written forward
@@ -239,70 +163,6 @@ pub struct TrainArgs {
     pub debug_nan_at_step: Option<u64>,
     #[command(flatten)]
     pub objective_args: crate::objectives::args::ObjectiveArgs,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct CostArgs {
-    /// Main model: tiny, small, base or large, or a Hugging Face config.json.
-    #[arg(long, default_value = "base")]
-    pub model: String,
-    /// Layers of the auxiliary model (same width as the main model).
-    #[arg(long, default_value_t = 4)]
-    pub aux_layers: u64,
-    /// Sequence length in tokens.
-    #[arg(long, default_value_t = 512)]
-    pub seq_len: u64,
-    /// Vocabulary size.
-    #[arg(long, default_value_t = 30522)]
-    pub vocab: u64,
-    /// Sequences per batch (for activation memory).
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: u64,
-    /// Fraction of positions the auxiliary model predicts (its vocabulary logits).
-    #[arg(long, default_value_t = 0.15)]
-    pub mask_rate: f64,
-    /// What to count: `system` (this system: auxiliary logits at the masked positions only,
-    /// softmax and heads included, GiB) or `paper` (the Fast-ELECTRA paper's Table 1: the
-    /// auxiliary vocabulary projection at every position, no softmax or heads, relative
-    /// positions, decimal GB; `--model base --aux-layers 4 --vocab 128000 --batch-size 2048`
-    /// gives its base column).
-    #[arg(long, value_enum, default_value_t = Accounting::System)]
-    pub accounting: Accounting,
-}
-
-/// The cost accounting of `trainer cost`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Accounting {
-    /// This system's costs (shared::cost).
-    System,
-    /// The paper's Table 1 rules (shared::cost::paper).
-    Paper,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// Epoch folders (or token folders with --objective mlm).
-    #[arg(long, num_args = 1.., required = true)]
-    pub shards: Vec<PathBuf>,
-    /// Kind of folders.
-    #[arg(long, value_enum, default_value_t = Objective::Rtd)]
-    pub objective: Objective,
-    /// Decoding threads (0 = all cores).
-    #[arg(long, default_value_t = 0)]
-    pub threads: usize,
-    /// Sequences per batch.
-    #[arg(long, default_value_t = 32)]
-    pub batch_size: usize,
-    /// Sequences to load (at most one pass over the folders).
-    #[arg(long, default_value_t = 200_000)]
-    pub rows: u64,
-    /// Row groups whose rows are shuffled together.
-    #[arg(long, default_value_t = 8)]
-    pub shuffle_window: usize,
-    /// Skip the SHA-256 check of every shard against its manifest (schema, metadata and rows are
-    /// still checked).
-    #[arg(long)]
-    pub no_verify_shards: bool,
 }
 
 /// The format of a run's export (`--export-format`).

@@ -11,7 +11,6 @@
 //! ([`ops::Drop::Mask`]), so `--step fused` and `--step autograd` train the same model up to
 //! floating-point rounding; on CUDA they come from Philox inside the kernels
 //! ([`ops::Drop::Philox`]) and differ from autograd's (same distribution).
-pub mod check;
 pub mod cuda;
 pub mod ops;
 pub mod step;

@@ -55,8 +55,24 @@ pub struct MlmMasking {
     pub vocab: u32,
 }
 
+/// What a micro-batch carries besides its ids and mask: one variant per [`BatchKind`], so an
+/// objective reads the labels of its own kind and no field stands empty for "absent".
+#[derive(Debug, Clone, PartialEq)]
+pub enum Labels {
+    /// RTD: `[rows, len]` targets, 1.0 = replaced (0 on padding).
+    Rtd { targets: Vec<f32> },
+    /// MLM: flat indices `row * len + position` of the masked positions (in row order) and the
+    /// original ids there.
+    Mlm {
+        positions: Vec<i64>,
+        labels: Vec<i64>,
+    },
+    /// Corrupting objectives: the masked rows and the auxiliary model's inputs.
+    Corrupt(CorruptRows),
+}
+
 /// A collated micro-batch on the host.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostBatch {
     pub rows: usize,
     /// Padded length (the batch's longest row).
@@ -65,16 +81,10 @@ pub struct HostBatch {
     pub input_ids: Vec<i64>,
     /// `[rows, len]`: 1 on real tokens, 0 on padding.
     pub attention_mask: Vec<i64>,
-    /// RTD: `[rows, len]`, 1.0 = replaced (0 on padding).
-    pub targets: Vec<f32>,
-    /// MLM: flat indices `row * len + position` of the masked positions.
-    pub positions: Vec<i64>,
-    /// MLM: the original ids at `positions`.
-    pub labels: Vec<i64>,
     /// Real (non-padding) tokens.
     pub real_tokens: u64,
-    /// Corrupting objectives: the masked rows and the model inputs.
-    pub corrupt: Option<CorruptRows>,
+    /// The objective's labels.
+    pub labels: Labels,
     /// Epoch number the rows come from.
     pub epoch: u32,
     /// Where the next micro-batch starts.
@@ -84,7 +94,7 @@ pub struct HostBatch {
 impl HostBatch {
     /// Rank `rank`'s share of a global batch of `world` equal shares: rows
     /// `[rank * rows / world, (rank + 1) * rows / world)`, at the same padded length, with their
-    /// targets or masked positions; epoch and cursor are the global batch's.
+    /// labels; epoch and cursor are the global batch's.
     pub fn shard(&self, rank: usize, world: usize) -> HostBatch {
         if world == 1 {
             return self.clone();
@@ -96,90 +106,115 @@ impl HostBatch {
         let per = self.rows / world;
         let (a, b) = (rank * per * self.len, (rank + 1) * per * self.len);
         let attention_mask = self.attention_mask[a..b].to_vec();
-        let in_shard = |p: &i64| (a as i64..b as i64).contains(p);
-        let first = self.positions.iter().position(in_shard).unwrap_or(0);
-        let count = self.positions.iter().filter(|p| in_shard(p)).count();
+        let labels = match &self.labels {
+            Labels::Rtd { targets } => Labels::Rtd {
+                targets: targets[a..b].to_vec(),
+            },
+            Labels::Mlm { positions, labels } => {
+                let (first, count) = run_within(positions, a, b);
+                Labels::Mlm {
+                    positions: positions[first..first + count]
+                        .iter()
+                        .map(|p| p - a as i64)
+                        .collect(),
+                    labels: labels[first..first + count].to_vec(),
+                }
+            }
+            Labels::Corrupt(c) => Labels::Corrupt(c.shard(rank, world)),
+        };
         HostBatch {
             rows: per,
             len: self.len,
             input_ids: self.input_ids[a..b].to_vec(),
             real_tokens: attention_mask.iter().map(|&m| m as u64).sum(),
             attention_mask,
-            targets: if self.targets.is_empty() {
-                vec![]
-            } else {
-                self.targets[a..b].to_vec()
-            },
-            // Positions are in row order, so a shard's are one contiguous run.
-            positions: self.positions[first..first + count]
-                .iter()
-                .map(|p| p - a as i64)
-                .collect(),
-            labels: self.labels[first..first + count].to_vec(),
-            corrupt: self.corrupt.as_ref().map(|c| c.shard(rank, world)),
+            labels,
             epoch: self.epoch,
             cursor_after: self.cursor_after,
         }
     }
 
-    /// The number of terms the objective's mean loss is taken over: real tokens (RTD) or
-    /// masked positions (MLM).
+    /// The number of terms the objective's mean loss is taken over: masked positions (MLM) or
+    /// real tokens (RTD; the corrupting objectives' RTD term, electra's MLM term weighted alike).
     pub fn loss_terms(&self) -> u64 {
-        // Corrupting objectives: RTD over real tokens (electra's MLM term is weighted alike).
-        if self.targets.is_empty() && self.corrupt.is_none() {
-            self.positions.len() as u64
-        } else {
-            self.real_tokens
+        match &self.labels {
+            Labels::Mlm { positions, .. } => positions.len() as u64,
+            Labels::Rtd { .. } | Labels::Corrupt(_) => self.real_tokens,
         }
     }
+}
+
+/// The flat positions in `[a, b)` of the sorted `positions`: (index of the first, count). Positions
+/// are in row order, so a shard's are one contiguous run.
+fn run_within(positions: &[i64], a: usize, b: usize) -> (usize, usize) {
+    let in_shard = |p: &i64| (a as i64..b as i64).contains(p);
+    let first = positions.iter().position(in_shard).unwrap_or(0);
+    (first, positions.iter().filter(|p| in_shard(p)).count())
 }
 
 /// Collates `rows` (each a decoded group and a row index in it).
 pub fn collate(rows: &[(&Rows, usize)], pad_id: i32, kind: BatchKind, pass: u64) -> HostBatch {
     let len = rows.iter().map(|(r, i)| r.ids(*i).len()).max().unwrap_or(0);
     let n = rows.len();
-    let mut b = HostBatch {
-        rows: n,
-        len,
-        input_ids: vec![pad_id as i64; n * len],
-        attention_mask: vec![0; n * len],
-        ..Default::default()
-    };
-    if kind == BatchKind::Rtd {
-        b.targets = vec![0.0; n * len];
-    }
+    let mut input_ids = vec![pad_id as i64; n * len];
+    let mut attention_mask = vec![0; n * len];
+    let mut real_tokens = 0;
+    let mut targets = vec![];
+    let (mut positions, mut labels) = (vec![], vec![]);
     let mut seqs = vec![];
+    if kind == BatchKind::Rtd {
+        targets = vec![0.0; n * len];
+    }
     for (k, (r, i)) in rows.iter().enumerate() {
         let ids = r.ids(*i);
         let base = k * len;
         for (j, &t) in ids.iter().enumerate() {
-            b.input_ids[base + j] = t as i64;
-            b.attention_mask[base + j] = 1;
+            input_ids[base + j] = t as i64;
+            attention_mask[base + j] = 1;
         }
-        b.real_tokens += ids.len() as u64;
+        real_tokens += ids.len() as u64;
         match kind {
             BatchKind::Rtd => {
                 for (j, &t) in r.targets(*i).iter().enumerate() {
-                    b.targets[base + j] = t as f32;
+                    targets[base + j] = t as f32;
                 }
             }
             BatchKind::Mlm(m) => {
-                mask_row(&m, pass, r.sequence_ids[*i], ids, base, &mut b);
+                let mut masked = MaskedRow {
+                    input_ids: &mut input_ids[base..base + len],
+                    base,
+                    positions: &mut positions,
+                    labels: &mut labels,
+                };
+                mask_row(&m, pass, r.sequence_ids[*i], ids, &mut masked);
             }
             BatchKind::Corrupt(m) => {
                 seqs.push(Seq::new(k, r.sequence_ids[*i], ids, &m.keys(pass)));
             }
         }
     }
-    if let BatchKind::Corrupt(m) = kind {
-        let inputs = build_inputs(&seqs, m.width.unwrap_or(len).max(len), &m.keys(pass));
-        b.corrupt = Some(CorruptRows {
-            epoch: pass as u32,
-            seqs,
-            inputs,
-        });
+    let labels = match kind {
+        BatchKind::Rtd => Labels::Rtd { targets },
+        BatchKind::Mlm(_) => Labels::Mlm { positions, labels },
+        BatchKind::Corrupt(m) => {
+            let inputs = build_inputs(&seqs, m.width.unwrap_or(len).max(len), &m.keys(pass));
+            Labels::Corrupt(CorruptRows {
+                epoch: pass as u32,
+                seqs,
+                inputs,
+            })
+        }
+    };
+    HostBatch {
+        rows: n,
+        len,
+        input_ids,
+        attention_mask,
+        real_tokens,
+        labels,
+        epoch: 0,
+        cursor_after: Cursor::default(),
     }
-    b
 }
 
 impl CorruptRows {
@@ -188,9 +223,7 @@ impl CorruptRows {
         let per = self.seqs.len() / world;
         let w = self.inputs.width;
         let (a, b) = (rank * per * w, (rank + 1) * per * w);
-        let in_shard = |p: &i64| (a as i64..b as i64).contains(p);
-        let first = self.inputs.positions.iter().position(in_shard).unwrap_or(0);
-        let count = self.inputs.positions.iter().filter(|p| in_shard(p)).count();
+        let (first, count) = run_within(&self.inputs.positions, a, b);
         let seqs = self.seqs[rank * per..(rank + 1) * per]
             .iter()
             .map(|s| Seq {
@@ -229,19 +262,21 @@ impl CorruptMasking {
     }
 }
 
-fn mask_row(
-    m: &MlmMasking,
-    pass: u64,
-    sequence_id: u64,
-    ids: &[i32],
+/// Where [`mask_row`] writes one row's masking: the row's ids in the batch (from flat index
+/// `base`) and the batch's flat positions and labels.
+struct MaskedRow<'a> {
+    input_ids: &'a mut [i64],
     base: usize,
-    b: &mut HostBatch,
-) {
+    positions: &'a mut Vec<i64>,
+    labels: &'a mut Vec<i64>,
+}
+
+fn mask_row(m: &MlmMasking, pass: u64, sequence_id: u64, ids: &[i32], out: &mut MaskedRow) {
     let mut rng = CounterRng::new(m.seed, &[domain::MLM, pass, sequence_id]);
     for p in mask_positions(ids, &m.special, m.rate, &mut rng) {
         let p = p as usize;
-        b.positions.push((base + p) as i64);
-        b.labels.push(ids[p] as i64);
+        out.positions.push((out.base + p) as i64);
+        out.labels.push(ids[p] as i64);
         let u = rng.next_f64();
         let replacement = if u < 0.8 {
             m.special.mask as i64
@@ -250,7 +285,7 @@ fn mask_row(
         } else {
             ids[p] as i64
         };
-        b.input_ids[base + p] = replacement;
+        out.input_ids[p] = replacement;
     }
 }
 
@@ -274,16 +309,34 @@ mod tests {
         let (s0, s1) = (b.shard(0, 2), b.shard(1, 2));
         assert_eq!((s0.rows, s0.len, s0.real_tokens), (1, 5, 3));
         assert_eq!(s1.input_ids, vec![101, 6, 7, 8, 102]);
-        assert_eq!(s1.targets, vec![0.0, 0.0, 1.0, 1.0, 0.0]);
+        assert_eq!(
+            s1.labels,
+            Labels::Rtd {
+                targets: vec![0.0, 0.0, 1.0, 1.0, 0.0]
+            }
+        );
         assert_eq!(s0.real_tokens + s1.real_tokens, b.real_tokens);
         let mut m = b.clone();
-        m.targets.clear();
-        m.positions = vec![1, 6, 8];
-        m.labels = vec![5, 6, 8];
+        m.labels = Labels::Mlm {
+            positions: vec![1, 6, 8],
+            labels: vec![5, 6, 8],
+        };
         let (m0, m1) = (m.shard(0, 2), m.shard(1, 2));
-        assert_eq!((m0.positions, m0.labels), (vec![1], vec![5]));
+        assert_eq!(
+            m0.labels,
+            Labels::Mlm {
+                positions: vec![1],
+                labels: vec![5]
+            }
+        );
         assert_eq!(m1.loss_terms(), 2);
-        assert_eq!((m1.positions, m1.labels), (vec![1, 3], vec![6, 8]));
+        assert_eq!(
+            m1.labels,
+            Labels::Mlm {
+                positions: vec![1, 3],
+                labels: vec![6, 8]
+            }
+        );
     }
 
     #[test]
@@ -294,8 +347,10 @@ mod tests {
         assert_eq!(b.input_ids, vec![101, 5, 102, 0, 0, 101, 6, 7, 8, 102]);
         assert_eq!(b.attention_mask, vec![1, 1, 1, 0, 0, 1, 1, 1, 1, 1]);
         assert_eq!(
-            b.targets,
-            vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0]
+            b.labels,
+            Labels::Rtd {
+                targets: vec![0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0]
+            }
         );
     }
 
@@ -322,21 +377,23 @@ mod tests {
             vocab: 30522,
         };
         let a = collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 0);
-        assert_eq!(a.positions.len(), 15);
-        assert!(a.positions.iter().all(|p| (1..=100).contains(p)));
-        for (p, l) in a.positions.iter().zip(&a.labels) {
+        let Labels::Mlm { positions, labels } = &a.labels else {
+            panic!("an MLM batch has MLM labels, found {:?}", a.labels);
+        };
+        assert_eq!(positions.len(), 15);
+        assert!(positions.iter().all(|p| (1..=100).contains(p)));
+        for (p, l) in positions.iter().zip(labels) {
             assert_eq!(*l, 1000 + *p);
         }
-        let masked = a
-            .positions
+        let masked = positions
             .iter()
             .filter(|&&p| a.input_ids[p as usize] == 103)
             .count();
         assert!(masked >= 8, "{masked} of 15 became [MASK]");
         assert_eq!(a, collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 0));
         assert_ne!(
-            a.positions,
-            collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 1).positions
+            a.labels,
+            collate(&[(&r, 0)], 0, BatchKind::Mlm(m), 1).labels
         );
     }
 
@@ -356,8 +413,12 @@ mod tests {
         });
         let both = collate(&[(&r, 0), (&r, 1)], 0, kind, 3);
         for k in 0..2 {
-            let alone = collate(&[(&r, k)], 0, kind, 3).corrupt.unwrap();
-            assert_eq!(both.corrupt.as_ref().unwrap().shard(k, 2), alone);
+            let (Labels::Corrupt(alone), Labels::Corrupt(both)) =
+                (collate(&[(&r, k)], 0, kind, 3).labels, &both.labels)
+            else {
+                panic!("corrupting batches carry their masked rows");
+            };
+            assert_eq!(both.shard(k, 2), alone);
         }
         assert_eq!(both.shard(1, 2).loss_terms(), 5);
     }

@@ -5,6 +5,6 @@ pub mod order;
 pub mod pipeline;
 pub mod rows;
 
-pub use collate::{BatchKind, CorruptMasking, CorruptRows, HostBatch, MlmMasking};
+pub use collate::{BatchKind, CorruptMasking, CorruptRows, HostBatch, Labels, MlmMasking};
 pub use pipeline::{EpochData, Group, Loader, LoaderConfig};
 pub use rows::{Cursor, Rows};

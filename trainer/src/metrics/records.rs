@@ -39,9 +39,10 @@ pub struct TrainRecord {
     pub peak_memory_bytes: Option<u64>,
     /// Fraction of the interval's wall time spent waiting for the loader.
     pub data_wait_fraction: f64,
-    /// electra: the generator's mean MLM loss over the interval (absent for the others).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generator_loss: Option<f64>,
+    /// The objective's own figures, each a field of the line (electra: `generator_loss`, the
+    /// generator's mean MLM loss over the interval); none for the others.
+    #[serde(flatten)]
+    pub objective_figures: std::collections::BTreeMap<String, f64>,
 }
 
 /// One validation pass.

@@ -1,13 +1,14 @@
 //! The flags only some objectives read (`online`: the frozen auxiliary model and its
-//! temperature schedule; `electra`: the generator), checked once into [`ObjectiveSettings`],
-//! the part of `run.json` a `--resume` must match.
+//! temperature schedule; `electra`: the generator). Each objective checks its own (its spec's
+//! `check`) and resolves them into its settings (its spec's `settings`: `run.json`'s
+//! `objective_settings`, which a `--resume` must match, written by [`tagged`]).
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use serde::{Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use shared::corruption::schedule::{TemperatureSchedule, SCHEDULE_NAMES};
 use std::path::PathBuf;
 
-use crate::cli::Objective;
+use super::{Objective, OBJECTIVES};
 
 /// When the online objective's temperature changes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -63,77 +64,42 @@ pub struct ObjectiveArgs {
     pub debug_dump_corrupted: Option<PathBuf>,
 }
 
-/// What the objective-specific flags resolved to (saved in `run.json`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "objective", rename_all = "lowercase", deny_unknown_fields)]
-pub enum ObjectiveSettings {
-    Online {
-        aux_model: PathBuf,
-        /// SHA-256 of the aux model's config + weights.
-        aux_sha256: String,
-        temperature_per: TemperaturePer,
-        schedule: String,
-        t0: f64,
-        tau: f64,
-        k: f64,
-        epochs: u32,
-    },
-    Electra {
-        generator_layers: i64,
-        rtd_weight: f64,
-    },
-}
-
-/// The generator depth for `--model` with `layers` discriminator layers when
-/// `--generator-layers` is not given.
-pub fn default_generator_layers(model: &str, layers: i64) -> i64 {
-    let size = if shared::model::ModelConfig::is_preset(model) {
-        model.split('-').next().unwrap_or(model)
-    } else {
-        ""
-    };
-    match size {
-        "tiny" => 1,
-        "small" | "base" => 4,
-        "large" => 6,
-        _ => (layers / 3).max(1),
-    }
-}
-
 impl ObjectiveArgs {
-    /// Checks the flags `objective` reads; flags it does not read are refused when given.
+    /// The objective-specific flags given on the command line, of those whose absence can be
+    /// told (an optional value): another objective's flag among them is refused.
+    fn given(&self) -> Vec<&'static str> {
+        let mut given = vec![];
+        if self.aux_model.is_some() {
+            given.push("--aux-model");
+        }
+        if self.generator_layers.is_some() {
+            given.push("--generator-layers");
+        }
+        if self.debug_dump_corrupted.is_some() {
+            given.push("--debug-dump-corrupted");
+        }
+        given
+    }
+
+    /// Checks the flags for `objective`: none that only other objectives read, then the
+    /// objective's own checks.
     pub fn check(&self, objective: Objective) -> anyhow::Result<()> {
-        let online = objective == Objective::Online;
-        if online && self.aux_model.is_none() {
-            bail!("--objective online: expected --aux-model DIR (the frozen auxiliary masked LM), found none");
-        }
-        if !online && self.aux_model.is_some() {
-            bail!(
-                "--aux-model: only --objective online reads it (found --objective {})",
-                objective.spec().name
-            );
-        }
-        if online {
-            self.schedule()?;
-            if self.epochs == 0 {
-                bail!("--epochs: expected at least 1, found 0");
+        let spec = objective.spec();
+        for flag in self.given() {
+            if !spec.flags.contains(&flag) {
+                let readers: Vec<&str> = OBJECTIVES
+                    .iter()
+                    .filter(|s| s.flags.contains(&flag))
+                    .map(|s| s.name)
+                    .collect();
+                bail!(
+                    "{flag}: only --objective {} reads it (found --objective {})",
+                    readers.join(" or --objective "),
+                    spec.name
+                );
             }
         }
-        if let Some(n) = self.generator_layers {
-            if objective != Objective::Electra {
-                bail!("--generator-layers: only --objective electra reads it");
-            }
-            if n < 1 {
-                bail!("--generator-layers: expected at least 1, found {n}");
-            }
-        }
-        if !(self.rtd_weight.is_finite() && self.rtd_weight > 0.0) {
-            bail!(
-                "--rtd-weight: expected a positive number, found {}",
-                self.rtd_weight
-            );
-        }
-        Ok(())
+        (spec.check)(self)
     }
 
     /// The checked temperature schedule.
@@ -143,41 +109,44 @@ impl ObjectiveArgs {
     }
 }
 
-impl ObjectiveArgs {
-    /// The settings of `objective` for `run.json`, with `model` (the `--model` given) of
-    /// `layers` layers; None for objectives without settings.
-    pub fn settings(
-        &self,
-        objective: Objective,
-        model: &str,
-        layers: i64,
-    ) -> anyhow::Result<Option<ObjectiveSettings>> {
-        Ok(match objective {
-            Objective::Online => {
-                let dir = self
-                    .aux_model
-                    .clone()
-                    .expect("checked: online has --aux-model");
-                let aux_sha256 = shared::model::checkpoint_fingerprint(&dir)
-                    .map_err(|e| anyhow::anyhow!("--aux-model {}: {e:#}", dir.display()))?;
-                Some(ObjectiveSettings::Online {
-                    aux_model: dir,
-                    aux_sha256,
-                    temperature_per: self.temperature_per,
-                    schedule: self.temperature_schedule.clone(),
-                    t0: self.t0,
-                    tau: self.tau,
-                    k: self.k,
-                    epochs: self.epochs,
-                })
-            }
-            Objective::Electra => Some(ObjectiveSettings::Electra {
-                generator_layers: self
-                    .generator_layers
-                    .unwrap_or_else(|| default_generator_layers(model, layers)),
-                rtd_weight: self.rtd_weight,
-            }),
-            _ => None,
-        })
+/// An objective's settings as `run.json` holds them: its fields and `"objective": NAME`.
+pub fn tagged<T: Serialize>(name: &str, settings: &T) -> anyhow::Result<serde_json::Value> {
+    let mut v = serde_json::to_value(settings)?;
+    let map = v
+        .as_object_mut()
+        .ok_or_else(|| anyhow::anyhow!("{name} settings: expected a JSON object"))?;
+    map.insert("objective".into(), name.into());
+    Ok(v)
+}
+
+/// The settings of objective `name` from their `run.json` form ([`tagged`]).
+pub fn untagged<T: DeserializeOwned>(
+    name: &str,
+    settings: Option<&serde_json::Value>,
+) -> anyhow::Result<T> {
+    let Some(v) = settings else {
+        bail!("--objective {name}: the {name} settings are missing");
+    };
+    let mut v = v.clone();
+    let tag = v
+        .as_object_mut()
+        .and_then(|m| m.remove("objective"))
+        .unwrap_or(serde_json::Value::Null);
+    if tag != name {
+        bail!("objective_settings: field objective: expected {name:?}, found {tag}");
+    }
+    serde_json::from_value(v)
+        .map_err(|e| anyhow::anyhow!("objective_settings of --objective {name}: {e}"))
+}
+
+impl Default for ObjectiveArgs {
+    /// The flags' defaults, as clap gives them when none is on the command line.
+    fn default() -> Self {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            args: ObjectiveArgs,
+        }
+        <Defaults as clap::Parser>::parse_from(["objective-args"]).args
     }
 }

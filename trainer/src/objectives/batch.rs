@@ -2,7 +2,18 @@
 //! moved without blocking the host.
 use tch::{Device, Kind, Tensor};
 
-use crate::loader::{CorruptRows, HostBatch};
+use crate::loader::{CorruptRows, HostBatch, Labels};
+
+/// The labels of a micro-batch on the device, one variant per kind of batch ([`Labels`]).
+pub enum DeviceLabels {
+    /// RTD: `[B, L]` float targets, 1.0 = replaced.
+    Rtd { targets: Tensor },
+    /// MLM: flat masked positions `[N]` and their original ids `[N]`.
+    Mlm { positions: Tensor, labels: Tensor },
+    /// Corrupting objectives (online, electra): the masked rows and model inputs, on the host
+    /// (the objective corrupts them and uploads what it needs).
+    Corrupt(CorruptRows),
+}
 
 /// Tensors of one micro-batch.
 pub struct DeviceBatch {
@@ -10,13 +21,7 @@ pub struct DeviceBatch {
     pub input_ids: Tensor,
     /// `[B, L]` int64, 1 on real tokens.
     pub attention_mask: Tensor,
-    /// RTD: `[B, L]` float targets.
-    pub targets: Option<Tensor>,
-    /// MLM: flat masked positions `[N]` and their labels `[N]`.
-    pub positions: Option<Tensor>,
-    pub labels: Option<Tensor>,
-    /// Corrupting objectives (online, electra): the masked rows and model inputs, on the host.
-    pub corrupt: Option<CorruptRows>,
+    pub labels: DeviceLabels,
 }
 
 fn upload(t: Tensor, device: Device) -> Tensor {
@@ -34,24 +39,55 @@ impl DeviceBatch {
         let shape = [b.rows as i64, b.len as i64];
         let ids = upload(Tensor::from_slice(&b.input_ids).view(shape), device);
         let mask = upload(Tensor::from_slice(&b.attention_mask).view(shape), device);
-        let targets = (!b.targets.is_empty())
-            .then(|| upload(Tensor::from_slice(&b.targets).view(shape), device));
-        let (positions, labels) = if b.targets.is_empty() {
-            (
-                Some(upload(Tensor::from_slice(&b.positions), device)),
-                Some(upload(Tensor::from_slice(&b.labels), device)),
-            )
-        } else {
-            (None, None)
+        let labels = match &b.labels {
+            Labels::Rtd { targets } => DeviceLabels::Rtd {
+                targets: upload(Tensor::from_slice(targets).view(shape), device),
+            },
+            Labels::Mlm { positions, labels } => DeviceLabels::Mlm {
+                positions: upload(Tensor::from_slice(positions), device),
+                labels: upload(Tensor::from_slice(labels), device),
+            },
+            Labels::Corrupt(c) => DeviceLabels::Corrupt(c.clone()),
         };
         debug_assert_eq!(ids.kind(), Kind::Int64);
         Self {
             input_ids: ids,
             attention_mask: mask,
-            targets,
-            positions,
             labels,
-            corrupt: b.corrupt.clone(),
+        }
+    }
+
+    /// The kind of labels, for the message of an objective handed another kind's batch.
+    fn kind(&self) -> &'static str {
+        match self.labels {
+            DeviceLabels::Rtd { .. } => "rtd",
+            DeviceLabels::Mlm { .. } => "mlm",
+            DeviceLabels::Corrupt(_) => "corrupt",
+        }
+    }
+
+    /// RTD targets `[B, L]`. An objective reads only the labels of the [`crate::loader::BatchKind`]
+    /// its spec asks the loader for, so another kind here is a bug in the registry.
+    pub fn rtd_targets(&self) -> &Tensor {
+        match &self.labels {
+            DeviceLabels::Rtd { targets } => targets,
+            _ => panic!("an RTD objective was given a {} batch", self.kind()),
+        }
+    }
+
+    /// MLM masked positions and labels (see [`DeviceBatch::rtd_targets`]).
+    pub fn mlm_labels(&self) -> (&Tensor, &Tensor) {
+        match &self.labels {
+            DeviceLabels::Mlm { positions, labels } => (positions, labels),
+            _ => panic!("an MLM objective was given a {} batch", self.kind()),
+        }
+    }
+
+    /// The masked rows of a corrupting objective's batch (see [`DeviceBatch::rtd_targets`]).
+    pub fn corrupt_rows(&self) -> &CorruptRows {
+        match &self.labels {
+            DeviceLabels::Corrupt(c) => c,
+            _ => panic!("a corrupting objective was given a {} batch", self.kind()),
         }
     }
 }

@@ -18,25 +18,86 @@
 //! names: `export/discriminator` (ElectraForPreTraining) and `export/generator`
 //! (ElectraForMaskedLM, which `preprocess --aux-model` takes).
 use anyhow::bail;
+use serde::{Deserialize, Serialize};
 use shared::cost::EncoderShape;
 use shared::model::{admin, Architecture, Discriminator, MaskedLm, ModelConfig};
 use std::cell::RefCell;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use super::args::ObjectiveSettings;
+use super::args::{tagged, untagged, ObjectiveArgs};
 use super::{
-    BatchContext, DataKind, DeviceBatch, EvalOutput, ExportedModel, Extras, ObjectiveInit,
-    ObjectiveSpec, Reports, StepOutput, TrainObjective,
+    BatchContext, BenchInput, DataKind, DeviceBatch, EvalOutput, ExportedModel, Figures,
+    ObjectiveInit, ObjectiveSpec, Reports, SettingsInput, StepOutput, TrainObjective,
 };
 use crate::loader::{BatchKind, CorruptMasking};
 
 /// `--objective electra`.
 pub const SPEC: ObjectiveSpec = ObjectiveSpec {
     name: "electra",
+    help: "Original ELECTRA on token folders: a generator (--generator-layers) trained jointly with the discriminator, embeddings shared, loss = MLM + --rtd-weight x RTD",
     data: DataKind::Tokens,
+    flags: &["--generator-layers"],
+    fused_step: false,
+    check,
+    settings,
     batches,
     build,
+    bench: Some(bench),
+    joint: true,
 };
+
+/// What the electra flags resolve to (`run.json`'s `objective_settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElectraSettings {
+    pub generator_layers: i64,
+    pub rtd_weight: f64,
+}
+
+fn check(a: &ObjectiveArgs) -> anyhow::Result<()> {
+    if let Some(n) = a.generator_layers.filter(|&n| n < 1) {
+        bail!("--generator-layers: expected at least 1, found {n}");
+    }
+    Ok(())
+}
+
+/// The generator depth for `--model` with `layers` discriminator layers when
+/// `--generator-layers` is not given.
+pub fn default_generator_layers(model: &str, layers: i64) -> i64 {
+    let size = if shared::model::ModelConfig::is_preset(model) {
+        model.split('-').next().unwrap_or(model)
+    } else {
+        ""
+    };
+    match size {
+        "tiny" => 1,
+        "small" | "base" => 4,
+        "large" => 6,
+        _ => (layers / 3).max(1),
+    }
+}
+
+fn settings(i: &SettingsInput) -> anyhow::Result<Option<serde_json::Value>> {
+    let s = ElectraSettings {
+        generator_layers: i
+            .args
+            .generator_layers
+            .unwrap_or_else(|| default_generator_layers(i.model, i.layers)),
+        rtd_weight: i.args.rtd_weight,
+    };
+    Ok(Some(tagged(SPEC.name, &s)?))
+}
+
+/// `trainer bench`: a generator of `--aux-layers` layers, lambda 50.
+fn bench(i: &mut BenchInput) -> anyhow::Result<Box<dyn TrainObjective>> {
+    Ok(Box::new(Electra::new(
+        i.model_config,
+        i.aux_layers,
+        50.0,
+        i.batch.mask_rate,
+        i.device,
+    )?))
+}
 
 /// Sub-paths of the two models in the `VarStore`.
 const DISCRIMINATOR: &str = "discriminator";
@@ -67,17 +128,14 @@ fn shared_names(cfg: &ModelConfig) -> Vec<String> {
 }
 
 fn build(init: &ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>> {
-    let Some(ObjectiveSettings::Electra {
+    let ElectraSettings {
         generator_layers,
         rtd_weight,
-    }) = init.settings
-    else {
-        bail!("--objective electra: the electra settings are missing");
-    };
+    } = untagged(SPEC.name, init.settings)?;
     Ok(Box::new(Electra::new(
         init.model_config,
-        *generator_layers,
-        *rtd_weight,
+        generator_layers,
+        rtd_weight,
         init.batch.mask_rate,
         init.device,
     )?))
@@ -203,10 +261,7 @@ impl Electra {
 
     /// (generator MLM loss, RTD output, discriminator logits) of a batch.
     fn forward(&self, b: &DeviceBatch, train: bool) -> (Tensor, StepOutput, Tensor, Tensor) {
-        let c = b
-            .corrupt
-            .as_ref()
-            .expect("electra batches carry their masked rows");
+        let c = b.corrupt_rows();
         let inp = &c.inputs;
         let shape = [inp.rows as i64, inp.width as i64];
         let device = b.input_ids.device();
@@ -321,12 +376,16 @@ impl TrainObjective for Electra {
         ]
     }
 
-    fn take_extras(&self) -> Extras {
+    /// `generator_loss`: the generator's mean MLM loss over the interval's micro-batches.
+    fn take_figures(&self) -> Figures {
         let mut g = self.gen_loss.borrow_mut();
         let (sum, n) = (g.0.take(), std::mem::take(&mut g.1));
-        Extras {
+        Figures {
             temperature: None,
-            generator_loss: sum.map(|s| s.double_value(&[]) / n.max(1) as f64),
+            own: sum
+                .map(|s| ("generator_loss", s.double_value(&[]) / n.max(1) as f64))
+                .into_iter()
+                .collect(),
         }
     }
 }

@@ -7,8 +7,8 @@ use shared::model::{init_masked_lm, Architecture, MaskedLm, Pretrained};
 use tch::{nn::VarStore, Kind, Tensor};
 
 use super::{
-    BatchContext, DataKind, DeviceBatch, ExportedModel, ObjectiveInit, ObjectiveSpec, Reports,
-    StepOutput, TrainObjective,
+    no_checks, no_settings, BatchContext, DataKind, DeviceBatch, ExportedModel, ObjectiveInit,
+    ObjectiveSpec, Reports, StepOutput, TrainObjective,
 };
 use crate::loader::{BatchKind, MlmMasking};
 use crate::metrics::CountTensors;
@@ -16,9 +16,16 @@ use crate::metrics::CountTensors;
 /// `--objective mlm`.
 pub const SPEC: ObjectiveSpec = ObjectiveSpec {
     name: "mlm",
+    help: "Masked LM on token folders (to make an auxiliary model)",
     data: DataKind::Tokens,
+    flags: &[],
+    fused_step: false,
+    check: no_checks,
+    settings: no_settings,
     batches,
     build,
+    bench: None,
+    joint: false,
 };
 
 fn batches(c: &BatchContext) -> BatchKind {
@@ -51,8 +58,7 @@ pub struct Mlm {
 
 /// One forward pass of the masked LM on `b`; counts are `correct` of `total` masked positions.
 pub fn forward(model: &MaskedLm, b: &DeviceBatch, train: bool) -> StepOutput {
-    let positions = b.positions.as_ref().expect("MLM batch has positions");
-    let labels = b.labels.as_ref().expect("MLM batch has labels");
+    let (positions, labels) = b.mlm_labels();
     let logits = model
         .logits_at(&b.input_ids, &b.attention_mask, positions, train)
         .to_kind(Kind::Float);

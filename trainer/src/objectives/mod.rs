@@ -44,10 +44,9 @@ use shared::corruption::masking::SpecialIds;
 use shared::model::{Architecture, ModelConfig};
 use tch::{nn::VarStore, Device, Tensor};
 
-use crate::cli::Objective;
 pub use crate::data::DataKind;
 use crate::loader::BatchKind;
-pub use batch::DeviceBatch;
+pub use batch::{DeviceBatch, DeviceLabels};
 
 /// The loss of a micro-batch and, without gradient, its metric counts on the device (an f64
 /// 5-vector made by [`crate::metrics::CountTensors::stack`], summed over an interval and read
@@ -105,33 +104,150 @@ pub struct ObjectiveInit<'a> {
     pub batch: BatchContext,
     /// The objective-specific flags, checked.
     pub args: &'a args::ObjectiveArgs,
-    /// What they resolved to (as in `run.json`).
-    pub settings: Option<&'a args::ObjectiveSettings>,
+    /// What they resolved to, as in `run.json` (made by the spec's `settings`).
+    pub settings: Option<&'a serde_json::Value>,
     /// `--step` (checked: `fused` only for objectives that have a hand-written step).
     pub step: crate::fused::StepKind,
 }
 
-/// An objective before it has a model: name, data, batches, constructor.
+/// What resolving an objective's settings (`run.json`'s `objective_settings`) needs.
+pub struct SettingsInput<'a> {
+    pub args: &'a args::ObjectiveArgs,
+    /// `--model` as given.
+    pub model: &'a str,
+    /// Layers of the resolved main model.
+    pub layers: i64,
+}
+
+/// What `trainer bench` hands an objective's bench builder: the model, the batch context and
+/// random rows of token ids (the builder adds what its batches need, e.g. RTD targets).
+pub struct BenchInput<'a> {
+    pub model_config: &'a ModelConfig,
+    pub device: Device,
+    pub batch: BatchContext,
+    /// `--aux-layers`: the auxiliary model's (online) or the generator's (electra) depth.
+    pub aux_layers: i64,
+    pub rows: &'a mut crate::loader::Rows,
+}
+
+/// An objective before it has a model: everything the trainer knows of it by name.
 pub struct ObjectiveSpec {
     /// The `--objective` value (also the first word of a default run folder's name).
     pub name: &'static str,
+    /// What it trains, one line (in `--help`).
+    pub help: &'static str,
     /// The data folders it trains and validates on.
     pub data: DataKind,
+    /// The objective-specific flags (of [`args::ObjectiveArgs`]) it reads; another objective's
+    /// flag given with it is refused.
+    pub flags: &'static [&'static str],
+    /// Whether it has a hand-written step (`--step fused`).
+    pub fused_step: bool,
+    /// Checks its own flags, before any file is read.
+    pub check: fn(&args::ObjectiveArgs) -> anyhow::Result<()>,
+    /// What its flags resolve to (saved in `run.json`; a resume must match); None without
+    /// settings of its own.
+    pub settings: fn(&SettingsInput) -> anyhow::Result<Option<serde_json::Value>>,
     /// How the loader collates its micro-batches.
     pub batches: fn(&BatchContext) -> BatchKind,
     /// Builds the freshly initialised model(s); seed torch first.
     pub build: fn(&ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>>,
+    /// `trainer bench` (Table 7): builds it for random rows; None = not measured there.
+    pub bench: Option<fn(&mut BenchInput) -> anyhow::Result<Box<dyn TrainObjective>>>,
+    /// Trains its auxiliary model jointly (original ELECTRA): the baseline of `trainer bench`'s
+    /// ratios.
+    pub joint: bool,
 }
 
+/// For specs without flags of their own.
+pub fn no_checks(_: &args::ObjectiveArgs) -> anyhow::Result<()> {
+    Ok(())
+}
+
+/// For specs without settings of their own.
+pub fn no_settings(_: &SettingsInput) -> anyhow::Result<Option<serde_json::Value>> {
+    Ok(None)
+}
+
+/// **The registry**: every objective, in the order `--help` lists them. A new objective adds
+/// its line here.
+pub const OBJECTIVES: &[&ObjectiveSpec] = &[&rtd::SPEC, &mlm::SPEC, &online::SPEC, &electra::SPEC];
+
+/// An `--objective` value: an entry of [`OBJECTIVES`], written and read by its name (in
+/// `run.json` too).
+#[derive(Clone, Copy)]
+pub struct Objective(&'static ObjectiveSpec);
+
 impl Objective {
-    /// The registry: the spec of each `--objective` value.
+    /// The objective named `name`, or an error listing the names.
+    pub fn by_name(name: &str) -> Result<Self, String> {
+        OBJECTIVES
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| Objective(s))
+            .ok_or_else(|| {
+                let names: Vec<&str> = OBJECTIVES.iter().map(|s| s.name).collect();
+                format!("expected one of {}, found {name:?}", names.join(", "))
+            })
+    }
+
     pub fn spec(self) -> &'static ObjectiveSpec {
-        match self {
-            Objective::Rtd => &rtd::SPEC,
-            Objective::Mlm => &mlm::SPEC,
-            Objective::Online => &online::SPEC,
-            Objective::Electra => &electra::SPEC,
-        }
+        self.0
+    }
+
+    pub fn name(self) -> &'static str {
+        self.0.name
+    }
+}
+
+impl PartialEq for Objective {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Objective {}
+
+impl std::fmt::Debug for Objective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::fmt::Display for Objective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Objective {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Objective::by_name(s)
+    }
+}
+
+impl serde::Serialize for Objective {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Objective {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Objective::by_name(&name).map_err(serde::de::Error::custom)
+    }
+}
+
+impl clap::ValueEnum for Objective {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: std::sync::OnceLock<Vec<Objective>> = std::sync::OnceLock::new();
+        ALL.get_or_init(|| OBJECTIVES.iter().map(|s| Objective(s)).collect())
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()).help(self.0.help))
     }
 }
 
@@ -190,16 +306,18 @@ pub trait TrainObjective {
 
     /// Figures of the interval since the last call, beyond loss and counts (read at each metrics
     /// line: a host sync).
-    fn take_extras(&self) -> Extras {
-        Extras::default()
+    fn take_figures(&self) -> Figures {
+        Figures::default()
     }
 }
 
-/// Objective-specific figures of a metrics interval.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Extras {
-    /// The temperature the interval's last batch was corrupted at (online).
+/// An objective's figures of a metrics interval, beyond loss and counts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Figures {
+    /// The temperature the interval's last batch was corrupted at, for objectives that corrupt
+    /// while training (`online`); dumped epochs carry theirs in their manifests.
     pub temperature: Option<f64>,
-    /// Mean generator MLM loss over the interval's micro-batches (electra).
-    pub generator_loss: Option<f64>,
+    /// Figures only this objective has, by name: each becomes a field of the metrics line
+    /// (e.g. electra's `generator_loss`).
+    pub own: Vec<(&'static str, f64)>,
 }

@@ -9,30 +9,99 @@
 //! epoch` (T of pass `p` = the schedule at u = p / `--epochs`) the rows are therefore those of
 //! the dumped epoch, on the CPU byte for byte. With `--temperature-per update`, u = update /
 //! total updates.
-use anyhow::bail;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
 use shared::corruption::aux::AuxModel;
 use shared::corruption::batch::{apply, CorruptedRow};
 use shared::corruption::schedule::TemperatureSchedule;
 use shared::cost::EncoderShape;
-use shared::model::{init_discriminator, Discriminator, Pretrained};
+use shared::model::{init_discriminator, init_masked_lm, Architecture, Discriminator, Pretrained};
 use std::cell::{Cell, RefCell};
 use std::io::Write;
+use std::path::PathBuf;
 use tch::{nn::VarStore, Kind, Tensor};
 
-use super::args::{ObjectiveSettings, TemperaturePer};
+use super::args::{tagged, untagged, ObjectiveArgs, TemperaturePer};
 use super::{
-    BatchContext, DataKind, DeviceBatch, EvalOutput, ExportedModel, Extras, ObjectiveInit,
-    ObjectiveSpec, Reports, StepOutput, TrainObjective,
+    BatchContext, BenchInput, DataKind, DeviceBatch, EvalOutput, ExportedModel, Figures,
+    ObjectiveInit, ObjectiveSpec, Reports, SettingsInput, StepOutput, TrainObjective,
 };
 use crate::loader::{BatchKind, CorruptMasking, CorruptRows};
 
 /// `--objective online`.
 pub const SPEC: ObjectiveSpec = ObjectiveSpec {
     name: "online",
+    help: "Fast-ELECTRA without dumping, on token folders: the frozen --aux-model corrupts each batch inline (inference only) at the schedule's temperature; RTD as `rtd`",
     data: DataKind::Tokens,
+    flags: &["--aux-model", "--debug-dump-corrupted"],
+    fused_step: false,
+    check,
+    settings,
     batches,
     build,
+    bench: Some(bench),
+    joint: false,
 };
+
+/// What the online flags resolve to (`run.json`'s `objective_settings`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineSettings {
+    pub aux_model: PathBuf,
+    /// SHA-256 of the aux model's config + weights.
+    pub aux_sha256: String,
+    pub temperature_per: TemperaturePer,
+    pub schedule: String,
+    pub t0: f64,
+    pub tau: f64,
+    pub k: f64,
+    pub epochs: u32,
+}
+
+fn check(a: &ObjectiveArgs) -> anyhow::Result<()> {
+    if a.aux_model.is_none() {
+        bail!("--objective online: expected --aux-model DIR (the frozen auxiliary masked LM), found none");
+    }
+    a.schedule()?;
+    if a.epochs == 0 {
+        bail!("--epochs: expected at least 1, found 0");
+    }
+    Ok(())
+}
+
+fn settings(i: &SettingsInput) -> anyhow::Result<Option<serde_json::Value>> {
+    let a = i.args;
+    let dir = a
+        .aux_model
+        .clone()
+        .context("checked: online has --aux-model")?;
+    let aux_sha256 = shared::model::checkpoint_fingerprint(&dir)
+        .map_err(|e| anyhow::anyhow!("--aux-model {}: {e:#}", dir.display()))?;
+    let s = OnlineSettings {
+        aux_model: dir,
+        aux_sha256,
+        temperature_per: a.temperature_per,
+        schedule: a.temperature_schedule.clone(),
+        t0: a.t0,
+        tau: a.tau,
+        k: a.k,
+        epochs: a.epochs,
+    };
+    Ok(Some(tagged(SPEC.name, &s)?))
+}
+
+/// `trainer bench`: a random frozen auxiliary model of `--aux-layers` layers at the main
+/// model's width (bf16 on CUDA).
+fn bench(i: &mut BenchInput) -> anyhow::Result<Box<dyn TrainObjective>> {
+    let mut aux_cfg = i.model_config.clone();
+    aux_cfg.num_hidden_layers = i.aux_layers;
+    let lm = init_masked_lm(&aux_cfg, Architecture::ElectraForMaskedLM, i.device)?;
+    let mut aux = AuxModel::new(lm, i.device);
+    if i.device.is_cuda() {
+        aux.use_bf16();
+    }
+    with_aux(i.model_config, aux, i.device, i.batch)
+}
 
 fn batches(c: &BatchContext) -> BatchKind {
     BatchKind::Corrupt(CorruptMasking {
@@ -68,16 +137,13 @@ pub fn load_aux(dir: &std::path::Path, init: &ObjectiveInit) -> anyhow::Result<A
 }
 
 fn build(init: &ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>> {
-    let Some(ObjectiveSettings::Online {
+    let OnlineSettings {
         aux_model,
         temperature_per,
         epochs,
         ..
-    }) = init.settings
-    else {
-        bail!("--objective online: the online settings are missing");
-    };
-    let aux = load_aux(aux_model, init)?;
+    } = untagged(SPEC.name, init.settings)?;
+    let aux = load_aux(&aux_model, init)?;
     let schedule = init.args.schedule()?;
     let dump = match &init.args.debug_dump_corrupted {
         Some(p) => Some(std::io::BufWriter::new(
@@ -91,8 +157,8 @@ fn build(init: &ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>> {
     };
     let mut online = Online::new(init.model_config, aux, init.device, init.batch.mask_rate)?;
     online.schedule = schedule;
-    online.per = *temperature_per;
-    online.epochs = *epochs;
+    online.per = temperature_per;
+    online.epochs = epochs;
     online.dump = RefCell::new(dump);
     Ok(Box::new(online))
 }
@@ -182,10 +248,7 @@ impl Online {
 
     /// The discriminator's inputs and targets `[B, L]` on the device.
     fn inputs(&self, b: &DeviceBatch, train: bool) -> (Tensor, Tensor) {
-        let c = b
-            .corrupt
-            .as_ref()
-            .expect("online batches carry their masked rows");
+        let c = b.corrupt_rows();
         let t = self.temperature(c.epoch, train);
         if train {
             self.last_t.set(Some(t));
@@ -282,10 +345,10 @@ impl TrainObjective for Online {
         self.update_u.set(done as f64 / total.max(1) as f64);
     }
 
-    fn take_extras(&self) -> Extras {
-        Extras {
+    fn take_figures(&self) -> Figures {
+        Figures {
             temperature: self.last_t.get(),
-            generator_loss: None,
+            own: vec![],
         }
     }
 }

@@ -5,9 +5,10 @@ use shared::cost::EncoderShape;
 use shared::model::{init_discriminator, Discriminator, Pretrained};
 use tch::{nn::VarStore, Kind, Reduction, Tensor};
 
+use super::args::ObjectiveArgs;
 use super::{
-    BatchContext, DataKind, DeviceBatch, EvalOutput, ExportedModel, ObjectiveInit, ObjectiveSpec,
-    Reports, StepOutput, TrainObjective,
+    no_checks, no_settings, BatchContext, BenchInput, DataKind, DeviceBatch, EvalOutput,
+    ExportedModel, ObjectiveInit, ObjectiveSpec, Reports, StepOutput, TrainObjective,
 };
 use crate::fused::{FusedStep, StepKind};
 use crate::loader::BatchKind;
@@ -16,10 +17,34 @@ use crate::metrics::CountTensors;
 /// `--objective rtd`.
 pub const SPEC: ObjectiveSpec = ObjectiveSpec {
     name: "rtd",
+    help: "Replaced-token detection on epoch folders (Fast-ELECTRA's main model)",
     data: DataKind::Epochs,
+    flags: &[],
+    fused_step: true,
+    check: no_checks,
+    settings: no_settings,
     batches,
     build,
+    bench: Some(bench),
+    joint: false,
 };
+
+/// `trainer bench`: targets drawn at random (15% replaced) for the random rows.
+fn bench(i: &mut BenchInput) -> anyhow::Result<Box<dyn TrainObjective>> {
+    let t = Tensor::rand([i.rows.ids.len() as i64], tch::kind::FLOAT_CPU).lt(0.15);
+    i.rows.targets = Vec::<bool>::try_from(&t)?
+        .into_iter()
+        .map(i8::from)
+        .collect();
+    build(&ObjectiveInit {
+        model_config: i.model_config,
+        device: i.device,
+        batch: i.batch,
+        args: &ObjectiveArgs::default(),
+        settings: None,
+        step: StepKind::Autograd,
+    })
+}
 
 fn batches(_: &BatchContext) -> BatchKind {
     BatchKind::Rtd
@@ -80,7 +105,7 @@ impl Rtd {
 }
 
 fn targets(b: &DeviceBatch) -> &Tensor {
-    b.targets.as_ref().expect("RTD batches have targets")
+    b.rtd_targets()
 }
 
 impl TrainObjective for Rtd {

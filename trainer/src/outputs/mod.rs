@@ -271,7 +271,7 @@ mod tests {
     use crate::cli::Objective;
 
     fn cfg() -> RunConfig {
-        crate::train::config::tests::cfg(Objective::Rtd)
+        crate::train::config::tests::cfg(Objective::by_name("rtd").unwrap())
     }
 
     #[test]

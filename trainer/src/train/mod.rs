@@ -3,7 +3,6 @@
 //! [`Trainer::train_step`] with a metrics line every `--log-every` updates, validation every
 //! `--validate-every` and a checkpoint every `--checkpoint-every` (each also at the end), then
 //! the plots and the Hugging Face export. The stages live in [`trainer`].
-pub mod bench;
 pub mod config;
 pub mod gpu;
 mod interval;

@@ -15,8 +15,9 @@ use super::validate::ValidationSet;
 use crate::data::{self, Folder, ShardDecoder};
 use crate::loader::pipeline::batches_per_pass;
 use crate::loader::{BatchKind, EpochData};
-use crate::objectives::args::ObjectiveSettings;
-use crate::objectives::{BatchContext, ObjectiveInit, ObjectiveSpec, TrainObjective};
+use crate::objectives::{
+    BatchContext, ObjectiveInit, ObjectiveSpec, SettingsInput, TrainObjective,
+};
 use crate::outputs::{ResumeFrom, RunOutputs};
 use crate::parallel::Parallel;
 use crate::plots::{EpochMark, PlotInfo};
@@ -124,7 +125,7 @@ fn run_config(
     total_steps: u64,
     folders: &[Folder],
     validation: Option<&Folder>,
-    objective_settings: Option<ObjectiveSettings>,
+    objective_settings: Option<serde_json::Value>,
 ) -> anyhow::Result<RunConfig> {
     Ok(RunConfig {
         objective: c.objective,
@@ -233,9 +234,11 @@ impl Setup {
             ..c.hyper.clone()
         };
         let total_steps = plan_steps(&global, &epochs)?;
-        let settings =
-            c.objective_args
-                .settings(c.objective, &c.model, model_config.num_hidden_layers)?;
+        let settings = (spec.settings)(&SettingsInput {
+            args: &c.objective_args,
+            model: &c.model,
+            layers: model_config.num_hidden_layers,
+        })?;
         let run = run_config(
             &c,
             &global,

@@ -151,10 +151,16 @@ impl TryFrom<&TrainArgs> for TrainConfig {
             }
         }
         a.objective_args.check(a.objective)?;
-        if a.step == crate::fused::StepKind::Fused && a.objective != crate::cli::Objective::Rtd {
+        if a.step == crate::fused::StepKind::Fused && !a.objective.spec().fused_step {
+            let with: Vec<&str> = crate::objectives::OBJECTIVES
+                .iter()
+                .filter(|s| s.fused_step)
+                .map(|s| s.name)
+                .collect();
             bail!(
-                "--step fused: only --objective rtd has a hand-written step (found --objective {}); use --step autograd",
-                a.objective.spec().name
+                "--step fused: only --objective {} has a hand-written step (found --objective {}); use --step autograd",
+                with.join(", "),
+                a.objective
             );
         }
         if let Some(p) = a.dropout {
@@ -261,7 +267,7 @@ mod tests {
     fn defaults_are_checked_and_carried() {
         let c = parse(&[]).unwrap();
         assert_eq!(c.run_dir, RunDirChoice::Default);
-        assert_eq!(c.objective, Objective::Rtd);
+        assert_eq!(c.objective.name(), "rtd");
         assert_eq!((c.hyper.batch_size, c.hyper.lr), (32, 1e-3));
         assert_eq!(c.runtime.device, Device::Cpu);
         assert_eq!(c.runtime.peak_flops, None);

@@ -315,15 +315,19 @@ impl Trainer {
             self.peak_mem = self.peak_mem.max(gpu::memory_used(device));
         }
         let binary = self.objective.reports().positive_class.is_some();
-        let extras = self.objective.take_extras();
+        let figures = self.objective.take_figures();
         let iv = &self.iv;
         let record = TrainRecord {
             split: "train".into(),
             step: self.step,
             epoch: self.epoch_now,
             temperature: (self.temperatures.get(&self.epoch_now).copied().flatten())
-                .or(extras.temperature),
-            generator_loss: extras.generator_loss,
+                .or(figures.temperature),
+            objective_figures: figures
+                .own
+                .into_iter()
+                .map(|(name, v)| (name.to_string(), v))
+                .collect(),
             lr: self.lr_now,
             loss: losses.iter().sum::<f64>() / losses.len() as f64,
             grad_norm: iv.last_grad_norm()?,

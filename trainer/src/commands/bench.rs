@@ -8,18 +8,52 @@
 //! memory is its own: on CUDA the memory `nvidia-smi` reports in use at the end (the caching
 //! allocator's reserve included), on the CPU the process's peak resident set (`VmHWM`).
 use anyhow::{bail, Context};
-use shared::corruption::aux::AuxModel;
+use clap::Args;
 use shared::corruption::masking::SpecialIds;
-use shared::model::{init_masked_lm, Architecture, ModelConfig};
 use std::time::Instant;
-use tch::{Device, Tensor};
+use tch::Tensor;
 
-use crate::cli::{BenchObjective, ObjectiveBenchArgs};
 use crate::loader::collate::collate;
 use crate::loader::Rows;
-use crate::objectives::args::{ObjectiveArgs, ObjectiveSettings, TemperaturePer};
-use crate::objectives::{BatchContext, DeviceBatch, ObjectiveInit, TrainObjective};
+use crate::objectives::{
+    BatchContext, BenchInput, DeviceBatch, Objective, ObjectiveSpec, OBJECTIVES,
+};
 use crate::optim::{AdamW, AdamWConfig};
+
+#[derive(Debug, Clone, Args)]
+pub struct ObjectiveBenchArgs {
+    /// What to measure: `all` (every objective of the registry that has a bench builder, each
+    /// in its own process, and their ratios to the jointly trained one: electra) or one of
+    /// them (rtd: the discriminator alone, dumped Fast-ELECTRA; online: plus a frozen
+    /// auxiliary model's inference; electra: generator and discriminator trained jointly).
+    #[arg(long, default_value = "all", value_parser = bench_objective)]
+    pub objective: String,
+    /// Main model: tiny, small, base or large (optionally -rel, -rel-admin), or a config.json.
+    #[arg(long, default_value = "base")]
+    pub model: String,
+    /// Sequences per update.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Tokens per sequence (every row is this long).
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: usize,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = 30522)]
+    pub vocab: i64,
+    /// Layers of the auxiliary model (online) and of the generator (electra), main model's
+    /// width.
+    #[arg(long, default_value_t = 4)]
+    pub aux_layers: i64,
+    /// Timed updates (after the warm-up ones).
+    #[arg(long, default_value_t = 10)]
+    pub steps: u64,
+    /// Untimed updates first.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: u64,
+    /// Device: auto (CUDA when available), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+}
 
 /// One objective's figures.
 #[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
@@ -35,41 +69,52 @@ const SPECIAL: SpecialIds = SpecialIds {
     mask: 3,
 };
 
+/// The objectives `trainer bench` measures: the registry's with a bench builder, the jointly
+/// trained baseline first.
+fn measured() -> Vec<&'static ObjectiveSpec> {
+    let mut specs: Vec<&'static ObjectiveSpec> = OBJECTIVES
+        .iter()
+        .copied()
+        .filter(|s| s.bench.is_some())
+        .collect();
+    specs.sort_by_key(|s| !s.joint);
+    specs
+}
+
+/// `--objective`: `all` or the name of a measured objective.
+fn bench_objective(s: &str) -> Result<String, String> {
+    let names: Vec<&str> = measured().iter().map(|o| o.name).collect();
+    if s == "all" || names.contains(&s) {
+        Ok(s.to_string())
+    } else {
+        Err(format!("expected all, {}, found {s:?}", names.join(", ")))
+    }
+}
+
 pub fn run(a: &ObjectiveBenchArgs) -> anyhow::Result<()> {
     if a.steps == 0 || a.batch_size == 0 || a.seq_len < 3 {
         bail!("--steps and --batch-size: expected at least 1; --seq-len: at least 3");
     }
-    match a.objective {
-        BenchObjective::All => compare(a),
-        one => {
-            let f = measure(a, one)?;
-            println!("{}", serde_json::to_string(&f)?);
-            Ok(())
-        }
+    if a.objective == "all" {
+        return compare(a);
     }
-}
-
-fn name(o: BenchObjective) -> &'static str {
-    match o {
-        BenchObjective::Rtd => "rtd",
-        BenchObjective::Online => "online",
-        BenchObjective::Electra => "electra",
-        BenchObjective::All => "all",
-    }
+    let spec = Objective::by_name(&a.objective)
+        .map_err(|e| anyhow::anyhow!("--objective: {e}"))?
+        .spec();
+    let f = measure(a, spec)?;
+    println!("{}", serde_json::to_string(&f)?);
+    Ok(())
 }
 
 /// Runs each objective in a child process and prints the table.
 fn compare(a: &ObjectiveBenchArgs) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("locating the trainer binary")?;
     let mut rows = vec![];
-    for o in [
-        BenchObjective::Electra,
-        BenchObjective::Rtd,
-        BenchObjective::Online,
-    ] {
+    for spec in measured() {
+        let name = spec.name;
         let out = std::process::Command::new(&exe)
             .arg("bench")
-            .args(["--objective", name(o)])
+            .args(["--objective", name])
             .args(["--model", &a.model])
             .args(["--batch-size", &a.batch_size.to_string()])
             .args(["--seq-len", &a.seq_len.to_string()])
@@ -82,15 +127,14 @@ fn compare(a: &ObjectiveBenchArgs) -> anyhow::Result<()> {
             .context("running a bench child")?;
         if !out.status.success() {
             bail!(
-                "bench --objective {}: {}",
-                name(o),
+                "bench --objective {name}: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
         let line = String::from_utf8_lossy(&out.stdout);
         let f: Figures = serde_json::from_str(line.trim())
-            .with_context(|| format!("bench --objective {}: unexpected output {line}", name(o)))?;
-        rows.push((name(o), f));
+            .with_context(|| format!("bench --objective {name}: unexpected output {line}"))?;
+        rows.push((name, f));
     }
     let base = rows[0].1;
     println!(
@@ -147,7 +191,7 @@ fn random_rows(a: &ObjectiveBenchArgs) -> Rows {
     }
 }
 
-fn measure(a: &ObjectiveBenchArgs, o: BenchObjective) -> anyhow::Result<Figures> {
+fn measure(a: &ObjectiveBenchArgs, spec: &ObjectiveSpec) -> anyhow::Result<Figures> {
     let device = shared::runtime::device::parse_device(&a.device)
         .map_err(|e| anyhow::anyhow!("--device: {e:#}"))?;
     let cfg = crate::train::model::resolve_config(&a.model, a.vocab as u32, a.seq_len as u32)?;
@@ -160,44 +204,17 @@ fn measure(a: &ObjectiveBenchArgs, o: BenchObjective) -> anyhow::Result<Figures>
         max_seq_len: a.seq_len as u32,
     };
     let mut rows = random_rows(a);
-    let (objective, kind): (Box<dyn TrainObjective>, _) = match o {
-        BenchObjective::Rtd => {
-            let t = Tensor::rand([rows.ids.len() as i64], tch::kind::FLOAT_CPU).lt(0.15);
-            rows.targets = Vec::<bool>::try_from(&t)?
-                .into_iter()
-                .map(i8::from)
-                .collect();
-            let spec = &crate::objectives::rtd::SPEC;
-            (
-                build(spec, &cfg, device, batch, None)?,
-                (spec.batches)(&batch),
-            )
-        }
-        BenchObjective::Electra => {
-            let settings = ObjectiveSettings::Electra {
-                generator_layers: a.aux_layers,
-                rtd_weight: 50.0,
-            };
-            let spec = &crate::objectives::electra::SPEC;
-            (
-                build(spec, &cfg, device, batch, Some(&settings))?,
-                (spec.batches)(&batch),
-            )
-        }
-        BenchObjective::Online => {
-            let mut aux_cfg = cfg.clone();
-            aux_cfg.num_hidden_layers = a.aux_layers;
-            let lm = init_masked_lm(&aux_cfg, Architecture::ElectraForMaskedLM, device)?;
-            let mut aux = AuxModel::new(lm, device);
-            if device.is_cuda() {
-                aux.use_bf16();
-            }
-            let spec = &crate::objectives::online::SPEC;
-            let model = crate::objectives::online::with_aux(&cfg, aux, device, batch)?;
-            (model, (spec.batches)(&batch))
-        }
-        BenchObjective::All => unreachable!("compare() runs the objectives"),
-    };
+    let bench = spec
+        .bench
+        .with_context(|| format!("--objective {}: not measured by trainer bench", spec.name))?;
+    let objective = bench(&mut BenchInput {
+        model_config: &cfg,
+        device,
+        batch,
+        aux_layers: a.aux_layers,
+        rows: &mut rows,
+    })?;
+    let kind = (spec.batches)(&batch);
     let host = collate(
         &(0..a.batch_size).map(|i| (&rows, i)).collect::<Vec<_>>(),
         0,
@@ -229,34 +246,5 @@ fn measure(a: &ObjectiveBenchArgs, o: BenchObjective) -> anyhow::Result<Figures>
     Ok(Figures {
         seconds_per_update,
         peak_memory_bytes,
-    })
-}
-
-fn build(
-    spec: &crate::objectives::ObjectiveSpec,
-    cfg: &ModelConfig,
-    device: Device,
-    batch: BatchContext,
-    settings: Option<&ObjectiveSettings>,
-) -> anyhow::Result<Box<dyn TrainObjective>> {
-    let args = ObjectiveArgs {
-        aux_model: None,
-        temperature_per: TemperaturePer::Epoch,
-        temperature_schedule: "exp".into(),
-        t0: 2.0,
-        tau: 0.1,
-        k: 2.0,
-        epochs: 10,
-        generator_layers: None,
-        rtd_weight: 50.0,
-        debug_dump_corrupted: None,
-    };
-    (spec.build)(&ObjectiveInit {
-        model_config: cfg,
-        device,
-        batch,
-        args: &args,
-        settings,
-        step: crate::fused::StepKind::Autograd,
     })
 }

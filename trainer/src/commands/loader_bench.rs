@@ -1,16 +1,44 @@
 //! `trainer loader-bench`: the loader alone (memory-mapped shards decoded on worker threads,
 //! shuffled, collated into padded batches; no model), in sequences and tokens per second.
+use crate::cli::Objective;
+use clap::Args;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::cli::BenchArgs;
 use crate::data::{self, ShardDecoder};
 use crate::loader::{Cursor, EpochData, Loader, LoaderConfig};
 use crate::objectives::BatchContext;
 use crate::train::train_config::positive;
 
+#[derive(Debug, Clone, Args)]
+pub struct LoaderBenchArgs {
+    /// Epoch folders (or token folders with --objective mlm).
+    #[arg(long, num_args = 1.., required = true)]
+    pub shards: Vec<PathBuf>,
+    /// Kind of folders.
+    #[arg(long, value_enum, default_value = "rtd")]
+    pub objective: Objective,
+    /// Decoding threads (0 = all cores).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Sequences per batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Sequences to load (at most one pass over the folders).
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: u64,
+    /// Row groups whose rows are shuffled together.
+    #[arg(long, default_value_t = 8)]
+    pub shuffle_window: usize,
+    /// Skip the SHA-256 check of every shard against its manifest (schema, metadata and rows are
+    /// still checked).
+    #[arg(long)]
+    pub no_verify_shards: bool,
+}
+
 /// Runs the benchmark and prints one line of figures.
-pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+pub fn run(args: &LoaderBenchArgs) -> anyhow::Result<()> {
     positive("--batch-size", args.batch_size as u64)?;
     positive("--shuffle-window", args.shuffle_window as u64)?;
     positive("--rows", args.rows)?;

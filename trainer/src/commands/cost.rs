@@ -1,10 +1,47 @@
 //! `trainer cost`: the table of shared::cost for a main model and an auxiliary model.
 use anyhow::Context;
+use clap::{Args, ValueEnum};
 use shared::cost::{cost_report, EncoderShape, ModelCost};
 use shared::model::ModelConfig;
 use std::path::Path;
 
-use crate::cli::{Accounting, CostArgs};
+#[derive(Debug, Clone, Args)]
+pub struct CostArgs {
+    /// Main model: tiny, small, base or large, or a Hugging Face config.json.
+    #[arg(long, default_value = "base")]
+    pub model: String,
+    /// Layers of the auxiliary model (same width as the main model).
+    #[arg(long, default_value_t = 4)]
+    pub aux_layers: u64,
+    /// Sequence length in tokens.
+    #[arg(long, default_value_t = 512)]
+    pub seq_len: u64,
+    /// Vocabulary size.
+    #[arg(long, default_value_t = 30522)]
+    pub vocab: u64,
+    /// Sequences per batch (for activation memory).
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: u64,
+    /// Fraction of positions the auxiliary model predicts (its vocabulary logits).
+    #[arg(long, default_value_t = 0.15)]
+    pub mask_rate: f64,
+    /// What to count: `system` (this system: auxiliary logits at the masked positions only,
+    /// softmax and heads included, GiB) or `paper` (the Fast-ELECTRA paper's Table 1: the
+    /// auxiliary vocabulary projection at every position, no softmax or heads, relative
+    /// positions, decimal GB; `--model base --aux-layers 4 --vocab 128000 --batch-size 2048`
+    /// gives its base column).
+    #[arg(long, value_enum, default_value_t = Accounting::System)]
+    pub accounting: Accounting,
+}
+
+/// The cost accounting of `trainer cost`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Accounting {
+    /// This system's costs (shared::cost).
+    System,
+    /// The paper's Table 1 rules (shared::cost::paper).
+    Paper,
+}
 
 /// The encoder shape of a preset name or of a Hugging Face `config.json`, with `vocab` tokens
 /// (the same configs the trainer builds).

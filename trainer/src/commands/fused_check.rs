@@ -1,7 +1,7 @@
 //! `trainer fused-check`: the GPU check of `--step fused` and of the sampler kernel, run by
 //! `scripts/gpu-check.sh` on a lent GPU (no GPU where the tests run; see docs/fused-step.md).
 //!
-//! 1. Every kernel against [`super::ops::TchOps`] on the GPU: the kernels take bf16 activations,
+//! 1. Every kernel against [`crate::fused::ops::TchOps`] on the GPU: the kernels take bf16 activations,
 //!    the reference the same values in fp32, with the kernels' own Philox masks
 //!    (`dropout_mask`); the error is max |kernel - reference| / max |reference| per output,
 //!    against bf16 tolerances (1e-2 for outputs, 2e-2 for gradients, 1e-4 for the fp32 loss;
@@ -14,8 +14,8 @@
 //! 4. The sampler kernel against the reference sampler at the same uniforms: share of identical
 //!    draws and of identical arg-max, entropy difference, total-variation distance between the
 //!    two samplers' draws of one row repeated, and time per call.
-use super::ops::{Drop, Ops, TchOps};
-use super::{cuda::CudaOps, FusedStep};
+use crate::fused::ops::{Drop, Ops, TchOps};
+use crate::fused::{cuda::CudaOps, FusedStep};
 use crate::objectives::rtd::loss_and_counts;
 use anyhow::bail;
 use clap::Args;
