@@ -1,6 +1,6 @@
 //! `trainer loader-bench`: the loader alone (memory-mapped shards decoded on worker threads,
 //! shuffled, collated into padded batches; no model), in sequences and tokens per second.
-use crate::cli::Objective;
+use crate::objectives::Objective;
 use clap::Args;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,7 +9,7 @@ use std::time::Instant;
 use crate::data::{self, ShardDecoder};
 use crate::loader::{Cursor, EpochData, Loader, LoaderConfig};
 use crate::objectives::BatchContext;
-use crate::train::train_config::positive;
+use crate::train::config::positive;
 
 #[derive(Debug, Clone, Args)]
 pub struct LoaderBenchArgs {

@@ -18,7 +18,7 @@
 //! a discriminator trained jointly, embeddings shared). Their extra flags are in [`args`].
 //!
 //! **Adding an objective** = one new file here with a `pub const SPEC: ObjectiveSpec` and a type
-//! implementing [`TrainObjective`], a variant of [`crate::cli::Objective`] (its `--objective`
+//! implementing [`TrainObjective`], a variant of [`crate::objectives::Objective`] (its `--objective`
 //! value and help text) and its line in [`Objective::spec`] (the registry).
 //!
 //! **Several models in one objective** (e.g. joint ELECTRA: a generator and a discriminator

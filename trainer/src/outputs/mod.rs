@@ -14,8 +14,8 @@ use crate::checkpoint::{self, TrainState};
 use crate::metrics::MetricsWriter;
 use crate::objectives::TrainObjective;
 use crate::plots::PlotInfo;
-use crate::train::config::{self, RunConfig, RUN_FILE};
-use crate::train::train_config::RunDirChoice;
+use crate::train::config::RunDirChoice;
+use crate::train::run_record::{self, RunRecord, RUN_FILE};
 use shared::files::lock::FolderLock;
 
 /// Sub-folder of the run folder holding the Hugging Face export.
@@ -42,7 +42,7 @@ impl RunOutputs {
         choice: &RunDirChoice,
         resume: bool,
         (objective, model): (&str, &str),
-        run: &RunConfig,
+        run: &RunRecord,
         writes: bool,
     ) -> anyhow::Result<(Self, ResumeFrom)> {
         let (dir, fresh_default) = match choice {
@@ -105,7 +105,7 @@ impl RunOutputs {
         &self,
         resume: bool,
         existed: bool,
-        run: &RunConfig,
+        run: &RunRecord,
     ) -> anyhow::Result<ResumeFrom> {
         let run_file = self.dir.join(RUN_FILE);
         if run_file.exists() {
@@ -115,8 +115,8 @@ impl RunOutputs {
                     run_file.display()
                 );
             }
-            let stored = config::read(&run_file)?;
-            config::check_same(&stored, run, &run_file)?;
+            let stored = run_record::read(&run_file)?;
+            run_record::check_same(&stored, run, &run_file)?;
             return checkpoint::latest(&self.dir);
         }
         if resume && !existed {
@@ -156,7 +156,7 @@ impl RunOutputs {
     }
 
     /// Creates the folder and writes `run.json`.
-    fn start_fresh(&self, run: &RunConfig) -> anyhow::Result<()> {
+    fn start_fresh(&self, run: &RunRecord) -> anyhow::Result<()> {
         if !self.writes {
             return Ok(());
         }
@@ -268,10 +268,10 @@ fn remove_run_file_temps(dir: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::Objective;
+    use crate::objectives::Objective;
 
-    fn cfg() -> RunConfig {
-        crate::train::config::tests::cfg(Objective::by_name("rtd").unwrap())
+    fn cfg() -> RunRecord {
+        crate::train::run_record::tests::cfg(Objective::by_name("rtd").unwrap())
     }
 
     #[test]
@@ -311,7 +311,7 @@ mod tests {
             "{e}"
         );
         let mut other = cfg();
-        other.lr = 5.0;
+        other.hyper.lr = 5.0;
         let e = RunOutputs::prepare(&choice, true, ("rtd", "tiny"), &other, true)
             .err()
             .unwrap()

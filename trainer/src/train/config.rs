@@ -1,137 +1,326 @@
-//! The resolved run configuration (`RUN/run.json`): flags checked against the data, written
-//! once when a run starts; `--resume` must resolve to the same configuration.
-use anyhow::{bail, Context};
-use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+//! The checked configuration of a training run, built once from the flags
+//! (`TrainConfig::try_from(&TrainArgs)`): every flag is checked here, before any file is read,
+//! and the rest of the trainer reads this, never the raw flags. What decides the result is
+//! later resolved against the data into the [`RunRecord`](super::run_record::RunRecord) saved
+//! as `run.json`; what does not ([`Runtime`]: device, loader threads, prefetch, peak
+//! FLOP/s, testing aids) may change between a run and its resume.
+use anyhow::bail;
+use std::path::PathBuf;
+use tch::Device;
 
+use super::args::TrainArgs;
 use crate::objectives::Objective;
 
-/// File name in the run folder.
-pub const RUN_FILE: &str = "run.json";
-
-/// A data folder as the run saw it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DataRef {
-    pub dir: PathBuf,
-    pub epoch: u32,
-    /// SHA-256 of the folder's manifest.json.
-    pub manifest_sha256: String,
+/// Where the run's outputs go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunDirChoice {
+    /// `--run-dir DIR`.
+    Given(PathBuf),
+    /// A new folder `runs/<objective>-<model>-<UTC time>` (see `crate::outputs::run_dir`).
+    Default,
 }
 
-/// Everything that decides the result of a run (device, loader threads and prefetch do not).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RunConfig {
-    pub objective: Objective,
-    /// `--model` as given.
-    pub model: String,
-    /// The Hugging Face config of the model trained.
-    pub model_config: serde_json::Value,
+/// Testing aids (hidden flags).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DebugFlags {
+    /// Stop (as if killed) after this many updates of this invocation, writing nothing more.
+    pub stop_after: Option<u64>,
+    /// Make the loss of this update (1-based) NaN.
+    pub nan_at_step: Option<u64>,
+}
+
+/// Settings that do not change the result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Runtime {
+    /// Under a launcher `auto`/`cuda` mean `cuda:$LOCAL_RANK`.
+    pub device: Device,
+    /// This process's place in a launched (data-parallel) run, from the environment.
+    pub launch: Option<crate::dist::Launch>,
+    /// How long a rank waits for the others (`--dist-timeout`).
+    pub dist_timeout: std::time::Duration,
+    /// Micro-batches the loader prepares ahead of the model.
+    pub prefetch: usize,
+    /// Loader (rayon) threads; 0 = all cores.
+    pub loader_threads: usize,
+    /// Peak FLOP/s of the device for MFU (None: from the GPU's name, or no MFU).
+    pub peak_flops: Option<f64>,
+    /// `--step`: autograd or the hand-written step.
+    pub step: crate::fused::StepKind,
+    pub debug: DebugFlags,
+}
+
+/// The flags that decide the result (with the data and `--max-steps` they make the
+/// [`RunRecord`](super::run_record::RunRecord), where they are saved as they are).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Hyper {
     pub batch_size: usize,
     pub grad_accum: usize,
     pub lr: f64,
     pub warmup_steps: u64,
-    /// Updates of the run (the LR schedule reaches 0 here).
-    pub total_steps: u64,
     pub weight_decay: f64,
     pub clip_norm: f64,
     pub mask_rate: f64,
     pub seed: u64,
     pub shuffle_window: usize,
     pub repeat_last_epoch: bool,
-    /// Training folders in training order.
-    pub data: Vec<DataRef>,
-    pub validation: Option<DataRef>,
     pub validate_every: u64,
     pub validation_rows: u64,
     pub checkpoint_every: u64,
     pub log_every: u64,
-    /// The objective's own settings (online, electra; absent for the others).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub objective_settings: Option<serde_json::Value>,
-    /// Started with `--no-verify-shards` (the shards' SHA-256 not checked against their
-    /// manifests); absent otherwise. Not compared on `--resume`.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unverified_shards: bool,
 }
 
-/// Fields of `run.json` a resume may change.
-const NOT_COMPARED: [&str; 1] = ["unverified_shards"];
+/// Everything a training run needs from its flags, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub objective: Objective,
+    /// `--model` as given (a preset name or a config.json path).
+    pub model: String,
+    /// `--dropout`: hidden and attention dropout overriding the model config's.
+    pub dropout: Option<f64>,
+    /// `--export-format`.
+    pub export_format: crate::train::args::ExportFormat,
+    pub shards: Vec<PathBuf>,
+    pub validation: Option<PathBuf>,
+    /// `--tokenizer`: the tokenizer.json for the export (else the manifest's path).
+    pub tokenizer: Option<PathBuf>,
+    /// Check every shard's SHA-256 against its manifest before training.
+    pub verify_shards: bool,
+    pub run_dir: RunDirChoice,
+    pub resume: bool,
+    /// `--max-steps`; None: as many updates as one pass over the data gives.
+    pub max_steps: Option<u64>,
+    pub hyper: Hyper,
+    pub runtime: Runtime,
+    /// The flags only some objectives read (checked for `objective`).
+    pub objective_args: crate::objectives::args::ObjectiveArgs,
+}
 
-/// Compares `now` with the configuration stored at `path`, naming the first differing field.
-pub fn check_same(stored: &RunConfig, now: &RunConfig, path: &Path) -> anyhow::Result<()> {
-    let a = serde_json::to_value(stored)?;
-    let b = serde_json::to_value(now)?;
-    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
-        bail!("run configuration is not an object");
-    };
-    for (key, va) in a
-        .iter()
-        .filter(|(k, _)| !NOT_COMPARED.contains(&k.as_str()))
-    {
-        let vb = b.get(key).unwrap_or(&serde_json::Value::Null);
-        if va != vb {
-            bail!(
-                "{}: field {key}: the run was started with {va}, the flags give {vb} (--resume continues a run with the same settings)",
-                path.display()
-            );
-        }
+/// Refuses 0 for a flag that counts something.
+pub fn positive(flag: &str, v: u64) -> anyhow::Result<()> {
+    if v == 0 {
+        bail!("{flag}: expected a positive number, found 0");
     }
     Ok(())
 }
 
-/// Reads `run.json`.
-pub fn read(path: &Path) -> anyhow::Result<RunConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: unexpected contents", path.display()))
+/// Checks a float flag that becomes an fp32 number on the device (learning rate, weight decay,
+/// clipping norm, loss weight): finite, `lo <= v`, and representable in fp32 without
+/// overflowing to infinity or (for a non-zero value) flushing to zero or a subnormal.
+fn fp32_flag(flag: &str, v: f64, positive: bool) -> anyhow::Result<()> {
+    let what = if positive {
+        "a positive number"
+    } else {
+        "a non-negative number"
+    };
+    if !v.is_finite() || v < 0.0 || (positive && v == 0.0) {
+        bail!("{flag}: expected {what}, found {v}");
+    }
+    let (min, max) = (f32::MIN_POSITIVE as f64, f32::MAX as f64);
+    if v > max || (v != 0.0 && v < min) {
+        bail!(
+            "{flag}: expected {what} within fp32's range ({min:e} to {max:e}; it is used in fp32 on the device), found {v:e}"
+        );
+    }
+    Ok(())
+}
+
+impl TryFrom<&TrainArgs> for TrainConfig {
+    type Error = anyhow::Error;
+
+    fn try_from(a: &TrainArgs) -> anyhow::Result<Self> {
+        positive("--batch-size", a.batch_size as u64)?;
+        positive("--grad-accum", a.grad_accum as u64)?;
+        positive("--log-every", a.log_every)?;
+        positive("--checkpoint-every", a.checkpoint_every)?;
+        positive("--validate-every", a.validate_every)?;
+        positive("--shuffle-window", a.shuffle_window as u64)?;
+        if a.max_steps == Some(0) {
+            bail!("--max-steps: expected a positive number, found 0");
+        }
+        fp32_flag("--lr", a.lr, true)?;
+        if !(a.mask_rate > 0.0 && a.mask_rate < 1.0) {
+            bail!(
+                "--mask-rate: expected a fraction in (0, 1), found {}",
+                a.mask_rate
+            );
+        }
+        fp32_flag("--weight-decay", a.weight_decay, false)?;
+        fp32_flag("--clip-norm", a.clip_norm, false)?;
+        fp32_flag("--rtd-weight", a.objective_args.rtd_weight, true)?;
+        if let Some(t) = a.peak_tflops {
+            if !(t.is_finite() && t > 0.0) {
+                bail!("--peak-tflops: expected a positive number, found {t}");
+            }
+        }
+        a.objective_args.check(a.objective)?;
+        if a.step == crate::fused::StepKind::Fused && !a.objective.spec().fused_step {
+            let with: Vec<&str> = crate::objectives::OBJECTIVES
+                .iter()
+                .filter(|s| s.fused_step)
+                .map(|s| s.name)
+                .collect();
+            bail!(
+                "--step fused: only --objective {} has a hand-written step (found --objective {}); use --step autograd",
+                with.join(", "),
+                a.objective
+            );
+        }
+        if let Some(p) = a.dropout {
+            if !(0.0..1.0).contains(&p) {
+                bail!("--dropout: expected a probability in [0, 1), found {p}");
+            }
+        }
+        if a.shards.is_empty() {
+            bail!("--shards: expected at least one folder, found none");
+        }
+        if a.dist_timeout == 0 {
+            bail!("--dist-timeout: expected a positive number of seconds, found 0");
+        }
+        let launch = crate::dist::launch_from_env()?;
+        let run_dir = match (&a.run_dir, a.resume) {
+            (Some(d), _) => RunDirChoice::Given(d.clone()),
+            (None, true) => bail!(
+                "--resume: expected --run-dir naming the run to continue, found none (a default run folder is always a new one)"
+            ),
+            (None, false) => RunDirChoice::Default,
+        };
+        Ok(Self {
+            objective: a.objective,
+            model: a.model.clone(),
+            dropout: a.dropout,
+            export_format: a.export_format,
+            shards: a.shards.clone(),
+            validation: a.validation.clone(),
+            tokenizer: a.tokenizer.clone(),
+            verify_shards: !a.no_verify_shards,
+            run_dir,
+            resume: a.resume,
+            max_steps: a.max_steps,
+            hyper: Hyper {
+                batch_size: a.batch_size,
+                grad_accum: a.grad_accum,
+                lr: a.lr,
+                warmup_steps: a.warmup_steps,
+                weight_decay: a.weight_decay,
+                clip_norm: a.clip_norm,
+                mask_rate: a.mask_rate,
+                seed: a.seed,
+                shuffle_window: a.shuffle_window,
+                repeat_last_epoch: a.repeat_last_epoch,
+                validate_every: a.validate_every,
+                validation_rows: a.validation_rows,
+                checkpoint_every: a.checkpoint_every,
+                log_every: a.log_every,
+            },
+            runtime: Runtime {
+                device: match &launch {
+                    Some(l) => launched_device(&a.device, l.local_rank)?,
+                    None => shared::runtime::device::parse_device(&a.device)
+                        .map_err(|e| anyhow::anyhow!("--device: {e:#}"))?,
+                },
+                launch,
+                dist_timeout: std::time::Duration::from_secs(a.dist_timeout),
+                prefetch: a.prefetch,
+                loader_threads: a.loader_threads,
+                peak_flops: a.peak_tflops.map(|t| t * 1e12),
+                step: a.step,
+                debug: DebugFlags {
+                    stop_after: a.debug_stop_after,
+                    nan_at_step: a.debug_nan_at_step,
+                },
+            },
+            objective_args: a.objective_args.clone(),
+        })
+    }
+}
+
+/// The device of a launched rank: `auto` is `cuda:LOCAL_RANK` when CUDA is available, else the
+/// CPU; `cuda` is `cuda:LOCAL_RANK`; anything else as given.
+fn launched_device(flag: &str, local_rank: usize) -> anyhow::Result<Device> {
+    let local = format!("cuda:{local_rank}");
+    let parse = |name: &str| {
+        shared::runtime::device::parse_device(name)
+            .map_err(|e| anyhow::anyhow!("--device {flag} with LOCAL_RANK={local_rank}: {e:#}"))
+    };
+    match flag.trim().to_ascii_lowercase().as_str() {
+        "auto" if tch::Cuda::is_available() => parse(&local),
+        "auto" => Ok(Device::Cpu),
+        "cuda" => parse(&local),
+        _ => parse(flag),
+    }
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
+    use clap::Parser;
 
-    /// A small configuration for tests.
-    pub(crate) fn cfg(objective: Objective) -> RunConfig {
-        RunConfig {
-            objective,
-            model: "tiny".into(),
-            model_config: serde_json::json!({}),
-            batch_size: 8,
-            grad_accum: 1,
-            lr: 1e-3,
-            warmup_steps: 10,
-            total_steps: 100,
-            weight_decay: 0.01,
-            clip_norm: 2.0,
-            mask_rate: 0.15,
-            seed: 0,
-            shuffle_window: 8,
-            repeat_last_epoch: false,
-            data: vec![],
-            validation: None,
-            validate_every: 10,
-            validation_rows: 100,
-            checkpoint_every: 10,
-            log_every: 1,
-            objective_settings: None,
-            unverified_shards: false,
+    fn parse(extra: &[&str]) -> anyhow::Result<TrainConfig> {
+        let mut argv = vec!["trainer", "--shards", "data/epoch-000"];
+        if !extra.contains(&"--device") {
+            argv.extend(["--device", "cpu"]);
         }
+        argv.extend_from_slice(extra);
+        let cli = crate::cli::Cli::try_parse_from(argv).expect("clap accepts the flags");
+        TrainConfig::try_from(&cli.train)
     }
 
     #[test]
-    fn names_the_differing_field() {
-        let a = cfg(Objective::by_name("rtd").unwrap());
-        let mut b = cfg(Objective::by_name("rtd").unwrap());
-        assert!(check_same(&a, &b, Path::new("r/run.json")).is_ok());
-        b.lr = 2e-3;
-        let e = check_same(&a, &b, Path::new("r/run.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("r/run.json: field lr: the run was started with 0.001"),
-            "{e}"
-        );
+    fn defaults_are_checked_and_carried() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.run_dir, RunDirChoice::Default);
+        assert_eq!(c.objective.name(), "rtd");
+        assert_eq!((c.hyper.batch_size, c.hyper.lr), (32, 1e-3));
+        assert_eq!(c.runtime.device, Device::Cpu);
+        assert_eq!(c.runtime.peak_flops, None);
+        assert!(c.verify_shards && !c.resume);
+        let c = parse(&[
+            "--run-dir",
+            "r",
+            "--peak-tflops",
+            "2",
+            "--debug-nan-at-step",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.run_dir, RunDirChoice::Given("r".into()));
+        assert_eq!(c.runtime.peak_flops, Some(2e12));
+        assert_eq!(c.runtime.debug.nan_at_step, Some(3));
+    }
+
+    #[test]
+    fn bad_flags_are_named() {
+        let err = |extra: &[&str]| parse(extra).unwrap_err().to_string();
+        assert!(err(&["--batch-size", "0"])
+            .contains("--batch-size: expected a positive number, found 0"));
+        assert!(err(&["--max-steps", "0"]).contains("--max-steps"));
+        assert!(err(&["--lr=-1"]).contains("--lr: expected a positive number, found -1"));
+        assert!(err(&["--mask-rate", "1"])
+            .contains("--mask-rate: expected a fraction in (0, 1), found 1"));
+        assert!(err(&["--clip-norm=-2"]).contains("--clip-norm"));
+        assert!(err(&["--peak-tflops", "0"]).contains("--peak-tflops"));
+        assert!(err(&["--device", "tpu"]).contains("tpu"));
+        for (flag, v) in [
+            ("--lr", "1e39"),
+            ("--lr", "1e-50"),
+            ("--weight-decay", "1e40"),
+            ("--clip-norm", "1e300"),
+            ("--rtd-weight", "4e38"),
+        ] {
+            let e = err(&[flag, v]);
+            assert!(
+                e.contains(flag) && e.contains("within fp32's range") && e.contains("found"),
+                "{flag} {v}: {e}"
+            );
+        }
+        assert!(err(&["--lr", "inf"]).contains("--lr: expected a positive number, found inf"));
+        assert!(parse(&["--lr", "3e38", "--weight-decay", "0", "--clip-norm", "0"]).is_ok());
+    }
+
+    #[test]
+    fn resume_needs_a_run_dir() {
+        let e = parse(&["--resume"]).unwrap_err().to_string();
+        assert!(e.contains("--resume: expected --run-dir"), "{e}");
+        assert!(parse(&["--resume", "--run-dir", "runs/a"]).unwrap().resume);
     }
 }

@@ -3,24 +3,25 @@
 //! [`Trainer::train_step`] with a metrics line every `--log-every` updates, validation every
 //! `--validate-every` and a checkpoint every `--checkpoint-every` (each also at the end), then
 //! the plots and the Hugging Face export. The stages live in [`trainer`].
+pub mod args;
 pub mod config;
 pub mod gpu;
 mod interval;
 pub mod model;
+pub mod run_record;
 mod setup;
-pub mod train_config;
 mod trainer;
 mod validate;
 
-use crate::cli::TrainArgs;
-pub use train_config::TrainConfig;
+use args::TrainArgs;
+pub use config::TrainConfig;
 use trainer::Trainer;
 
 /// Runs `trainer` (training).
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let config = TrainConfig::try_from(args)?;
     let mut t = Trainer::start(setup::Setup::new(config)?)?;
-    let rc = t.run_config().clone();
+    let rc = t.run_record().hyper.clone();
     while !t.done() {
         if t.debug_stop() {
             return Ok(());

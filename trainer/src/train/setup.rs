@@ -1,16 +1,16 @@
 //! Everything checked and prepared before the first update, from the checked flags
 //! ([`TrainConfig`]): data folders, tokenizer for the export, model config, number of updates,
-//! the resolved `RunConfig`, the run folder (fresh or resumed), the objective's model(s), the
+//! the resolved `RunRecord`, the run folder (fresh or resumed), the objective's model(s), the
 //! validation set and what the plots mark.
 use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::config::RUN_FILE;
-use super::config::{DataRef, RunConfig};
+use super::config::RunDirChoice;
+use super::config::{Hyper, Runtime, TrainConfig};
 use super::model::resolve_config;
-use super::train_config::RunDirChoice;
-use super::train_config::{Hyper, Runtime, TrainConfig};
+use super::run_record::RUN_FILE;
+use super::run_record::{DataRef, RunRecord};
 use super::validate::ValidationSet;
 use crate::data::{self, Folder, ShardDecoder};
 use crate::loader::pipeline::batches_per_pass;
@@ -26,7 +26,7 @@ use shared::model::ModelConfig;
 /// A checked, ready-to-train run.
 pub struct Setup {
     /// What decides the result (as in `run.json`).
-    pub run: RunConfig,
+    pub run: RunRecord,
     pub runtime: Runtime,
     pub objective: Box<dyn TrainObjective>,
     pub outputs: RunOutputs,
@@ -73,12 +73,12 @@ fn read_tokenizer(given: Option<&Path>, first: &Folder) -> anyhow::Result<Vec<u8
 
 /// The number of updates of the run: `--max-steps`, checked against the data, or as many as
 /// one pass over the epochs gives.
-fn plan_steps(h: &Hyper, epochs: &[EpochData]) -> anyhow::Result<u64> {
+fn plan_steps(max_steps: Option<u64>, h: &Hyper, epochs: &[EpochData]) -> anyhow::Result<u64> {
     let b = h.batch_size;
     let k = h.grad_accum as u64;
     let available: u64 = epochs.iter().map(|e| batches_per_pass(e, b)).sum();
     let rows: u64 = epochs.iter().map(|e| e.rows()).sum();
-    match h.max_steps {
+    match max_steps {
         Some(n) => {
             if n * k > available {
                 let last = epochs.last().map_or(0, |e| batches_per_pass(e, b));
@@ -118,7 +118,7 @@ fn data_ref(f: &Folder) -> DataRef {
 
 /// The resolved configuration saved as `run.json`.
 /// `h` is `c.hyper` with the global micro-batch (`--batch-size` x world size).
-fn run_config(
+fn run_record(
     c: &TrainConfig,
     h: &Hyper,
     model_config: &ModelConfig,
@@ -126,28 +126,15 @@ fn run_config(
     folders: &[Folder],
     validation: Option<&Folder>,
     objective_settings: Option<serde_json::Value>,
-) -> anyhow::Result<RunConfig> {
-    Ok(RunConfig {
+) -> anyhow::Result<RunRecord> {
+    Ok(RunRecord {
         objective: c.objective,
         model: c.model.clone(),
         model_config: serde_json::to_value(model_config)?,
-        batch_size: h.batch_size,
-        grad_accum: h.grad_accum,
-        lr: h.lr,
-        warmup_steps: h.warmup_steps,
         total_steps,
-        weight_decay: h.weight_decay,
-        clip_norm: h.clip_norm,
-        mask_rate: h.mask_rate,
-        seed: h.seed,
-        shuffle_window: h.shuffle_window,
-        repeat_last_epoch: h.repeat_last_epoch,
+        hyper: h.clone(),
         data: folders.iter().map(data_ref).collect(),
         validation: validation.map(data_ref),
-        validate_every: h.validate_every,
-        validation_rows: h.validation_rows,
-        checkpoint_every: h.checkpoint_every,
-        log_every: h.log_every,
         objective_settings,
         unverified_shards: !c.verify_shards,
     })
@@ -206,7 +193,7 @@ impl Setup {
             model_config.attention_probs_dropout_prob = p;
         }
         if let Some(why) = model_config.hugging_face_incompatibility() {
-            if c.export_format == crate::cli::ExportFormat::HuggingFace {
+            if c.export_format == crate::train::args::ExportFormat::HuggingFace {
                 anyhow::bail!(
                     "--export-format hugging-face: --model {} cannot be exported for transformers: its BERT/ELECTRA classes cannot hold {why}; use --export-format auto (the project's fast_electra format, docs/model-format.md)",
                     c.model
@@ -233,13 +220,13 @@ impl Setup {
             batch_size: c.hyper.batch_size * world,
             ..c.hyper.clone()
         };
-        let total_steps = plan_steps(&global, &epochs)?;
+        let total_steps = plan_steps(c.max_steps, &global, &epochs)?;
         let settings = (spec.settings)(&SettingsInput {
             args: &c.objective_args,
             model: &c.model,
             layers: model_config.num_hidden_layers,
         })?;
-        let run = run_config(
+        let run = run_record(
             &c,
             &global,
             &model_config,
@@ -298,7 +285,7 @@ impl Setup {
 /// restarted by torchrun (`--max-restarts`, attempt > 0) resumes the run it finds.
 fn prepare_outputs(
     c: &TrainConfig,
-    run: &RunConfig,
+    run: &RunRecord,
     objective: &str,
     par: &mut Parallel,
 ) -> anyhow::Result<(RunOutputs, ResumeFrom)> {

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tch::Tensor;
 
-use super::config::RunConfig;
+use super::config::Runtime;
 use super::gpu;
 use super::interval::Interval;
+use super::run_record::RunRecord;
 use super::setup::Setup;
-use super::train_config::Runtime;
 use super::validate::{self, ValidationSet};
 use crate::checkpoint::{self, TrainState};
 use crate::loader::{Cursor, Loader, LoaderConfig};
@@ -28,7 +28,7 @@ use shared::runtime::progress::Progress;
 
 /// A run in progress.
 pub struct Trainer {
-    run: RunConfig,
+    run: RunRecord,
     runtime: Runtime,
     objective: Box<dyn TrainObjective>,
     opt: AdamW,
@@ -97,7 +97,7 @@ impl Trainer {
         let mut opt = AdamW::new(
             s.objective.vars(),
             AdamWConfig {
-                weight_decay: rc.weight_decay,
+                weight_decay: rc.hyper.weight_decay,
                 ..Default::default()
             },
         )?;
@@ -115,13 +115,13 @@ impl Trainer {
             Arc::new(s.epochs),
             Arc::new(s.decoder),
             LoaderConfig {
-                seed: rc.seed,
-                batch_size: rc.batch_size,
-                window: rc.shuffle_window,
+                seed: rc.hyper.seed,
+                batch_size: rc.hyper.batch_size,
+                window: rc.hyper.shuffle_window,
                 prefetch: s.runtime.prefetch,
                 pad_id: s.pad_id,
                 kind: s.batch_kind,
-                repeat_last_epoch: rc.repeat_last_epoch,
+                repeat_last_epoch: rc.hyper.repeat_last_epoch,
             },
             cursor,
         );
@@ -141,8 +141,8 @@ impl Trainer {
         bar.start_at(step);
         Ok(Self {
             sched: LinearSchedule {
-                peak: rc.lr,
-                warmup: rc.warmup_steps,
+                peak: rc.hyper.lr,
+                warmup: rc.hyper.warmup_steps,
                 total: rc.total_steps,
             },
             run: rc,
@@ -234,7 +234,7 @@ impl Trainer {
         );
     }
 
-    pub fn run_config(&self) -> &RunConfig {
+    pub fn run_record(&self) -> &RunRecord {
         &self.run
     }
 
@@ -242,12 +242,12 @@ impl Trainer {
     /// (seed, step)), then clipping, the AdamW step and the schedule. Losses and gradient norms
     /// stay on the device until the next sync.
     pub fn train_step(&mut self) -> anyhow::Result<()> {
-        let k = self.run.grad_accum;
+        let k = self.run.hyper.grad_accum;
         let device = self.runtime.device;
         // Dropout masks: rank 0 keeps the single-process rule, the other ranks differ from it.
         let seed = match self.par.rank {
-            0 => self.run.seed,
-            r => self.run.seed ^ (r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
+            0 => self.run.hyper.seed,
+            r => self.run.hyper.seed ^ (r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
         tch::manual_seed(crate::rng::torch_seed(seed, self.step));
         self.objective.begin_update(self.step, self.run.total_steps);
@@ -290,7 +290,9 @@ impl Trainer {
         )?;
         self.allreduce_time += t_sync.elapsed();
         self.lr_now = self.sched.at(self.step);
-        let norm = self.opt.clip_and_step(self.lr_now, self.run.clip_norm)?;
+        let norm = self
+            .opt
+            .clip_and_step(self.lr_now, self.run.hyper.clip_norm)?;
         self.opt.zero_grad();
         self.step += 1;
         self.iv
@@ -372,7 +374,7 @@ impl Trainer {
         let state = TrainState {
             step: self.step,
             cursor: self.cursor_now,
-            seed: self.run.seed,
+            seed: self.run.hyper.seed,
             config: serde_json::to_value(&self.run)?,
         };
         let dir = self.outputs.checkpoint(

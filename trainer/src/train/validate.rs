@@ -4,7 +4,7 @@
 //! of every real token come to the host for the exact ROC AUC.
 use tch::{Device, Kind, Tensor};
 
-use super::train_config::Hyper;
+use super::config::Hyper;
 use crate::data::{DataKind, Folder, ShardDecoder};
 use crate::loader::collate::collate;
 use crate::loader::pipeline::Decoder;
