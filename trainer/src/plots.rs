@@ -60,7 +60,24 @@ pub struct PlotInfo {
 pub struct Curve {
     pub points: Vec<(f64, f64)>,
     pub color: RGBColor,
-    pub label: &'static str,
+    pub label: String,
+}
+
+/// The `i`-th colour of matplotlib's tab10 cycle (for charts with many curves).
+pub fn palette(i: usize) -> RGBColor {
+    const TAB10: [RGBColor; 10] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(188, 189, 34),
+        RGBColor(23, 190, 207),
+    ];
+    TAB10[i % TAB10.len()]
 }
 
 /// One chart.
@@ -136,7 +153,7 @@ fn draw_legend<DB: DrawingBackend>(
             curve.color.stroke_width(3),
         ))?;
         area.draw(&Text::new(
-            curve.label,
+            curve.label.as_str(),
             (x + 30, y),
             (FAMILY, 14).into_font().color(&BLACK),
         ))?;
@@ -228,12 +245,12 @@ pub fn write_run_plots(run_dir: &Path, info: &PlotInfo) -> anyhow::Result<()> {
             Curve {
                 points: t(|r| r.loss),
                 color: BLUE,
-                label: "train (mean over the logged interval)",
+                label: "train (mean over the logged interval)".into(),
             },
             Curve {
                 points: v(|r| Some(r.loss)),
                 color: RED,
-                label: "validation",
+                label: "validation".into(),
             },
         ],
         marks: &info.epochs,
@@ -252,22 +269,22 @@ pub fn write_run_plots(run_dir: &Path, info: &PlotInfo) -> anyhow::Result<()> {
             Curve {
                 points: t(|r| r.accuracy),
                 color: BLUE,
-                label: "train accuracy",
+                label: "train accuracy".into(),
             },
             Curve {
                 points: v(|r| r.baseline_accuracy),
                 color: GREY,
-                label: "validation, all-\"original\" baseline",
+                label: "validation, all-\"original\" baseline".into(),
             },
             Curve {
                 points: v(|r| Some(r.accuracy)),
                 color: RED,
-                label: "validation accuracy",
+                label: "validation accuracy".into(),
             },
             Curve {
                 points: v(|r| r.auc),
                 color: GREEN,
-                label: "validation ROC AUC of \"replaced\"",
+                label: "validation ROC AUC of \"replaced\"".into(),
             },
         ],
         marks: &info.epochs,
@@ -293,7 +310,7 @@ mod tests {
                 curves: vec![Curve {
                     points: vec![(0.0, 0.7), (10.0, 0.5), (20.0, 0.31)],
                     color: BLUE,
-                    label: "train",
+                    label: "train".into(),
                 }],
                 marks: &[EpochMark {
                     update: 10.0,

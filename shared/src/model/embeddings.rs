@@ -1,6 +1,6 @@
 //! `ElectraEmbeddings` / `BertEmbeddings`: word + position + token-type embeddings, LayerNorm,
-//! dropout. Positions are 0..S and token types are all 0, as transformers does when they are not
-//! given. A model with relative positions ([`super::positions`]) has no position embeddings.
+//! dropout. Positions are 0..S; token types are all 0, as transformers does when they are not
+//! given, or the segment ids of a sentence pair (fine-tuning). A model with relative positions ([`super::positions`]) has no position embeddings.
 use super::dense::LayerNorm;
 use super::{init, ModelConfig};
 use tch::{nn, Kind, Tensor};
@@ -51,10 +51,24 @@ impl Embeddings {
         }
     }
 
-    /// `input_ids` [B, S] -> [B, S, dim] (fp32).
+    /// `input_ids` [B, S] -> [B, S, dim] (fp32), every token of type 0.
     pub fn forward_t(&self, input_ids: &Tensor, train: bool) -> Tensor {
+        self.forward_typed(input_ids, None, train)
+    }
+
+    /// `input_ids` [B, S] with `token_type_ids` [B, S] (segment A = 0, B = 1, as transformers
+    /// takes them; None = all 0) -> [B, S, dim] (fp32).
+    pub fn forward_typed(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        train: bool,
+    ) -> Tensor {
         let words = Tensor::embedding(&self.word_embeddings, input_ids, -1, false, false);
-        let types = self.token_type_embeddings.get(0);
+        let types = match token_type_ids {
+            Some(t) => Tensor::embedding(&self.token_type_embeddings, t, -1, false, false),
+            None => self.token_type_embeddings.get(0),
+        };
         let x = match &self.position_embeddings {
             // words + positions + types, in transformers' order (same rounding).
             Some(table) => {

@@ -75,14 +75,30 @@ impl Encoder {
 
     /// `input_ids` [B, S] i64, `attention_mask` [B, S] (nonzero = real token) -> [B, S, H] fp32.
     pub fn forward_t(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> Tensor {
-        let x = self.embed(input_ids, train);
+        self.forward_typed(input_ids, None, attention_mask, train)
+    }
+
+    /// [`Encoder::forward_t`] with the token types of a sentence pair ([B, S] i64, 0 for the
+    /// first segment, 1 for the second; None = all 0).
+    pub fn forward_typed(
+        &self,
+        input_ids: &Tensor,
+        token_type_ids: Option<&Tensor>,
+        attention_mask: &Tensor,
+        train: bool,
+    ) -> Tensor {
+        let x = self.embed_typed(input_ids, token_type_ids, train);
         let mask = self.attention_mask(attention_mask, input_ids.device());
         self.layers_forward(x, &mask, train)
     }
 
     /// Embeddings (and their projection): [B, S] ids -> [B, S, H].
     pub(crate) fn embed(&self, input_ids: &Tensor, train: bool) -> Tensor {
-        let mut x = self.embeddings.forward_t(input_ids, train);
+        self.embed_typed(input_ids, None, train)
+    }
+
+    fn embed_typed(&self, input_ids: &Tensor, types: Option<&Tensor>, train: bool) -> Tensor {
+        let mut x = self.embeddings.forward_typed(input_ids, types, train);
         if let Some(project) = &self.embeddings_project {
             x = project.forward(&x).to_kind(x.kind());
         }

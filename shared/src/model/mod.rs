@@ -21,6 +21,7 @@ mod weights;
 pub use activation::Activation;
 pub use architecture::Architecture;
 pub use config::{ModelConfig, NATIVE_MODEL_TYPE};
+pub use dense::Dense;
 pub use discriminator::Discriminator;
 pub use embeddings::Embeddings;
 pub use encoder::Encoder;
@@ -32,5 +33,6 @@ pub use pretrained::{
 };
 pub use rtd_head::RtdHead;
 pub use weights::{
-    checkpoint_fingerprint, CheckpointError, CONFIG_FILE, PICKLE_FILE, WEIGHTS_FILE,
+    checkpoint_fingerprint, load_weights_as, weight_files, weights_bytes, CheckpointError,
+    CONFIG_FILE, PICKLE_FILE, WEIGHTS_FILE,
 };

@@ -106,6 +106,17 @@ fn kind_of(dtype: Dtype) -> Option<Kind> {
 /// that the model does not use (a pooler, buffers, tied copies) are ignored, as transformers
 /// does; a variable without a tensor, or with a tensor of another shape, is an error.
 pub fn load_weights(vs: &VarStore, files: &[PathBuf]) -> anyhow::Result<()> {
+    load_weights_as(vs, files, &|name| Some(name.to_string()))
+}
+
+/// [`load_weights`], where the file's tensor `name` (old `gamma`/`beta` LayerNorm names
+/// already modernised) is the variable `var_name(name)`; None = not a variable of `vs`
+/// (ignored). E.g. a BERT checkpoint's `bert.encoder...` into an ELECTRA-named encoder.
+pub fn load_weights_as(
+    vs: &VarStore,
+    files: &[PathBuf],
+    var_name: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<()> {
     let variables = vs.variables();
     let mut found: HashMap<String, PathBuf> = HashMap::new();
     for file in files {
@@ -117,7 +128,9 @@ pub fn load_weights(vs: &VarStore, files: &[PathBuf]) -> anyhow::Result<()> {
         let mut tensors = st.tensors();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, view) in tensors {
-            let name = modern_name(&name);
+            let Some(name) = var_name(&modern_name(&name)) else {
+                continue;
+            };
             let Some(var) = variables.get(&name) else {
                 continue;
             };
