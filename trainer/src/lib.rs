@@ -8,12 +8,14 @@
 //!   and schedule, checkpoints, the run folder's one writer, metrics records, PNG plots.
 //! - [`dist`], [`parallel`], [`ext`]: data-parallel runs over c10d (the C++ extension's FFI).
 //! - [`fused`]: the hand-written RTD step (`--step fused`); [`rng`]: named RNG domains.
+//! - [`finetune`]: `trainer finetune`, downstream fine-tuning and its results.
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;
 pub mod data;
 pub mod dist;
 pub mod ext;
+// WIP pub mod finetune;
 pub mod fused;
 pub mod loader;
 pub mod lr;
