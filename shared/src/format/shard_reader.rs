@@ -2,7 +2,9 @@
 //! group is decoded straight from the mapped pages (no read syscalls, no copy of the compressed
 //! bytes), so the trainer's loader can decode row groups in parallel from one shared map.
 //!
-//! This file holds the project's one `unsafe`: mapping a file (see [`map_read_only`]).
+//! This file holds the shard reader's one `unsafe`: mapping a file (see [`map_read_only`]); the
+//! project's other two are the trainer's FFI (`trainer/src/ext.rs`) and the CUDA loader
+//! (`shared/src/cuda/ffi.rs`), docs/design.md.
 use anyhow::Context;
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;

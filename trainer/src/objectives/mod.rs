@@ -17,9 +17,16 @@
 //! token folders corrupted inline by a frozen auxiliary model) and [`electra`] (a generator and
 //! a discriminator trained jointly, embeddings shared). Their extra flags are in [`args`].
 //!
-//! **Adding an objective** = one new file here with a `pub const SPEC: ObjectiveSpec` and a type
-//! implementing [`TrainObjective`], a variant of [`crate::objectives::Objective`] (its `--objective`
-//! value and help text) and its line in [`Objective::spec`] (the registry).
+//! **Adding an objective** = one new file here and one line in [`OBJECTIVES`] (the registry):
+//! 1. `src/objectives/NAME.rs` with `pub const SPEC: ObjectiveSpec` (its `--objective` name,
+//!    help line, data kind, the flags it reads, its checks and settings, batch kind, `build`,
+//!    optionally a bench builder) and a type implementing [`TrainObjective`] that reads its own
+//!    labels from the batch ([`DeviceBatch::rtd_targets`], [`DeviceBatch::mlm_labels`],
+//!    [`DeviceBatch::corrupt_rows`]) and reports figures of its own through
+//!    [`TrainObjective::take_figures`];
+//! 2. `&NAME::SPEC` appended to [`OBJECTIVES`]. `--objective NAME`, `--help`, `run.json`, the
+//!    default run folder's name and `trainer bench` follow from the spec. (Flags of its own, if
+//!    any, are added to [`args::ObjectiveArgs`], as clap flags share one namespace.)
 //!
 //! **Several models in one objective** (e.g. joint ELECTRA: a generator and a discriminator
 //! sharing the embeddings, loss = MLM + lambda * RTD): keep ONE `VarStore` and build each model
