@@ -1,0 +1,77 @@
+//! The run's TensorBoard event files: `RUN/tensorboard/` or `--tensorboard-dir`, one new event
+//! file per invocation (fresh, `--resume`, a torchrun restart), holding the scalars of every
+//! line of `metrics.jsonl` (tags: [`crate::metrics::tags`]) at the line's step, flushed with the
+//! line. A resumed run's file starts with the purge at the update after its checkpoint, so that
+//! TensorBoard drops what the discarded updates logged, as `metrics.jsonl` drops their lines.
+use anyhow::bail;
+use std::path::{Path, PathBuf};
+
+use crate::metrics::Scalars;
+use crate::tensorboard::{event_files, wall_time_now, EventWriter};
+use crate::train::config::TensorBoardDir;
+use shared::files::lock::FolderLock;
+
+/// Sub-folder of the run folder holding the event files by default.
+pub const TENSORBOARD: &str = "tensorboard";
+
+/// The event file of this invocation.
+pub struct RunEvents {
+    writer: EventWriter,
+    /// The lock of a `--tensorboard-dir` of its own (the default folder is under the run's).
+    _lock: Option<FolderLock>,
+}
+
+/// The folder the event files go to, if any.
+pub fn folder(run_dir: &Path, choice: &TensorBoardDir) -> Option<PathBuf> {
+    match choice {
+        TensorBoardDir::InRun => Some(run_dir.join(TENSORBOARD)),
+        TensorBoardDir::Given(d) => Some(d.clone()),
+        TensorBoardDir::Off => None,
+    }
+}
+
+impl RunEvents {
+    /// Opens a new event file in `dir` for a run that continues after update `step`:
+    /// `resumed` (from the checkpoint at `step`, or from nothing when none was written) purges
+    /// from `step + 1` on; a fresh run refuses a folder holding event files (another run's).
+    pub fn open(
+        dir: &Path,
+        own_folder: bool,
+        resumed: bool,
+        step: u64,
+    ) -> anyhow::Result<Self> {
+        let lock = if own_folder {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
+            Some(FolderLock::folder(dir, "trainer")?)
+        } else {
+            None
+        };
+        if !resumed {
+            if let Some(f) = event_files(dir)?.first() {
+                bail!(
+                    "--tensorboard-dir {}: expected a folder without event files for a new run, found {}; TensorBoard would show both runs as one: give each run a folder of its own",
+                    dir.display(),
+                    f.file_name().unwrap_or_default().to_string_lossy()
+                );
+            }
+        }
+        let writer = EventWriter::create(dir, resumed.then_some(step + 1))?;
+        Ok(Self {
+            writer,
+            _lock: lock,
+        })
+    }
+
+    /// Writes the record's scalars at its step and flushes them.
+    pub fn record<T: Scalars>(&mut self, record: &T) -> anyhow::Result<()> {
+        self.writer
+            .scalars(record.step(), wall_time_now(), &record.scalars())?;
+        self.writer.flush()
+    }
+
+    /// The event file.
+    pub fn path(&self) -> &Path {
+        self.writer.path()
+    }
+}
