@@ -4,14 +4,17 @@ Runs the built `preprocess` and `trainer` (cargo build --release --bins; scripts
 a slice of the shared corpus: token shards, one epoch corrupted by a tiny random auxiliary model
 (so the epoch has a temperature) and a validation epoch; then one RTD run stopped twice and
 resumed twice (`--debug-stop-after`, `--resume`), and checks after every invocation that:
-- `EventAccumulator` finds, for every number of every line of `metrics.jsonl`, the tag
+- TensorBoard's two loaders (`EventAccumulator`, and `plugin_event_accumulator`, which the
+  `tensorboard` server uses without its Rust data server) find, for every number of every line
+  of `metrics.jsonl`, the tag
   `<group>/<field>` with a point at the line's step whose value is the line's value rounded to
   fp32 (TensorBoard stores `simple_value` as fp32; rounding to nearest makes them equal, so the
   test compares exactly), and no other point: the updates a resume discarded are gone;
 - each invocation wrote one new event file, named as TensorBoard names them and read in the
-  order written, starting with `file_version` "brain.Event:2" and, after a resume from the
-  checkpoint at update k, the `SessionLog` START at k + 1; without honouring it the reader shows
-  the discarded updates twice (the control);
+  order written, starting with `file_version` "brain.Event:2" and the `SessionLog` START at the
+  first update the invocation logs (k + 1 after a resume from the checkpoint at update k, 1 for
+  the fresh start, which `plugin_event_accumulator` needs to take the later ones for restarts);
+  without honouring them the reader shows the discarded updates twice (the control);
 - the files' bytes are TensorBoard's own framing of TensorBoard's own encoding of each event;
 - a flipped byte (in a length or a payload) fails TensorBoard's CRC check.
 And that `--no-tensorboard` writes none, `--tensorboard-dir` puts them elsewhere, and a fresh run
@@ -26,12 +29,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import plugin_event_accumulator
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.backend.event_processing.event_file_loader import RawEventFileLoader
 from tensorboard.compat.proto.event_pb2 import Event, SessionLog
 from tensorboard.compat.tensorflow_stub import errors
 from tensorboard.compat.tensorflow_stub.pywrap_tensorflow import PyRecordReader_New
 from tensorboard.summary.writer.record_writer import RecordWriter
+from tensorboard.util import tensor_util
 from shared_data import SHARED, TOKENIZER, binary
 
 # The group of each field of a metrics line (README, "TensorBoard"); other numbers of a training
@@ -98,10 +103,20 @@ def expected(run_dir):
 
 
 def found(tb_dir, purge=True):
+    """{tag: [(step, value)]} as `EventAccumulator` reads the folder (every point kept)."""
     acc = EventAccumulator(str(tb_dir), size_guidance={"scalars": 0},
                            purge_orphaned_data=purge).Reload()
     return {tag: [(e.step, e.value) for e in acc.Scalars(tag)]
             for tag in acc.Tags()["scalars"]}
+
+
+def found_by_server(tb_dir):
+    """The same as the `tensorboard` server's Python loader reads it (scalars become tensors)."""
+    acc = plugin_event_accumulator.EventAccumulator(
+        str(tb_dir), size_guidance={"tensors": 0}).Reload()
+    return {tag: [(e.step, float(tensor_util.make_ndarray(e.tensor_proto).item()))
+                  for e in acc.Tensors(tag)]
+            for tag in acc.Tags()["tensors"]}
 
 
 def events(path):
@@ -113,10 +128,11 @@ def event_files(tb_dir):
 
 
 def check_same(run_dir, tb_dir):
-    want, got = expected(run_dir), found(tb_dir)
-    assert set(got) == set(want)
-    for tag in want:
-        assert got[tag] == want[tag], tag
+    want = expected(run_dir)
+    for got in [found(tb_dir), found_by_server(tb_dir)]:
+        assert set(got) == set(want)
+        for tag in want:
+            assert got[tag] == want[tag], tag
     return want
 
 
@@ -126,7 +142,7 @@ def resumed(data):
     run_dir = data["tmp"] / "run"
     tb = run_dir / "tensorboard"
     seen = []
-    for extra in [("--debug-stop-after", "6"), ("--resume", "--debug-stop-after", "5"),
+    for extra in [("--debug-stop-after", "6"), ("--resume", "--debug-stop-after", "6"),
                   ("--resume",)]:
         train(data, run_dir, *extra)
         seen.append((check_same(run_dir, tb), found(tb, purge=False), event_files(tb)))
@@ -136,9 +152,9 @@ def resumed(data):
 def test_every_number_of_metrics_jsonl_is_a_scalar_at_its_step_before_and_after_resumes(resumed):
     (first, _, _), (second, _, _), (last, _, files) = resumed["seen"]
     # The first invocation logged updates 2, 4 and 6 (checkpoint 4); the second resumed at 4 and
-    # logged 6 and 8 (checkpoint 8); the last resumed at 8 and finished.
+    # logged 6, 8 and 10 (checkpoint 8); the last resumed at 8 and finished.
     assert [s for s, _ in first["train/loss"]] == [2, 4, 6]
-    assert [s for s, _ in second["train/loss"]] == [2, 4, 6, 8]
+    assert [s for s, _ in second["train/loss"]] == [2, 4, 6, 8, 10]
     assert [s for s, _ in last["train/loss"]] == [2, 4, 6, 8, 10, 12]
     assert [s for s, _ in last["val/auc"]] == [4, 8, 12]
     for tag in ["train/accuracy", "train/f1", "train/grad_norm", "train/lr", "perf/seq_per_s",
@@ -148,8 +164,9 @@ def test_every_number_of_metrics_jsonl_is_a_scalar_at_its_step_before_and_after_
     # The epoch's temperature: T(1/2) of the exp schedule, T0 = 2, tau = 0.1.
     t = 1 + math.exp(-0.5 / 0.1)
     assert all(v == np.float32(t) for _, v in last["curriculum/temperature"])
-    # Step 6 of the resumed run replaced the first invocation's (its throughput differs).
+    # Steps 6 and 10 of the resumed runs replaced the discarded ones (their throughput differs).
     assert first["perf/seq_per_s"][2] != last["perf/seq_per_s"][2]
+    assert second["perf/seq_per_s"][4] != last["perf/seq_per_s"][4]
     assert len(files) == 3
 
 
@@ -162,14 +179,34 @@ def test_a_resume_purges_the_discarded_updates_as_summary_writer_purge_step_does
     firsts = [events(f)[:2] for f in files]
     for ev in firsts:
         assert ev[0].file_version == "brain.Event:2"
-    assert not firsts[0][1].HasField("session_log")
-    for ev, purge in zip(firsts[1:], [5, 9]):
+    for ev, purge in zip(firsts, [1, 5, 9]):
         assert ev[1].session_log.status == SessionLog.START and ev[1].step == purge
-    # The first file still holds update 6 as first logged, the second update 9's successor 8:
-    # only the START events make the reader drop them.
+    # The first file still holds the discarded update 6, the second the discarded update 10: only
+    # the START events make the reader drop them.
     assert 6 in [e.step for e in events(files[0]) if e.HasField("summary")]
+    assert 10 in [e.step for e in events(files[1]) if e.HasField("summary")]
     unpurged = resumed["seen"][-1][1]
-    assert [s for s, _ in unpurged["train/loss"]] == [2, 4, 6, 6, 8, 8, 10, 12]
+    assert [s for s, _ in unpurged["train/loss"]] == [2, 4, 6, 6, 8, 10, 10, 12]
+
+
+def test_the_servers_loader_needs_the_fresh_runs_start(resumed, tmp_path):
+    # The same folder with the fresh start's START event taken out of the first file, as
+    # PyTorch's SummaryWriter writes a run's first file: the server's loader then takes the
+    # first resume's START for the run's start and keeps the update it discarded.
+    files = resumed["seen"][-1][2]
+    for f in files:
+        shutil.copy(f, tmp_path / f.name)
+    first = tmp_path / files[0].name
+    records = list(RawEventFileLoader(str(files[0])).Load())
+    assert Event.FromString(records[1]).HasField("session_log")
+    sink = _BytesSink()
+    writer = RecordWriter(sink)
+    for r in records[:1] + records[2:]:
+        writer.write(r)
+    first.write_bytes(sink.data)
+    steps = [s for s, _ in found_by_server(tmp_path)["train/loss"]]
+    assert steps == [2, 4, 6, 6, 8, 10, 12]
+    assert [s for s, _ in found_by_server(resumed["tb"])["train/loss"]] == [2, 4, 6, 8, 10, 12]
 
 
 def test_the_bytes_are_tensorboards_framing_of_tensorboards_encoding(resumed):

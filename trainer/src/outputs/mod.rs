@@ -30,7 +30,8 @@ pub struct RunOutputs {
     metrics: Option<MetricsWriter>,
     /// This invocation's TensorBoard event file (none with `--no-tensorboard`).
     events: Option<tensorboard::RunEvents>,
-    /// Whether the folder held the run already (`--resume`, a restart): TensorBoard then purges.
+    /// Whether the folder held the run already (`--resume`, a restart): its TensorBoard folder
+    /// may then hold its event files.
     resumed: bool,
     /// The writer's lock on the run folder (`RUN/.lock`), held until the run ends.
     _lock: Option<FolderLock>,
@@ -184,7 +185,7 @@ impl RunOutputs {
 
     /// Opens `metrics.jsonl` for appending, dropping lines after `step` (the checkpoint a
     /// resumed run continues from; 0 for a fresh run), and a new TensorBoard event file in the
-    /// folder `tensorboard` names (purging the updates after `step` for a resumed run).
+    /// folder `tensorboard` names (purging the updates after `step`).
     pub fn open_metrics(&mut self, step: u64, tensorboard: &TensorBoardDir) -> anyhow::Result<()> {
         if !self.writes {
             return Ok(());

@@ -1,8 +1,15 @@
 //! The run's TensorBoard event files: `RUN/tensorboard/` or `--tensorboard-dir`, one new event
 //! file per invocation (fresh, `--resume`, a torchrun restart), holding the scalars of every
 //! line of `metrics.jsonl` (tags: [`crate::metrics::tags`]) at the line's step, flushed with the
-//! line. A resumed run's file starts with the purge at the update after its checkpoint, so that
-//! TensorBoard drops what the discarded updates logged, as `metrics.jsonl` drops their lines.
+//! line.
+//!
+//! Every invocation's file starts with the `SessionLog` START event at the first update it will
+//! log (the update after its checkpoint; 1 for a fresh run), so that TensorBoard drops what the
+//! discarded updates of an earlier invocation logged, as `metrics.jsonl` drops their lines.
+//! A fresh run writes one too, although it purges nothing: TensorBoard's server
+//! (`plugin_event_accumulator`) takes a run's first START for a session's start and purges
+//! only at the later ones (TensorFlow's Supervisor writes one per session), so a run whose
+//! first file had none would keep the updates its first resume discarded.
 use anyhow::bail;
 use std::path::{Path, PathBuf};
 
@@ -31,9 +38,9 @@ pub fn folder(run_dir: &Path, choice: &TensorBoardDir) -> Option<PathBuf> {
 }
 
 impl RunEvents {
-    /// Opens a new event file in `dir` for a run that continues after update `step`:
-    /// `resumed` (from the checkpoint at `step`, or from nothing when none was written) purges
-    /// from `step + 1` on; a fresh run refuses a folder holding event files (another run's).
+    /// Opens a new event file in `dir` for a run that continues after update `step` (purging
+    /// from `step + 1` on); a fresh run (not `resumed`) refuses a folder holding event files
+    /// (another run's).
     pub fn open(
         dir: &Path,
         own_folder: bool,
@@ -56,7 +63,7 @@ impl RunEvents {
                 );
             }
         }
-        let writer = EventWriter::create(dir, resumed.then_some(step + 1))?;
+        let writer = EventWriter::create(dir, Some(step + 1))?;
         Ok(Self {
             writer,
             _lock: lock,

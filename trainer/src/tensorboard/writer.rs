@@ -1,11 +1,11 @@
 //! [`EventWriter`]: one TensorBoard event file, `DIR/events.out.tfevents.<secs>.<host>.<pid>.<n>`
 //! (TensorBoard's own naming; `<n>` counts the writers of this process), appended record by
 //! record and flushed to the OS on [`EventWriter::flush`], so that TensorBoard shows a run as it
-//! goes. A writer never appends to an existing file: a resumed run starts a new one whose name
-//! sorts after every event file already in the folder (TensorBoard reads a folder's files in
-//! name order), and whose second event is the `SessionLog` START at the purge step, after which
-//! TensorBoard drops the values it read at that step or later, exactly as PyTorch's
-//! `SummaryWriter(purge_step=..)` writes it.
+//! goes. A writer never appends to an existing file: each makes a new one whose name sorts after
+//! every event file already in the folder (TensorBoard reads a folder's files in name order).
+//! Its first event is the `file_version`; with a purge step, the second is the `SessionLog`
+//! START at that step, after which TensorBoard drops the values it read at that step or later,
+//! the two events of PyTorch's `SummaryWriter(purge_step=..)`.
 use anyhow::{bail, Context};
 use prost::Message;
 use std::fs::File;
@@ -78,8 +78,11 @@ pub struct EventWriter {
 
 impl EventWriter {
     /// Creates `dir` if needed and a new event file in it, and writes its `file_version` event
-    /// and, with `purge_step` (a resumed run: the first update it will log), the `SessionLog`
-    /// START event at that step, then flushes them. The file's `<secs>` is now, or one more than
+    /// and, with `purge_step` (the first step this writer will log), the `SessionLog` START
+    /// event at that step, then flushes them. TensorBoard's readers differ on START:
+    /// `EventAccumulator` drops every point it read at or after each START's step; the server's
+    /// `plugin_event_accumulator` does so from a run's second START on (the first marks a
+    /// session's start); so a run that may be resumed gives a purge step from its first file on. The file's `<secs>` is now, or one more than
     /// the newest event file of `dir` if that is not earlier, so that the new file is read last.
     pub fn create(dir: &Path, purge_step: Option<u64>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
