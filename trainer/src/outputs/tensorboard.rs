@@ -41,12 +41,7 @@ impl RunEvents {
     /// Opens a new event file in `dir` for a run that continues after update `step` (purging
     /// from `step + 1` on); a fresh run (not `resumed`) refuses a folder holding event files
     /// (another run's).
-    pub fn open(
-        dir: &Path,
-        own_folder: bool,
-        resumed: bool,
-        step: u64,
-    ) -> anyhow::Result<Self> {
+    pub fn open(dir: &Path, own_folder: bool, resumed: bool, step: u64) -> anyhow::Result<Self> {
         let lock = if own_folder {
             std::fs::create_dir_all(dir)
                 .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;

@@ -82,10 +82,7 @@ impl Event {
             Some(What::Summary(s)) => s
                 .value
                 .iter()
-                .filter_map(|v| match v.value {
-                    Some(Value::SimpleValue(x)) => Some((v.tag.as_str(), x)),
-                    None => None,
-                })
+                .filter_map(|v| v.value.map(|Value::SimpleValue(x)| (v.tag.as_str(), x)))
                 .collect(),
             _ => vec![],
         }

@@ -14,9 +14,8 @@ pub fn read_events(path: &Path) -> anyhow::Result<Vec<Event>> {
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            Event::decode(p.as_slice()).with_context(|| {
-                format!("{}: record {i}: not a tensorboard.Event", path.display())
-            })
+            Event::decode(p.as_slice())
+                .with_context(|| format!("{}: record {i}: not a tensorboard.Event", path.display()))
         })
         .collect()
 }

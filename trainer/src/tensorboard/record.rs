@@ -13,7 +13,9 @@ const MASK_DELTA: u32 = 0xa282_ead8;
 
 /// The masked CRC-32C of `data`, as TFRecord stores it.
 pub fn masked_crc32c(data: &[u8]) -> u32 {
-    crc32c::crc32c(data).rotate_right(15).wrapping_add(MASK_DELTA)
+    crc32c::crc32c(data)
+        .rotate_right(15)
+        .wrapping_add(MASK_DELTA)
 }
 
 /// One record around `payload`.

@@ -144,7 +144,13 @@ impl EventWriter {
     }
 
     /// Appends one scalar (fp32, as TensorBoard stores it) as its own event.
-    pub fn scalar(&mut self, tag: &str, step: u64, wall_time: f64, value: f64) -> anyhow::Result<()> {
+    pub fn scalar(
+        &mut self,
+        tag: &str,
+        step: u64,
+        wall_time: f64,
+        value: f64,
+    ) -> anyhow::Result<()> {
         self.scalars(step, wall_time, &[(tag.to_string(), value)])
     }
 
@@ -266,9 +272,15 @@ mod tests {
             .scalars(7, 0.0, &[("a".into(), 1.0), ("a".into(), 2.0)])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("unique non-empty tags") && e.contains("\"a\" twice"), "{e}");
+        assert!(
+            e.contains("unique non-empty tags") && e.contains("\"a\" twice"),
+            "{e}"
+        );
         let e = w.scalar("x", u64::MAX, 0.0, 1.0).unwrap_err().to_string();
-        assert!(e.contains("step: expected at most 9223372036854775807"), "{e}");
+        assert!(
+            e.contains("step: expected at most 9223372036854775807"),
+            "{e}"
+        );
         drop(w);
         // A resumed writer: a new file, read after the first, starting with the purge.
         let w = EventWriter::create(&dir, Some(4)).unwrap();

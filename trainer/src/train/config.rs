@@ -344,8 +344,17 @@ mod tests {
             TensorBoardDir::Given("tb/a".into())
         );
         assert_eq!(tb(&["--no-tensorboard"]).unwrap(), TensorBoardDir::Off);
-        let both = ["trainer", "--shards", "d", "--no-tensorboard", "--tensorboard-dir", "x"];
-        let e = crate::cli::Cli::try_parse_from(both).unwrap_err().to_string();
+        let both = [
+            "trainer",
+            "--shards",
+            "d",
+            "--no-tensorboard",
+            "--tensorboard-dir",
+            "x",
+        ];
+        let e = crate::cli::Cli::try_parse_from(both)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("cannot be used with"), "{e}");
     }
 
