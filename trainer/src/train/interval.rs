@@ -45,8 +45,12 @@ impl Interval {
     /// (each rank holds its weighted share of every update's loss) and, with `counts`, the
     /// metric counts, so that every rank sees the global values (and stops on the same
     /// non-finite one). Nothing to do in a single process.
-    pub fn reduce_over_ranks(&mut self, par: &mut Parallel, counts: bool) -> anyhow::Result<()> {
-        if par.world == 1 {
+    pub fn reduce_over_ranks(
+        &mut self,
+        parallel: &mut Parallel,
+        counts: bool,
+    ) -> anyhow::Result<()> {
+        if parallel.world == 1 {
             return Ok(());
         }
         let mut parts: Vec<Tensor> = self.losses[self.losses_reduced..]
@@ -63,7 +67,7 @@ impl Interval {
         }
         let flat = Tensor::cat(&parts, 0);
         let step = self.losses.last().map_or(0, |(s, _)| *s);
-        par.sum(
+        parallel.sum(
             &flat,
             &format!("the all-reduce of the losses and metrics up to update {step}"),
         )?;

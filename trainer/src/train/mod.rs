@@ -21,19 +21,19 @@ use trainer::Trainer;
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let config = TrainConfig::try_from(args)?;
     let mut t = Trainer::start(setup::Setup::new(config)?)?;
-    let rc = t.run_record().hyper.clone();
+    let hyper = t.run_record().hyper.clone();
     while !t.done() {
         if t.debug_stop() {
             return Ok(());
         }
         t.train_step()?;
-        if t.due(rc.log_every) {
+        if t.due(hyper.log_every) {
             t.record_interval()?;
         }
-        if t.due(rc.validate_every) {
+        if t.due(hyper.validate_every) {
             t.validate()?;
         }
-        if t.due(rc.checkpoint_every) {
+        if t.due(hyper.checkpoint_every) {
             t.checkpoint()?;
         }
     }

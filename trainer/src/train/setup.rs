@@ -43,7 +43,7 @@ pub struct Setup {
     pub tokenizer_json: Vec<u8>,
     pub plot: PlotInfo,
     /// This process's place in a data-parallel run (a single process unless launched).
-    pub par: Parallel,
+    pub parallel: Parallel,
 }
 
 /// Reads the tokenizer of the data (from `--tokenizer` or the manifest's path) and checks its
@@ -235,12 +235,12 @@ impl Setup {
             validation_folder.as_ref(),
             settings.clone(),
         )?;
-        let mut par = match &c.runtime.launch {
+        let mut parallel = match &c.runtime.launch {
             Some(l) => Parallel::join(l, c.runtime.device, c.runtime.dist_timeout)?,
             None => Parallel::single(),
         };
-        par.check_same_config(&serde_json::to_value(&run)?)?;
-        let (outputs, resume_from) = prepare_outputs(&c, &run, spec.name, &mut par)?;
+        parallel.check_same_config(&serde_json::to_value(&run)?)?;
+        let (outputs, resume_from) = prepare_outputs(&c, &run, spec.name, &mut parallel)?;
         tch::manual_seed(crate::rng::init_seed(c.hyper.seed));
         let objective = (spec.build)(&ObjectiveInit {
             model_config: &model_config,
@@ -252,7 +252,7 @@ impl Setup {
         })?;
         // Rank 0 validates (the others go on and wait for it at the next all-reduce).
         let validation = validation_folder
-            .filter(|_| par.writes())
+            .filter(|_| parallel.writes())
             .map(|v| ValidationSet::load(v, spec.data, &c.hyper, pad_id, batch_kind))
             .transpose()?;
         let plot = PlotInfo {
@@ -275,7 +275,7 @@ impl Setup {
             validation,
             tokenizer_json,
             plot,
-            par,
+            parallel,
         })
     }
 }
@@ -287,11 +287,11 @@ fn prepare_outputs(
     c: &TrainConfig,
     run: &RunRecord,
     objective: &str,
-    par: &mut Parallel,
+    parallel: &mut Parallel,
 ) -> anyhow::Result<(RunOutputs, ResumeFrom)> {
     let restarted = c.runtime.launch.as_ref().is_some_and(|l| l.attempt > 0)
         && matches!(&c.run_dir, RunDirChoice::Given(d) if d.join(RUN_FILE).exists());
-    let mine = if par.writes() {
+    let mine = if parallel.writes() {
         Some(RunOutputs::prepare(
             &c.run_dir,
             c.resume || restarted,
@@ -303,7 +303,7 @@ fn prepare_outputs(
         None
     };
     let shared: (PathBuf, ResumeFrom) = serde_json::from_str(
-        &par.shared_from_rank0(
+        &parallel.shared_from_rank0(
             "run-folder",
             serde_json::to_string(
                 &mine

@@ -49,14 +49,14 @@ pub struct Trainer {
     first_step: u64,
     /// The last checkpoint written (or resumed from).
     last_good: Option<PathBuf>,
-    iv: Interval,
+    interval: Interval,
     /// Epoch of the last micro-batch and the data cursor after it.
     epoch_now: u32,
     cursor_now: Cursor,
     /// Learning rate of the last update.
     lr_now: f64,
     /// This process's place in a data-parallel run.
-    par: Parallel,
+    parallel: Parallel,
     /// Time spent in the gradient all-reduce, and when this invocation started.
     allreduce_time: Duration,
     started: Instant,
@@ -93,19 +93,19 @@ impl Trainer {
     /// Builds the optimizer, resumes from the checkpoint if any, starts the loader at the data
     /// cursor and opens the metrics.
     pub fn start(s: Setup) -> anyhow::Result<Self> {
-        let rc = s.run;
+        let run = s.run;
         let mut opt = AdamW::new(
             s.objective.vars(),
             AdamWConfig {
-                weight_decay: rc.hyper.weight_decay,
+                weight_decay: run.hyper.weight_decay,
                 ..Default::default()
             },
         )?;
         let (step, cursor) = resume(&s.resume_from, s.objective.as_ref(), &mut opt)?;
-        let mut par = s.par;
+        let mut parallel = s.parallel;
         // Every rank starts from rank 0's weights (fresh runs: one initialisation; resumed runs
         // loaded the same checkpoint, so this only guards against a mixed-up file system).
-        par.broadcast_from_rank0(opt.params(), "broadcasting rank 0's weights")?;
+        parallel.broadcast_from_rank0(opt.params(), "broadcasting rank 0's weights")?;
         if s.runtime.device.is_cuda() && s.objective.wants_bf16_weights() {
             // `--step fused`: the update writes the bf16 weights the next step's GEMMs read.
             s.objective
@@ -115,13 +115,13 @@ impl Trainer {
             Arc::new(s.epochs),
             Arc::new(s.decoder),
             LoaderConfig {
-                seed: rc.hyper.seed,
-                batch_size: rc.hyper.batch_size,
-                window: rc.hyper.shuffle_window,
+                seed: run.hyper.seed,
+                batch_size: run.hyper.batch_size,
+                window: run.hyper.shuffle_window,
                 prefetch: s.runtime.prefetch,
                 pad_id: s.pad_id,
                 kind: s.batch_kind,
-                repeat_last_epoch: rc.hyper.repeat_last_epoch,
+                repeat_last_epoch: run.hyper.repeat_last_epoch,
             },
             cursor,
         );
@@ -134,18 +134,18 @@ impl Trainer {
             .or_else(|| gpu::name(device).and_then(|n| shared::cost::peak_flops(&n)));
         let bar = Progress::new(
             "trainer",
-            rc.total_steps,
+            run.total_steps,
             "updates",
             "{bar:40} {pos}/{len} {per_sec} eta {eta} {msg}",
         );
         bar.start_at(step);
         Ok(Self {
             sched: LinearSchedule {
-                peak: rc.hyper.lr,
-                warmup: rc.hyper.warmup_steps,
-                total: rc.total_steps,
+                peak: run.hyper.lr,
+                warmup: run.hyper.warmup_steps,
+                total: run.total_steps,
             },
-            run: rc,
+            run,
             runtime: s.runtime,
             objective: s.objective,
             opt,
@@ -161,11 +161,11 @@ impl Trainer {
             step,
             first_step: step,
             last_good: s.resume_from.map(|(_, d)| d),
-            iv: Interval::new(),
+            interval: Interval::new(),
             epoch_now: 0,
             cursor_now: cursor,
             lr_now: 0.0,
-            par,
+            parallel,
             allreduce_time: Duration::ZERO,
             started: Instant::now(),
         })
@@ -245,7 +245,7 @@ impl Trainer {
         let k = self.run.hyper.grad_accum;
         let device = self.runtime.device;
         // Dropout masks: rank 0 keeps the single-process rule, the other ranks differ from it.
-        let seed = match self.par.rank {
+        let seed = match self.parallel.rank {
             0 => self.run.hyper.seed,
             r => self.run.hyper.seed ^ (r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
         };
@@ -254,34 +254,35 @@ impl Trainer {
         let mut step_loss: Option<Tensor> = None;
         for _ in 0..k {
             let t0 = Instant::now();
-            let hb = self.loader.next_batch()?;
-            self.iv.wait += t0.elapsed();
-            self.iv.rows += hb.rows as u64;
-            self.iv.tokens += hb.real_tokens;
-            self.iv.flops += hb.rows as f64 * self.objective.train_flops_per_row(hb.len as u64);
-            self.epoch_now = hb.epoch;
-            self.cursor_now = hb.cursor_after;
-            // `hb` is the global micro-batch; this rank computes on its share, weighted so that
+            let global = self.loader.next_batch()?;
+            self.interval.wait += t0.elapsed();
+            self.interval.rows += global.rows as u64;
+            self.interval.tokens += global.real_tokens;
+            self.interval.flops +=
+                global.rows as f64 * self.objective.train_flops_per_row(global.len as u64);
+            self.epoch_now = global.epoch;
+            self.cursor_now = global.cursor_after;
+            // `global` is the global micro-batch; this rank computes on its share, weighted so that
             // the sum over the ranks is the global batch's mean loss (crate::parallel).
-            let mine = self.par.share(&hb);
-            let weight = self.par.loss_weight(&hb, &mine);
-            let db = DeviceBatch::new(&mine, device);
+            let mine = self.parallel.share(&global);
+            let weight = self.parallel.loss_weight(&global, &mine);
+            let batch = DeviceBatch::new(&mine, device);
             let mut scale = weight / k as f64;
             if self.runtime.debug.nan_at_step == Some(self.step + 1) {
                 scale = f64::NAN;
             }
             let out = shared::runtime::device::with_autocast(device, || {
-                self.objective.train_micro_batch(&db, scale)
+                self.objective.train_micro_batch(&batch, scale)
             });
             let detached = out.loss;
             step_loss = Some(match step_loss {
                 Some(acc) => acc + detached,
                 None => detached,
             });
-            self.iv.add_counts(out.counts);
+            self.interval.add_counts(out.counts);
         }
         let t_sync = Instant::now();
-        self.par.sum(
+        self.parallel.sum(
             self.opt.grads(),
             &format!(
                 "the all-reduce of the gradients of update {}",
@@ -295,30 +296,30 @@ impl Trainer {
             .clip_and_step(self.lr_now, self.run.hyper.clip_norm)?;
         self.opt.zero_grad();
         self.step += 1;
-        self.iv
+        self.interval
             .losses
             .push((self.step, step_loss.expect("grad_accum >= 1")));
-        self.iv.grad_norms.push(norm);
+        self.interval.grad_norms.push(norm);
         self.bar.set_position(self.step);
         Ok(())
     }
 
     /// Syncs the interval (stopping on a non-finite loss or norm) and writes its metrics line.
     pub fn record_interval(&mut self) -> anyhow::Result<()> {
-        self.iv.reduce_over_ranks(&mut self.par, true)?;
-        let losses = self.iv.check_finite(&self.last_good)?;
-        let counts = match self.iv.counts.take() {
+        self.interval.reduce_over_ranks(&mut self.parallel, true)?;
+        let losses = self.interval.check_finite(&self.last_good)?;
+        let counts = match self.interval.counts.take() {
             Some(t) => Counts::from_device(&t)?,
             None => Counts::default(),
         };
-        let secs = self.iv.start.elapsed().as_secs_f64().max(1e-9);
+        let secs = self.interval.start.elapsed().as_secs_f64().max(1e-9);
         let device = self.runtime.device;
         if device.is_cuda() {
             self.peak_mem = self.peak_mem.max(gpu::memory_used(device));
         }
         let binary = self.objective.reports().positive_class.is_some();
         let figures = self.objective.take_figures();
-        let iv = &self.iv;
+        let interval = &self.interval;
         let record = TrainRecord {
             split: "train".into(),
             step: self.step,
@@ -332,25 +333,25 @@ impl Trainer {
                 .collect(),
             lr: self.lr_now,
             loss: losses.iter().sum::<f64>() / losses.len() as f64,
-            grad_norm: iv.last_grad_norm()?,
+            grad_norm: interval.last_grad_norm()?,
             accuracy: counts.accuracy(),
             precision: counts.precision().filter(|_| binary),
             recall: counts.recall().filter(|_| binary),
             f1: counts.f1().filter(|_| binary),
-            seq_per_s: iv.rows as f64 / secs,
-            tokens_per_s: iv.tokens as f64 / secs,
+            seq_per_s: interval.rows as f64 / secs,
+            tokens_per_s: interval.tokens as f64 / secs,
             mfu: self
                 .peak_flops
-                .map(|p| iv.flops / secs / (p * self.par.world as f64)),
+                .map(|p| interval.flops / secs / (p * self.parallel.world as f64)),
             peak_memory_bytes: self.peak_mem,
-            data_wait_fraction: iv.wait.as_secs_f64() / secs,
+            data_wait_fraction: interval.wait.as_secs_f64() / secs,
         };
         self.bar.set_message(format!(
             "loss {:.4} acc {:.4}",
             record.loss, record.accuracy
         ));
         self.outputs.record(&record)?;
-        self.iv = Interval::new();
+        self.interval = Interval::new();
         Ok(())
     }
 
@@ -365,8 +366,8 @@ impl Trainer {
 
     /// Checks the losses not yet synced, then writes a checkpoint (and refreshes the plots).
     pub fn checkpoint(&mut self) -> anyhow::Result<()> {
-        self.iv.reduce_over_ranks(&mut self.par, false)?;
-        self.iv.check_finite(&self.last_good)?;
+        self.interval.reduce_over_ranks(&mut self.parallel, false)?;
+        self.interval.check_finite(&self.last_good)?;
         self.check_weights(&format!(
             "checkpoint {}",
             checkpoint::folder_name(self.step)
@@ -390,25 +391,25 @@ impl Trainer {
     /// Stops the loader, writes the plots and the export.
     pub fn finish(self) -> anyhow::Result<()> {
         self.bar.finish_and_clear();
-        if self.par.writes() {
+        if self.parallel.writes() {
             // The last checkpoint checked them already; the export is never made of others.
-            self.iv.check_finite(&self.last_good)?;
+            self.interval.check_finite(&self.last_good)?;
             self.check_weights("the export")?;
         }
         drop(self.loader);
-        if self.par.world > 1 {
+        if self.parallel.world > 1 {
             let total = self.started.elapsed().as_secs_f64();
             let sync = self.allreduce_time.as_secs_f64();
             // One write, so that the ranks' lines do not interleave.
             let line = format!(
                 "trainer: rank {}: {} updates in {total:.2} s, {sync:.2} s of it in the gradient all-reduce ({:.1}%)\n",
-                self.par.rank,
+                self.parallel.rank,
                 self.step - self.first_step,
                 100.0 * sync / total.max(1e-9)
             );
             eprint!("{line}");
         }
-        if !self.par.writes() {
+        if !self.parallel.writes() {
             return Ok(());
         }
         self.outputs.plots(&self.plot)?;

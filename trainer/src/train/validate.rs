@@ -83,9 +83,9 @@ pub fn run(
         let mut loss_sum = Tensor::zeros([], (Kind::Double, device));
         let mut counts = Tensor::zeros([Counts::ORDER.len() as i64], (Kind::Double, device));
         let mut scores = Scores::default();
-        for hb in &set.batches {
-            let db = DeviceBatch::new(hb, device);
-            let out = shared::runtime::device::with_autocast(device, || objective.evaluate(&db));
+        for host in &set.batches {
+            let batch = DeviceBatch::new(host, device);
+            let out = shared::runtime::device::with_autocast(device, || objective.evaluate(&batch));
             let c = Counts::from_device(&out.step.counts)?;
             loss_sum += out.step.loss.to_kind(Kind::Double) * c.total;
             counts += out.step.counts;
