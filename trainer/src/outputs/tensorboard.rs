@@ -77,3 +77,49 @@ impl RunEvents {
         self.writer.path()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensorboard::read_events;
+
+    #[test]
+    fn each_invocation_starts_a_file_purging_after_its_checkpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("tb");
+        let mut fresh = RunEvents::open(&dir, true, false, 0).unwrap();
+        fresh.record(&crate::metrics::tags::tests::train()).unwrap();
+        // The given folder is locked while the run writes it.
+        let e = RunEvents::open(&dir, true, true, 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("in use by another writer"), "{e}");
+        let first = fresh.path().to_path_buf();
+        drop(fresh);
+        let ev = read_events(&first).unwrap();
+        assert!(ev[1].is_start() && ev[1].step == 1, "{ev:?}");
+        let want: Vec<(String, f32)> = (crate::metrics::tags::tests::train().scalars())
+            .into_iter()
+            .map(|(t, v)| (t, v as f32))
+            .collect();
+        let got: Vec<(String, f32)> = (ev[2].scalars().into_iter())
+            .map(|(t, v)| (t.to_string(), v))
+            .collect();
+        assert_eq!((ev[2].step, got), (50, want));
+        // A new run in the same folder is refused, naming a file; a resume is not.
+        let e = RunEvents::open(&dir, true, false, 0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("without event files for a new run")
+                && e.contains(&*first.file_name().unwrap().to_string_lossy()),
+            "{e}"
+        );
+        let resumed = RunEvents::open(&dir, true, true, 40).unwrap();
+        let ev = read_events(resumed.path()).unwrap();
+        assert!(ev.len() == 2 && ev[1].is_start() && ev[1].step == 41);
+        assert_eq!(event_files(&dir).unwrap().len(), 2);
+    }
+}

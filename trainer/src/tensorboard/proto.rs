@@ -82,7 +82,11 @@ impl Event {
             Some(What::Summary(s)) => s
                 .value
                 .iter()
-                .filter_map(|v| v.value.map(|Value::SimpleValue(x)| (v.tag.as_str(), x)))
+                .filter_map(|v| {
+                    v.value
+                        .as_ref()
+                        .map(|Value::SimpleValue(x)| (v.tag.as_str(), *x))
+                })
                 .collect(),
             _ => vec![],
         }
