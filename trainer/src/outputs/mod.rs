@@ -191,8 +191,7 @@ impl RunOutputs {
             return Ok(());
         }
         self.metrics = Some(MetricsWriter::open(&self.dir, Some(step))?);
-        if let Some(dir) = tensorboard::folder(&self.dir, tensorboard) {
-            let own = !matches!(tensorboard, TensorBoardDir::InRun);
+        if let Some((dir, own)) = tensorboard::folder(&self.dir, tensorboard)? {
             let events = tensorboard::RunEvents::open(&dir, own, self.resumed, step)?;
             eprintln!("trainer: TensorBoard events in {}", events.path().display());
             self.events = Some(events);

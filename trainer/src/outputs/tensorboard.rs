@@ -10,7 +10,7 @@
 //! (`plugin_event_accumulator`) takes a run's first START for a session's start and purges
 //! only at the later ones (TensorFlow's Supervisor writes one per session), so a run whose
 //! first file had none would keep the updates its first resume discarded.
-use anyhow::bail;
+use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 
 use crate::metrics::Scalars;
@@ -28,23 +28,29 @@ pub struct RunEvents {
     _lock: Option<FolderLock>,
 }
 
-/// The folder the event files go to, if any.
-pub fn folder(run_dir: &Path, choice: &TensorBoardDir) -> Option<PathBuf> {
-    match choice {
-        TensorBoardDir::InRun => Some(run_dir.join(TENSORBOARD)),
-        TensorBoardDir::Given(d) => Some(d.clone()),
-        TensorBoardDir::Off => None,
-    }
+/// The folder the event files go to, if any, and whether it is outside the run folder (then it
+/// gets a lock of its own; inside, the run's lock covers it). Creates it.
+pub fn folder(run_dir: &Path, choice: &TensorBoardDir) -> anyhow::Result<Option<(PathBuf, bool)>> {
+    let dir = match choice {
+        TensorBoardDir::InRun => run_dir.join(TENSORBOARD),
+        TensorBoardDir::Given(d) => d.clone(),
+        TensorBoardDir::Off => return Ok(None),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let real = |p: &Path| {
+        p.canonicalize()
+            .with_context(|| format!("resolving {}", p.display()))
+    };
+    let outside = !real(&dir)?.starts_with(real(run_dir)?);
+    Ok(Some((dir, outside)))
 }
 
 impl RunEvents {
     /// Opens a new event file in `dir` for a run that continues after update `step` (purging
-    /// from `step + 1` on); a fresh run (not `resumed`) refuses a folder holding event files
-    /// (another run's).
+    /// from `step + 1` on), locking `dir` if it is the run's `own_folder`; a fresh run (not
+    /// `resumed`) refuses a folder holding event files (another run's).
     pub fn open(dir: &Path, own_folder: bool, resumed: bool, step: u64) -> anyhow::Result<Self> {
         let lock = if own_folder {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))?;
             Some(FolderLock::folder(dir, "trainer")?)
         } else {
             None
@@ -82,6 +88,24 @@ impl RunEvents {
 mod tests {
     use super::*;
     use crate::tensorboard::read_events;
+
+    #[test]
+    fn a_folder_outside_the_run_folder_is_the_runs_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        let given = |d: PathBuf| folder(&run, &TensorBoardDir::Given(d)).unwrap();
+        assert_eq!(
+            folder(&run, &TensorBoardDir::InRun).unwrap(),
+            Some((run.join(TENSORBOARD), false))
+        );
+        assert_eq!(given(run.clone()), Some((run.clone(), false)));
+        assert_eq!(given(run.join("a/b")), Some((run.join("a/b"), false)));
+        let out = tmp.path().join("tb/run");
+        assert_eq!(given(out.clone()), Some((out.clone(), true)));
+        assert!(out.is_dir());
+        assert_eq!(folder(&run, &TensorBoardDir::Off).unwrap(), None);
+    }
 
     #[test]
     fn each_invocation_starts_a_file_purging_after_its_checkpoint() {
