@@ -2,7 +2,8 @@
 # - libtorch comes from PyPI's torch==2.11.0 (the version tch 0.24 binds), installed only when
 #   the Python at hand lacks it; cargo finds it through LIBTORCH_USE_PYTORCH=1.
 # - The CUDA/NCCL header packages the trainer's NCCL group compiles against (when torch has CUDA).
-# - With `--test`, also the Python packages of the interoperability tests (transformers, pyarrow).
+# - With `--test`, also the Python packages of the interoperability tests (transformers, pyarrow,
+#   safetensors, pytest, tensorboard).
 # The binaries carry an rpath to torch's lib folder, so they run without LD_LIBRARY_PATH.
 set -euo pipefail
 export PYTHON="${PYTHON:-python3}"
@@ -27,7 +28,7 @@ if [ -f "$NVIDIA_DIR/nccl/include/nccl.h" ] && [ ! -f "$NVIDIA_DIR/cu13/include/
 fi
 
 if [ "${1:-}" = "--test" ]; then
-  if ! "$PYTHON" -c 'import transformers, pyarrow, safetensors, pytest' 2>/dev/null; then
+  if ! "$PYTHON" -c 'import transformers, pyarrow, safetensors, pytest, tensorboard' 2>/dev/null; then
     echo "setup: installing the test requirements (scripts/requirements-test.txt)" >&2
     "$PYTHON" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
   fi

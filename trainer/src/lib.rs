@@ -8,6 +8,7 @@
 //!   and schedule, checkpoints, the run folder's one writer, metrics records, PNG plots.
 //! - [`dist`], [`parallel`], [`ext`]: data-parallel runs over c10d (the C++ extension's FFI).
 //! - [`fused`]: the hand-written RTD step (`--step fused`); [`rng`]: named RNG domains.
+//! - [`tensorboard`]: TensorBoard event files (the run folder's `tensorboard/`).
 //! - [`finetune`]: `trainer finetune`, downstream fine-tuning and its results.
 pub mod checkpoint;
 pub mod cli;
@@ -26,4 +27,5 @@ pub mod outputs;
 pub mod parallel;
 pub mod plots;
 pub mod rng;
+pub mod tensorboard;
 pub mod train;

@@ -1,9 +1,11 @@
-//! The one place that writes a run's outputs: `RUN/run.json`, `RUN/metrics.jsonl`, the plots
-//! (`loss.png`, `accuracy.png`), `RUN/checkpoints/step-*` and `RUN/export/`. Reading (the
+//! The one place that writes a run's outputs: `RUN/run.json`, `RUN/metrics.jsonl` and its
+//! TensorBoard twin (`RUN/tensorboard/`, [`tensorboard`]), the plots (`loss.png`,
+//! `accuracy.png`), `RUN/checkpoints/step-*` and `RUN/export/`. Reading (the
 //! resume checkpoint, `run.json` to compare) may happen anywhere; every write goes through
 //! [`RunOutputs`]. Its `writes` flag says whether this process writes at all: with data-parallel
 //! training only rank 0 will, the other ranks compute the same records and skip the writes.
 pub mod run_dir;
+pub mod tensorboard;
 
 use anyhow::{bail, Context};
 use serde::Serialize;
@@ -11,10 +13,10 @@ use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Tensor};
 
 use crate::checkpoint::{self, TrainState};
-use crate::metrics::MetricsWriter;
+use crate::metrics::{MetricsWriter, Scalars};
 use crate::objectives::TrainObjective;
 use crate::plots::PlotInfo;
-use crate::train::config::RunDirChoice;
+use crate::train::config::{RunDirChoice, TensorBoardDir};
 use crate::train::run_record::{self, RunRecord, RUN_FILE};
 use shared::files::lock::FolderLock;
 
@@ -26,6 +28,11 @@ pub struct RunOutputs {
     dir: PathBuf,
     writes: bool,
     metrics: Option<MetricsWriter>,
+    /// This invocation's TensorBoard event file (none with `--no-tensorboard`).
+    events: Option<tensorboard::RunEvents>,
+    /// Whether the folder held the run already (`--resume`, a restart): its TensorBoard folder
+    /// may then hold its event files.
+    resumed: bool,
     /// The writer's lock on the run folder (`RUN/.lock`), held until the run ends.
     _lock: Option<FolderLock>,
 }
@@ -61,12 +68,16 @@ impl RunOutputs {
         } else {
             None
         };
-        let out = Self {
+        let mut out = Self {
             dir,
             writes,
             metrics: None,
+            events: None,
+            resumed: false,
             _lock: lock,
         };
+        // A given folder holding a run passes the check only with --resume.
+        out.resumed = !fresh_default && out.dir.join(RUN_FILE).exists();
         let resume_from = if fresh_default {
             out.start_fresh(run)?;
             None
@@ -93,6 +104,8 @@ impl RunOutputs {
             dir,
             writes: false,
             metrics: None,
+            events: None,
+            resumed: false,
             _lock: None,
         }
     }
@@ -171,20 +184,31 @@ impl RunOutputs {
     }
 
     /// Opens `metrics.jsonl` for appending, dropping lines after `step` (the checkpoint a
-    /// resumed run continues from; 0 for a fresh run).
-    pub fn open_metrics(&mut self, step: u64) -> anyhow::Result<()> {
-        if self.writes {
-            self.metrics = Some(MetricsWriter::open(&self.dir, Some(step))?);
+    /// resumed run continues from; 0 for a fresh run), and a new TensorBoard event file in the
+    /// folder `tensorboard` names (purging the updates after `step`).
+    pub fn open_metrics(&mut self, step: u64, tensorboard: &TensorBoardDir) -> anyhow::Result<()> {
+        if !self.writes {
+            return Ok(());
+        }
+        self.metrics = Some(MetricsWriter::open(&self.dir, Some(step))?);
+        if let Some((dir, own)) = tensorboard::folder(&self.dir, tensorboard)? {
+            let events = tensorboard::RunEvents::open(&dir, own, self.resumed, step)?;
+            eprintln!("trainer: TensorBoard events in {}", events.path().display());
+            self.events = Some(events);
         }
         Ok(())
     }
 
-    /// Appends a record to `metrics.jsonl`.
-    pub fn record<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
+    /// Appends a record to `metrics.jsonl` and its scalars to the event file, flushed.
+    pub fn record<T: Serialize + Scalars>(&mut self, record: &T) -> anyhow::Result<()> {
         match (&mut self.metrics, self.writes) {
-            (Some(m), _) => m.write(record),
-            (None, false) => Ok(()),
+            (Some(m), _) => m.write(record)?,
+            (None, false) => return Ok(()),
             (None, true) => bail!("metrics.jsonl was not opened (RunOutputs::open_metrics)"),
+        }
+        match &mut self.events {
+            Some(e) => e.record(record),
+            None => Ok(()),
         }
     }
 
@@ -355,9 +379,8 @@ mod tests {
         let choice = RunDirChoice::Given(dir.clone());
         let (mut out, _) =
             RunOutputs::prepare(&choice, false, ("rtd", "tiny"), &cfg(), false).unwrap();
-        out.open_metrics(0).unwrap();
-        out.record(&serde_json::json!({"split": "train", "step": 1}))
-            .unwrap();
+        out.open_metrics(0, &TensorBoardDir::InRun).unwrap();
+        out.record(&crate::metrics::tags::tests::train()).unwrap();
         assert!(!dir.exists());
     }
 }

@@ -121,6 +121,16 @@ pub struct TrainArgs {
     /// H100/H200 989.4 (dense bf16), A100 312; none on the CPU, so MFU is null there].
     #[arg(long)]
     pub peak_tflops: Option<f64>,
+    /// Where the run's TensorBoard event files go (rank 0 writes them, flushed at every metrics
+    /// line; every number of metrics.jsonl as a scalar under train/, val/, perf/ or curriculum/,
+    /// README "TensorBoard"); a resumed run adds a file that makes TensorBoard drop the updates
+    /// after its checkpoint. A fresh run refuses a folder already holding event files
+    /// [default: RUN/tensorboard].
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard_dir: Option<PathBuf>,
+    /// Write no TensorBoard event files.
+    #[arg(long, conflicts_with = "tensorboard_dir")]
+    pub no_tensorboard: bool,
     /// Testing aid: stop (as if killed) after this many updates of this invocation, without
     /// writing anything more; `--resume` then continues from the last checkpoint.
     #[arg(long, hide = true)]

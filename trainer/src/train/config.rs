@@ -3,7 +3,7 @@
 //! and the rest of the trainer reads this, never the raw flags. What decides the result is
 //! later resolved against the data into the [`RunRecord`](super::run_record::RunRecord) saved
 //! as `run.json`; what does not ([`Runtime`]: device, loader threads, prefetch, peak
-//! FLOP/s, testing aids) may change between a run and its resume.
+//! FLOP/s, the TensorBoard folder, testing aids) may change between a run and its resume.
 use anyhow::bail;
 use std::path::PathBuf;
 use tch::Device;
@@ -29,6 +29,17 @@ pub struct DebugFlags {
     pub nan_at_step: Option<u64>,
 }
 
+/// Where the TensorBoard event files go (`--tensorboard-dir`, `--no-tensorboard`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TensorBoardDir {
+    /// `RUN/tensorboard` (the default).
+    InRun,
+    /// `--tensorboard-dir DIR`.
+    Given(PathBuf),
+    /// `--no-tensorboard`.
+    Off,
+}
+
 /// Settings that do not change the result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Runtime {
@@ -46,6 +57,8 @@ pub struct Runtime {
     pub peak_flops: Option<f64>,
     /// `--step`: autograd or the hand-written step.
     pub step: crate::fused::StepKind,
+    /// Where the TensorBoard event files go.
+    pub tensorboard: TensorBoardDir,
     pub debug: DebugFlags,
 }
 
@@ -224,6 +237,11 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 loader_threads: a.loader_threads,
                 peak_flops: a.peak_tflops.map(|t| t * 1e12),
                 step: a.step,
+                tensorboard: match (&a.tensorboard_dir, a.no_tensorboard) {
+                    (_, true) => TensorBoardDir::Off,
+                    (Some(d), false) => TensorBoardDir::Given(d.clone()),
+                    (None, false) => TensorBoardDir::InRun,
+                },
                 debug: DebugFlags {
                     stop_after: a.debug_stop_after,
                     nan_at_step: a.debug_nan_at_step,
@@ -273,6 +291,7 @@ mod tests {
         assert_eq!((c.hyper.batch_size, c.hyper.lr), (32, 1e-3));
         assert_eq!(c.runtime.device, Device::Cpu);
         assert_eq!(c.runtime.peak_flops, None);
+        assert_eq!(c.runtime.tensorboard, TensorBoardDir::InRun);
         assert!(c.verify_shards && !c.resume);
         let c = parse(&[
             "--run-dir",
@@ -315,6 +334,28 @@ mod tests {
         }
         assert!(err(&["--lr", "inf"]).contains("--lr: expected a positive number, found inf"));
         assert!(parse(&["--lr", "3e38", "--weight-decay", "0", "--clip-norm", "0"]).is_ok());
+    }
+
+    #[test]
+    fn tensorboard_goes_to_the_run_a_given_folder_or_nowhere() {
+        let tb = |extra: &[&str]| parse(extra).map(|c| c.runtime.tensorboard);
+        assert_eq!(
+            tb(&["--tensorboard-dir", "tb/a"]).unwrap(),
+            TensorBoardDir::Given("tb/a".into())
+        );
+        assert_eq!(tb(&["--no-tensorboard"]).unwrap(), TensorBoardDir::Off);
+        let both = [
+            "trainer",
+            "--shards",
+            "d",
+            "--no-tensorboard",
+            "--tensorboard-dir",
+            "x",
+        ];
+        let e = crate::cli::Cli::try_parse_from(both)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cannot be used with"), "{e}");
     }
 
     #[test]

@@ -126,7 +126,7 @@ impl Trainer {
             cursor,
         );
         let mut outputs = s.outputs;
-        outputs.open_metrics(step)?;
+        outputs.open_metrics(step, &s.runtime.tensorboard)?;
         let device = s.runtime.device;
         let peak_flops = s
             .runtime
