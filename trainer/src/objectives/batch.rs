@@ -10,6 +10,9 @@ pub struct DeviceBatch {
     pub input_ids: Tensor,
     /// `[B, L]` int64, 1 on real tokens.
     pub attention_mask: Tensor,
+    /// Whether a row mixes real tokens and padding (attention needs a key mask), known on the
+    /// host so that `--step fused` never waits for the device to find out.
+    pub key_padding: bool,
     /// RTD: `[B, L]` float targets.
     pub targets: Option<Tensor>,
     /// MLM: flat masked positions `[N]` and their labels `[N]`.
@@ -48,6 +51,7 @@ impl DeviceBatch {
         Self {
             input_ids: ids,
             attention_mask: mask,
+            key_padding: crate::fused::key_padding(&b.attention_mask, b.len),
             targets,
             positions,
             labels,
