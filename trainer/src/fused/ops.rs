@@ -374,6 +374,15 @@ impl Ops for TchOps {
         drop: Drop,
         _p: f64,
     ) -> (Tensor, AttnSaved) {
+        // In fp32 whatever the inputs' kind (bf16: the CUDA step's precision), as the fused
+        // attention kernels compute scores, softmax and their gradients; the context comes
+        // back in the inputs' kind.
+        let kind = q.kind();
+        let (q, k, v) = (
+            &q.to_kind(Kind::Float),
+            &k.to_kind(Kind::Float),
+            &v.to_kind(Kind::Float),
+        );
         // As ATen's math path: q and k each scaled by sqrt(1/sqrt(d)) before the product.
         let d = q.size()[3] as f64;
         let scale_root = (1.0 / d.sqrt()).sqrt();
@@ -389,7 +398,7 @@ impl Ops for TchOps {
         }
         let p = s.softmax(-1, s.kind());
         let pd = drop.apply(&p);
-        let ctx = pd.matmul(v);
+        let ctx = pd.matmul(v).to_kind(kind);
         (
             ctx,
             AttnSaved::Explicit {
@@ -420,6 +429,8 @@ impl Ops for TchOps {
         else {
             panic!("TchOps::attention_backward needs the explicit attention's saved tensors");
         };
+        let kind = dctx.kind();
+        let dctx = &dctx.to_kind(Kind::Float);
         let dv = pd.transpose(-2, -1).matmul(dctx);
         let mut dp = dctx.matmul(&v.transpose(-2, -1));
         if let Some(m) = mask {
@@ -429,7 +440,7 @@ impl Ops for TchOps {
         let ds = p * (&dp - (&dp * p).sum_dim_intlist(-1, true, dp.kind()));
         let dq = ds.matmul(ks) * *scale_root;
         let dk = ds.transpose(-2, -1).matmul(qs) * *scale_root;
-        (dq, dk, dv)
+        (dq.to_kind(kind), dk.to_kind(kind), dv.to_kind(kind))
     }
 }
 

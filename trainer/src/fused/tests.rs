@@ -166,8 +166,9 @@ fn unsupported_models_are_refused_with_the_reason() {
 /// The step in the CUDA path's precision (bf16 GEMM operands and outputs, bf16 weight copies;
 /// fp32 residual stream, LayerNorms, residual gradients and parameter gradients) run with the
 /// reference operations on the CPU: every gradient within `bound` of fp32 autograd's (dropout
-/// off, a padded row), relative to the parameter's largest gradient. Returns the worst.
-fn bf16_step_error(preset: &str, bound: f64) -> f64 {
+/// off, a padded row), relative to the parameter's largest gradient, and the median parameter
+/// within `median_bound`.
+fn bf16_step_error(preset: &str, bound: f64, median_bound: f64) {
     tch::manual_seed(5);
     let mut cfg = ModelConfig::preset(preset, 97).unwrap();
     cfg.hidden_dropout_prob = 0.0;
@@ -194,10 +195,14 @@ fn bf16_step_error(preset: &str, bound: f64) -> f64 {
     let worst = compare(&model.vs, &grads);
     let median = worst[worst.len() / 2].0;
     eprintln!(
-        "{preset} bf16 step: {} parameters, median relative difference {median:.2e}, worst {:.2e} ({})",
+        "{preset} bf16 step: {} parameters, median relative difference {median:.2e}, worst: {}",
         worst.len(),
-        worst[0].0,
-        worst[0].1
+        worst
+            .iter()
+            .take(4)
+            .map(|(r, n)| format!("{r:.2e} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for (name, g) in &grads {
         assert_eq!(g.kind(), Kind::Float, "{name}: gradients are fp32");
@@ -205,15 +210,22 @@ fn bf16_step_error(preset: &str, bound: f64) -> f64 {
     for (rel, name) in &worst {
         assert!(*rel < bound, "{preset}: {name}: {rel:.2e} >= {bound:.0e}");
     }
-    worst[0].0
+    assert!(
+        median < median_bound,
+        "{preset}: median {median:.2e} >= {median_bound:.0e}"
+    );
 }
 
 /// The bound of the GPU check's whole-step comparison is 5e-2; on the CPU, with the residual
-/// stream in fp32, the bf16 step stays well inside it, for a 2-layer and a 12-layer model.
+/// stream, LayerNorms and residual gradients in fp32 and attention's softmax in fp32 (as the
+/// fused attention kernels), the bf16 step stays well inside it, for a 2-layer and a 12-layer
+/// model (measured: tiny worst 6.4e-3, median 2.9e-3; small worst 9.4e-3, median 3.5e-3). With
+/// the residual stream in bf16 and the reference's softmax in bf16, small's median was 8.4e-3
+/// and its worst 1.9e-2, beyond both bounds.
 #[test]
 fn a_bf16_step_is_close_to_fp32_autograd() {
-    bf16_step_error("tiny", 1e-2);
-    bf16_step_error("small", 1e-2);
+    bf16_step_error("tiny", 1.5e-2, 5e-3);
+    bf16_step_error("small", 1.5e-2, 5e-3);
 }
 
 /// In the trainer (parameters in the optimizer's flat buffer) every layer's key, query and

@@ -291,8 +291,8 @@ pub fn chunks_of(n: i64) -> i64 {
 
 /// `ln_param_grads`: g = dy [N, C] fp32 + dyc [N, C] bf16 (either may be None), xs [N, C]
 /// fp32, mean/rstd [N] -> [2, C] fp32: dw (sum_rows g * xhat), then db (sum_rows g), partial
-/// sums over chunks of rows summed in order (one allocation, one sum). No rows: zeros, no
-/// launch.
+/// sums over chunks of rows summed in order (one allocation, which the kernel writes whole, and
+/// one sum). No rows: zeros, no launch.
 pub fn ln_param_grads(
     dy: Option<&Tensor>,
     dyc: Option<&Tensor>,
@@ -305,7 +305,7 @@ pub fn ln_param_grads(
     let n = xs.numel() as i64 / c.max(1);
     let chunks = chunks_of(n);
     let k = Kernels::get(i)?;
-    let part = Tensor::zeros([2, chunks, c], (F32, dev));
+    let part = Tensor::empty([2, chunks, c], (F32, dev));
     let args = [
         opt_ptr(dy, dev, F32, n * c, "dy")?,
         opt_ptr(dyc, dev, BF16, n * c, "dyc")?,
@@ -335,7 +335,7 @@ pub fn col_sum(x: &Tensor, out: &Tensor) -> anyhow::Result<()> {
     let n = x.numel() as i64 / c.max(1);
     let chunks = chunks_of(n);
     let k = Kernels::get(i)?;
-    let part = Tensor::zeros([chunks, c], (F32, dev));
+    let part = Tensor::empty([chunks, c], (F32, dev));
     let args = [
         ptr(x, dev, BF16, n * c, "x")?,
         ptr(&part, dev, F32, chunks * c, "partials")?,
