@@ -11,11 +11,16 @@
 //!   `include/cuda_bf16.h`).
 //! - Compiled kernels are cached in `$FAST_ELECTRA_KERNEL_CACHE` (default
 //!   `$XDG_CACHE_HOME/fast-electra/kernels` or `~/.cache/fast-electra/kernels`), one CUBIN per
-//!   SHA-256 of (sources, options, NVRTC version); a write goes to a temporary name and is
-//!   renamed.
-//! - Kernels run on the legacy default stream (stream 0), which is libtorch's current stream in
-//!   a program that never changes it, so they are ordered with ATen's work on the same device
-//!   and a tensor freed by libtorch after a launch is not reused before the kernel ran.
+//!   SHA-256 of (sources, options, the header folder's content, NVRTC's identity), each entry
+//!   checksummed: a damaged one is reported and compiled again ([`cache`]); a write goes to a
+//!   temporary name and is renamed.
+//! - Kernels run on libtorch's current stream when a stream source is set (the trainer sets
+//!   it: [`ffi::use_streams_of`]), else on the legacy default stream (stream 0), libtorch's
+//!   current stream in a program that never changes it; either way they are ordered with ATen's
+//!   work on the same device and a tensor freed by libtorch after a launch is not reused before
+//!   the kernel ran.
+//! - `FAST_ELECTRA_CUDA_SYNC=1` synchronises the stream around every launch, so that a fault is
+//!   reported naming its kernel ([`ffi::SYNC_ENV`]).
 pub mod cache;
 pub mod ffi;
 pub mod philox;
