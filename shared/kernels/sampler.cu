@@ -89,7 +89,7 @@ __device__ void sample_row(const T* zrow, int tiles, float inv_t, double u, long
       if (ts[t] > 0.f) {
         double lt = tile_log_scale(tm[t], inv_t, Mi);
         double c = math_exp(lt);
-        Z += (double)ts[t] * c;
+        Z = rn_add(Z, rn_mul((double)ts[t], c));
         A = rn_add(A, rn_mul(c, rn_add((double)ta[t], rn_mul((double)ts[t], lt))));
       }
     }
