@@ -24,8 +24,11 @@ P=$G/preprocess; T=$G/trainer
 
 # Issue 11 (docs/fused-step.md): needs $W/tok512 and $W/ep512/epoch-000 and the tiny aux $W/aux.
 fused_checks() {
-  echo "== issue 11: every kernel vs the tch reference on the GPU (bf16 tolerances), whole-step gradients vs fp32 autograd, sampler kernel vs reference sampler (trainer fused-check)"
-  timeout 400 $T fused-check --device cuda --model base --batch-size 32 --seq-len 512 2>&1 | grep -v '^$'
+  echo "== issue 11: every kernel vs the tch reference on the GPU, whole-step gradients vs fp32 autograd (trainer fused-check), synchronised after every launch: a kernel fault names its kernel"
+  FAST_ELECTRA_CUDA_SYNC=1 CUDA_LAUNCH_BLOCKING=1 timeout 200 $T fused-check --device cuda --model base \
+    --batch-size 32 --seq-len 512 --sections kernels,step 2>&1 | grep -v '^$'
+  echo "== issue 11: forward+backward time, fused vs autograd; sampler kernel vs reference sampler and both against the exact probabilities (chi-square)"
+  timeout 300 $T fused-check --device cuda --model base --batch-size 32 --seq-len 512 --sections timing,sampler 2>&1 | grep -v '^$'
   echo "== issue 11: ELECTRA-base RTD update, batch 32 x 512: --step fused, --step autograd, then the PyTorch+transformers reference (seq/s, peak memory from nvidia-smi)"
   for step in fused autograd; do
     timeout 200 $T --shards $W/ep512/epoch-000 --run-dir $W/base-$step --model base --batch-size 32 --max-steps 90 \

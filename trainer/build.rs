@@ -9,6 +9,8 @@
 //!   `nvidia/cu13/include` (with `crt/`, from `nvidia-cuda-crt`) and `nvidia/nccl/include`, and
 //!   libtorch_cuda.so is present; else as a stub whose process group reports "built without
 //!   NCCL". `FAST_ELECTRA_NCCL=0` forces the stub.
+//! - `stream.cpp`: libtorch's current CUDA stream (for the hand-written kernels' launches),
+//!   compiled with the CUDA headers under the same condition as NCCL, else a stub that says so.
 //! - Flags: the wheel's C++ ABI (`-D_GLIBCXX_USE_CXX11_ABI=1`; with 0 the c10d symbols do not
 //!   link) and C++17.
 #[path = "../build/libtorch.rs"]
@@ -24,6 +26,7 @@ fn main() {
         "csrc/optim.cpp",
         "csrc/dist.cpp",
         "csrc/nccl.cpp",
+        "csrc/stream.cpp",
         "csrc/third_party/gloo",
     ] {
         println!("cargo:rerun-if-changed={f}");
@@ -54,11 +57,13 @@ fn main() {
         .flag("-w")
         .file("csrc/optim.cpp")
         .file("csrc/dist.cpp")
-        .file("csrc/nccl.cpp");
+        .file("csrc/nccl.cpp")
+        .file("csrc/stream.cpp");
     let nccl = nccl_include_dirs(&root, &lib);
     if let Some(dirs) = &nccl {
         build
             .define("FE_WITH_NCCL", None)
+            .define("FE_WITH_CUDA", None)
             .define("USE_C10D_NCCL", None)
             .define("USE_CUDA", None);
         for d in dirs {

@@ -2,13 +2,27 @@
 // statistics, two passes over the row (mean, then centred variance: as ATen's). The dropout
 // masks are regenerated from Philox (common.cuh) by element index row * C + c.
 
-// Embeddings: x = word[id] + pos[s] + typ[0]; y = LN(x) * keep / (1 - p). The LN input is
-// not saved: the backward recomputes it from the ids. An id outside [0, V) reads row 0 and
-// makes the row's output NaN (the loss then stops the run), without a host check.
+// The residual stream, the LayerNorm inputs and outputs and the residual gradients are fp32 (as
+// under bf16 autocast, where LayerNorm runs in fp32 and the residual additions promote to fp32);
+// each LayerNorm also writes a bf16 copy of its output, the operand of the next GEMMs. An
+// incoming gradient is the sum of an fp32 part `dy` (the residual's) and a bf16 part `dyc` (a
+// GEMM's dX), either of which may be null (a missing part counts as 0): the sum is formed in
+// fp32 here, so no residual gradient is ever rounded to bf16.
+__device__ __forceinline__ float grad_at(const float* dy, const bf16* dyc, long long i) {
+  float g = dy ? dy[i] : 0.f;
+  if (dyc) g += __bfloat162float(dyc[i]);
+  return g;
+}
+
+// Embeddings: x = word[id] + pos[s] + typ[0]; y = LN(x) * keep / (1 - p), fp32, and its bf16
+// copy yc. The LN input is not saved: the backward recomputes it from the ids. An id outside
+// [0, V) reads row 0 and makes the row's output NaN (the loss then stops the run), without a
+// host check.
 extern "C" __global__ void embed_ln_fwd(const long long* ids, const float* word, const float* pos,
                                         const float* typ, const float* w, const float* b,
-                                        bf16* y, float* mean, float* rstd, int S, int C,
-                                        long long V, float eps, float p, u64 seed, u64 site) {
+                                        float* y, bf16* yc, float* mean, float* rstd, int S,
+                                        int C, long long V, float eps, float p, u64 seed,
+                                        u64 site) {
   extern __shared__ float sm[];  // C floats of x, then blockDim.x for the reduction
   float* x = sm;
   float* red = sm + C;
@@ -32,17 +46,20 @@ extern "C" __global__ void embed_ln_fwd(const long long* ids, const float* word,
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     float v = (x[c] - mu) * r * w[c] + b[c];
     if (!dropout_keep(seed, site, (u64)row * C + c, p)) v = 0.f; else v *= scale;
-    st(y, row * C + c, bad_id ? NAN : v);
+    if (bad_id) v = NAN;
+    y[row * C + c] = v;
+    st(yc, row * C + c, v);
   }
   if (threadIdx.x == 0) { mean[row] = mu; rstd[row] = r; }
 }
 
-// Backward of embed_ln_fwd up to the LN input: dx [N, C] fp32 (the tables' gradients are then
-// an index-add of dx: the caller's).
-extern "C" __global__ void embed_ln_bwd(const bf16* dy, const long long* ids, const float* word,
-                                        const float* pos, const float* typ, const float* w,
-                                        const float* mean, const float* rstd, float* dx, int S,
-                                        int C, long long V, float p, u64 seed, u64 site) {
+// Backward of embed_ln_fwd up to the LN input: dx [N, C] fp32 from the output's gradient dy
+// (fp32) + dyc (bf16) (the tables' gradients are then an index-add of dx: the caller's).
+extern "C" __global__ void embed_ln_bwd(const float* dy, const bf16* dyc, const long long* ids,
+                                        const float* word, const float* pos, const float* typ,
+                                        const float* w, const float* mean, const float* rstd,
+                                        float* dx, int S, int C, long long V, float p, u64 seed,
+                                        u64 site) {
   extern __shared__ float red[];
   long long row = blockIdx.x;
   long long id = ids[row];
@@ -51,7 +68,8 @@ extern "C" __global__ void embed_ln_bwd(const bf16* dy, const long long* ids, co
   float mu = mean[row], r = rstd[row], scale = p > 0.f ? 1.f / (1.f - p) : 1.f;
   float a1 = 0.f, a2 = 0.f;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    float g = dropout_keep(seed, site, (u64)row * C + c, p) ? ld(dy, row * C + c) * scale : 0.f;
+    long long i = row * C + c;
+    float g = dropout_keep(seed, site, (u64)i, p) ? grad_at(dy, dyc, i) * scale : 0.f;
     float xh = ((word[id * C + c] + pos[(long long)s * C + c]) + typ[c] - mu) * r;
     g *= w[c];
     a1 += g;
@@ -59,17 +77,20 @@ extern "C" __global__ void embed_ln_bwd(const bf16* dy, const long long* ids, co
   }
   float m1 = block_sum(a1, red) / C, m2 = block_sum(a2, red) / C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    float g = dropout_keep(seed, site, (u64)row * C + c, p) ? ld(dy, row * C + c) * scale : 0.f;
+    long long i = row * C + c;
+    float g = dropout_keep(seed, site, (u64)i, p) ? grad_at(dy, dyc, i) * scale : 0.f;
     float xh = ((word[id * C + c] + pos[(long long)s * C + c]) + typ[c] - mu) * r;
-    dx[row * C + c] = r * (g * w[c] - m1 - xh * m2);
+    dx[i] = r * (g * w[c] - m1 - xh * m2);
   }
 }
 
-// y = LN(dropout(branch + bias) + residual); saves the LN input x (bf16), mean, rstd.
+// y = LN(dropout(branch + bias) + residual): branch bf16 (a GEMM output), residual fp32; writes
+// y (fp32, the next residual), yc (its bf16 copy) and saves the LN input xs (fp32), mean, rstd.
 extern "C" __global__ void residual_ln_fwd(const bf16* branch, const float* bias,
-                                           const bf16* residual, const float* w, const float* b,
-                                           bf16* y, bf16* xs, float* mean, float* rstd, int C,
-                                           float eps, float p, u64 seed, u64 site) {
+                                           const float* residual, const float* w, const float* b,
+                                           float* y, bf16* yc, float* xs, float* mean,
+                                           float* rstd, int C, float eps, float p, u64 seed,
+                                           u64 site) {
   extern __shared__ float sm[];
   float* x = sm;
   float* red = sm + C;
@@ -80,11 +101,8 @@ extern "C" __global__ void residual_ln_fwd(const bf16* branch, const float* bias
     long long i = row * C + c;
     float v = ld(branch, i) + bias[c];
     v = dropout_keep(seed, site, (u64)i, p) ? v * scale : 0.f;
-    v += ld(residual, i);
-    // The backward recomputes from the stored (rounded) x, so normalise the rounded value.
-    bf16 vb = __float2bfloat16(v);
-    xs[i] = vb;
-    v = __bfloat162float(vb);
+    v += residual[i];
+    xs[i] = v;
     x[c] = v;
     acc += v;
   }
@@ -92,52 +110,59 @@ extern "C" __global__ void residual_ln_fwd(const bf16* branch, const float* bias
   float var = 0.f;
   for (int c = threadIdx.x; c < C; c += blockDim.x) { float d = x[c] - mu; var += d * d; }
   float r = rsqrtf(block_sum(var, red) / C + eps);
-  for (int c = threadIdx.x; c < C; c += blockDim.x) st(y, row * C + c, (x[c] - mu) * r * w[c] + b[c]);
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    float v = (x[c] - mu) * r * w[c] + b[c];
+    y[row * C + c] = v;
+    st(yc, row * C + c, v);
+  }
   if (threadIdx.x == 0) { mean[row] = mu; rstd[row] = r; }
 }
 
-// Backward of residual_ln_fwd: dx (the residual's and LN input's gradient, bf16) and dbranch
-// = dx * keep / (1 - p) (bf16). The parameters' gradients: ln_param_grads.
-extern "C" __global__ void residual_ln_bwd(const bf16* dy, const bf16* xs, const float* w,
-                                           const float* mean, const float* rstd, bf16* dx,
-                                           bf16* dbranch, int C, float p, u64 seed, u64 site) {
+// Backward of residual_ln_fwd from the output's gradient dy (fp32) + dyc (bf16): dx, the
+// residual's and LN input's gradient (fp32), and dbranch = dx * keep / (1 - p) (bf16, the
+// operand of the branch's GEMMs). The parameters' gradients: ln_param_grads.
+extern "C" __global__ void residual_ln_bwd(const float* dy, const bf16* dyc, const float* xs,
+                                           const float* w, const float* mean, const float* rstd,
+                                           float* dx, bf16* dbranch, int C, float p, u64 seed,
+                                           u64 site) {
   extern __shared__ float red[];
   long long row = blockIdx.x;
   float mu = mean[row], r = rstd[row], scale = p > 0.f ? 1.f / (1.f - p) : 1.f;
   float a1 = 0.f, a2 = 0.f;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     long long i = row * C + c;
-    float g = ld(dy, i) * w[c], xh = (ld(xs, i) - mu) * r;
+    float g = grad_at(dy, dyc, i) * w[c], xh = (xs[i] - mu) * r;
     a1 += g;
     a2 += g * xh;
   }
   float m1 = block_sum(a1, red) / C, m2 = block_sum(a2, red) / C;
   for (int c = threadIdx.x; c < C; c += blockDim.x) {
     long long i = row * C + c;
-    float xh = (ld(xs, i) - mu) * r;
-    float d = r * (ld(dy, i) * w[c] - m1 - xh * m2);
-    st(dx, i, d);
+    float xh = (xs[i] - mu) * r;
+    float d = r * (grad_at(dy, dyc, i) * w[c] - m1 - xh * m2);
+    dx[i] = d;
     st(dbranch, i, dropout_keep(seed, site, (u64)i, p) ? d * scale : 0.f);
   }
 }
 
-// Partial sums of dw[c] = sum_rows dy * xhat and db[c] = sum_rows dy: one thread per column,
-// blockIdx.y = a chunk of `rows` rows in order; part_dw, part_db [gridDim.y, C] (the caller sums
-// the chunks in order: deterministic; coalesced across the threads of a warp).
-extern "C" __global__ void ln_param_grads(const bf16* dy, const bf16* xs, const float* mean,
-                                          const float* rstd, float* part_dw, float* part_db,
+// Partial sums of dw[c] = sum_rows g * xhat and db[c] = sum_rows g, g = dy + dyc (as
+// residual_ln_bwd): one thread per column, blockIdx.y = a chunk of `rows` rows in order;
+// part [2, gridDim.y, C] (dw's partials, then db's; the caller sums the chunks in order:
+// deterministic; coalesced across the threads of a warp).
+extern "C" __global__ void ln_param_grads(const float* dy, const bf16* dyc, const float* xs,
+                                          const float* mean, const float* rstd, float* part,
                                           long long N, int C, long long rows) {
   int c = blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= C) return;
   long long r0 = (long long)blockIdx.y * rows, r1 = min(N, r0 + rows);
   float aw = 0.f, ab = 0.f;
   for (long long row = r0; row < r1; ++row) {
-    float g = ld(dy, row * C + c);
-    aw += g * (ld(xs, row * C + c) - mean[row]) * rstd[row];
+    float g = grad_at(dy, dyc, row * C + c);
+    aw += g * (xs[row * C + c] - mean[row]) * rstd[row];
     ab += g;
   }
-  part_dw[(long long)blockIdx.y * C + c] = aw;
-  part_db[(long long)blockIdx.y * C + c] = ab;
+  part[(long long)blockIdx.y * C + c] = aw;
+  part[((long long)gridDim.y + blockIdx.y) * C + c] = ab;
 }
 
 // Partial column sums of x [N, C] (a bias gradient), fp32, chunks of `rows` rows as above.

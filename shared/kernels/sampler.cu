@@ -21,6 +21,26 @@ __device__ __forceinline__ float tile_arg(float z, float inv_t, float neg_m_inv_
   return __fadd_rn(__fmul_rn(z, inv_t), neg_m_inv_t);
 }
 
+// Every sum and product below goes through an explicit round-to-nearest intrinsic, which NVRTC
+// never contracts into a fused multiply-add: each operation rounds once, as the CPU emulation's
+// (Rust never contracts). The test `the_sampler_has_no_contracted_arithmetic` (shared::cuda)
+// compiles this file with FE_OPAQUE_MATH (the maths library's functions out of line, below) and
+// finds no fused multiply-add in the kernels' own code.
+#ifdef FE_OPAQUE_MATH
+#define FE_MATH __device__ __noinline__
+#else
+#define FE_MATH __device__ __forceinline__
+#endif
+FE_MATH float math_expf(float x) { return expf(x); }
+FE_MATH double math_exp(double x) { return exp(x); }
+FE_MATH double math_log(double x) { return log(x); }
+__device__ __forceinline__ double rn_add(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ double rn_mul(double a, double b) { return __dmul_rn(a, b); }
+// m_t / T - M / T as (double)m_t * (double)inv_t - Mi.
+__device__ __forceinline__ double tile_log_scale(float m, float inv_t, double Mi) {
+  return __dsub_rn(rn_mul((double)m, (double)inv_t), Mi);
+}
+
 template <typename T>
 __device__ void sample_row(const T* zrow, int tiles, float inv_t, double u, long long* id_out,
                            long long* top1_out, float* ent_out, float* red, float* tm, float* ts,
@@ -52,8 +72,8 @@ __device__ void sample_row(const T* zrow, int tiles, float inv_t, double u, long
     float e = 0.f, ed = 0.f;
     if (m != -INFINITY && z != -INFINITY) {
       float d = tile_arg(z, inv_t, __fmul_rn(m, -inv_t));
-      e = expf(d);
-      ed = e > 0.f ? e * d : 0.f;
+      e = math_expf(d);
+      ed = e > 0.f ? __fmul_rn(e, d) : 0.f;
     }
     float s = block_sum(e, red);
     float a = block_sum(ed, red);
@@ -64,23 +84,23 @@ __device__ void sample_row(const T* zrow, int tiles, float inv_t, double u, long
     float M = -INFINITY;
     long long top1 = 0;
     for (int t = 0; t < tiles; ++t) if (tm[t] > M) { M = tm[t]; top1 = ti[t]; }
-    double Mi = (double)M * (double)inv_t, Z = 0.0, A = 0.0;
+    double Mi = rn_mul((double)M, (double)inv_t), Z = 0.0, A = 0.0;
     for (int t = 0; t < tiles; ++t) {
       if (ts[t] > 0.f) {
-        double lt = (double)tm[t] * (double)inv_t - Mi;
-        double c = exp(lt);
-        Z += (double)ts[t] * c;
-        A += c * ((double)ta[t] + (double)ts[t] * lt);
+        double lt = tile_log_scale(tm[t], inv_t, Mi);
+        double c = math_exp(lt);
+        Z = rn_add(Z, rn_mul((double)ts[t], c));
+        A = rn_add(A, rn_mul(c, rn_add((double)ta[t], rn_mul((double)ts[t], lt))));
       }
     }
-    double ent = log(Z) - A / Z;
+    double ent = __dsub_rn(math_log(Z), __ddiv_rn(A, Z));
     if (bad_any || M == -INFINITY) ent = NAN;
-    double target = u * Z, before = 0.0, P = 0.0;
+    double target = rn_mul(u, Z), before = 0.0, P = 0.0;
     int k = -1, last = -1;
     for (int t = 0; t < tiles; ++t) {
       if (ts[t] > 0.f) {
-        double c = exp((double)tm[t] * (double)inv_t - Mi);
-        double next = P + (double)ts[t] * c;
+        double c = math_exp(tile_log_scale(tm[t], inv_t, Mi));
+        double next = rn_add(P, rn_mul((double)ts[t], c));
         last = t;
         if (k < 0 && next > target) { k = t; before = P; }
         P = next;
@@ -90,12 +110,12 @@ __device__ void sample_row(const T* zrow, int tiles, float inv_t, double u, long
       k = last < 0 ? 0 : last;
       P = 0.0;
       for (int t = 0; t < k; ++t)
-        if (ts[t] > 0.f) P += (double)ts[t] * exp((double)tm[t] * (double)inv_t - Mi);
+        if (ts[t] > 0.f) P = rn_add(P, rn_mul((double)ts[t], math_exp(tile_log_scale(tm[t], inv_t, Mi))));
       before = P;
     }
     scratch[0] = before;
     scratch[1] = target;
-    scratch[2] = (k >= 0 && ts[k] > 0.f) ? exp((double)tm[k] * (double)inv_t - Mi) : 0.0;
+    scratch[2] = (k >= 0 && ts[k] > 0.f) ? math_exp(tile_log_scale(tm[k], inv_t, Mi)) : 0.0;
     ti[0] = k;
     top1_out[0] = top1;
     ent_out[0] = (float)ent;
@@ -108,7 +128,7 @@ __device__ void sample_row(const T* zrow, int tiles, float inv_t, double u, long
   float z = ld(zrow, (long long)k * TILE + i);
   float m = tm[k];
   float e = 0.f;
-  if (m != -INFINITY && z != -INFINITY) e = expf(tile_arg(z, inv_t, __fmul_rn(m, -inv_t)));
+  if (m != -INFINITY && z != -INFINITY) e = math_expf(tile_arg(z, inv_t, __fmul_rn(m, -inv_t)));
   red[i] = e;
   __syncthreads();
   if (i == 0) {
@@ -117,7 +137,7 @@ __device__ void sample_row(const T* zrow, int tiles, float inv_t, double u, long
     for (int j = 0; j < TILE; ++j) {
       if (red[j] > 0.f) {
         lastpos = j;
-        w += (double)red[j] * ck;
+        w = rn_add(w, rn_mul((double)red[j], ck));
         if (w > target) { pick = j; break; }
       }
     }

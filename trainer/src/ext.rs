@@ -75,6 +75,7 @@ extern "C" {
     fn fe_store_add(s: *mut FeStore, key: *const c_char, delta: i64, out: *mut i64) -> *mut c_char;
 
     fn fe_has_nccl() -> bool;
+    fn fe_current_cuda_stream(device: c_int, out: *mut *mut c_void) -> *mut c_char;
     fn fe_pg_gloo(
         s: *mut FeStore,
         rank: c_int,
@@ -181,6 +182,17 @@ pub fn fused_adamw(
 pub fn has_nccl() -> bool {
     // SAFETY: no arguments, returns a constant.
     unsafe { fe_has_nccl() }
+}
+
+/// libtorch's current CUDA stream on device `index` (`c10::cuda::getCurrentCUDAStream`), as the
+/// `CUstream` integer the hand-written kernels are launched on (0 = the legacy default stream).
+/// An error where there is no such device, or in a build without the CUDA headers.
+pub fn current_cuda_stream(index: usize) -> anyhow::Result<u64> {
+    let mut out: *mut c_void = std::ptr::null_mut();
+    // SAFETY: a valid out-pointer to a `void*`, written by the C++ side only on success; the
+    // device index is checked by c10 (an exception, returned as an error).
+    check(unsafe { fe_current_cuda_stream(index as c_int, &mut out) })?;
+    Ok(out as u64)
 }
 
 /// A c10d key-value store (`TCPStore`, optionally behind a key prefix).
@@ -407,6 +419,21 @@ impl Drop for Work {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With a GPU, the current stream of device 0 is libtorch's default stream (the legacy
+    /// one, 0, in torch 2.11); without one (this CPU machine) asking is an error naming the
+    /// cause, not a crash.
+    #[test]
+    fn the_current_cuda_stream_or_a_clear_error() {
+        match (tch::Cuda::is_available(), current_cuda_stream(0)) {
+            (true, Ok(s)) => assert_eq!(s, 0, "the default stream"),
+            (false, Err(e)) => {
+                let e = e.to_string();
+                assert!(e.to_lowercase().contains("cuda"), "{e}");
+            }
+            (gpu, r) => panic!("GPU available: {gpu}, current stream: {r:?}"),
+        }
+    }
 
     #[test]
     fn cpp_exceptions_become_errors() {

@@ -162,7 +162,7 @@ impl AdamW {
     /// Each trainable variable of `vs` as a view into `flat`, a buffer laid out as the
     /// parameters (each variable is a view into `params`: its offset there is its offset in
     /// `flat`).
-    fn views_into(&self, flat: &Tensor, vs: &VarStore) -> HashMap<String, Tensor> {
+    pub(crate) fn views_into(&self, flat: &Tensor, vs: &VarStore) -> HashMap<String, Tensor> {
         let base = self.params.data_ptr() as usize;
         let elem = self.params.kind().elt_size_in_bytes();
         vs.variables()

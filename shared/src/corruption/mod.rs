@@ -5,6 +5,7 @@
 pub mod augmentation;
 pub mod aux;
 pub mod batch;
+pub mod chi_square;
 pub mod distribution;
 pub mod masking;
 pub mod model_free;

@@ -12,9 +12,14 @@
 //! sums by `exp(m_t/T - M/T)` in fp64. Both are exact inverse-CDF draws of the same
 //! distribution; their cumulative sums differ by fp32 rounding (about 1e-7 relative).
 //!
-//! What the emulation cannot pin down: the GPU's `expf` (CUDA's, within 2 ulp) against the host
-//! `f32::exp`; a kernel draw may therefore differ from the emulation's at the same rounding ties,
-//! which the GPU check measures (share of identical draws, total-variation distance).
+//! Every product and sum of the kernel goes through an explicit round-to-nearest intrinsic
+//! (`__fmul_rn`, `__fadd_rn`, `__dmul_rn`, `__dadd_rn`), so NVRTC fuses none into a multiply-add
+//! (`cuda::tests::the_sampler_has_no_contracted_arithmetic` proves it), and the emulation
+//! rounds exactly where the kernel does. What it cannot pin down: the GPU's `expf` (CUDA's,
+//! within 2 ulp) and fp64 `exp` and `log` (within 1 ulp) against the host's; a kernel draw may
+//! therefore differ from the emulation's at the same rounding ties, which the GPU check
+//! measures (share of identical draws), and the draws' distribution is tested against the exact
+//! probabilities there (`super::chi_square`).
 use super::sampling::{padded_vocab, NonFiniteLogits, Sampled};
 use tch::{Kind, Tensor};
 

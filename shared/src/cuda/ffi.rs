@@ -2,7 +2,7 @@
 //! elsewhere): NVRTC and the CUDA driver opened with `dlopen`, and the typed launch of every
 //! kernel of `shared/kernels/`.
 //!
-//! Soundness rests on three rules, argued at each `unsafe` block:
+//! Soundness rests on four rules, argued at each `unsafe` block:
 //! 1. each C function is called through a pointer of its exact C signature (nvrtc.h, cuda.h
 //!    of CUDA 13), looked up by name in the library it belongs to;
 //! 2. every pointer handed to C is valid for what C does with it (NUL-terminated strings that
@@ -11,9 +11,12 @@
 //!    code that can reach the private `Kernels::launch`) that checks every tensor it
 //!    passes (CUDA, on the module's device, contiguous, of the kind and at least the number of
 //!    elements the kernel indexes, computed from the same integers the kernel receives), so no
-//!    kernel reads or writes outside a live allocation; the tensors are borrowed for the call
-//!    and kernels run on stream 0 (libtorch's current stream), so libtorch's caching allocator
-//!    cannot hand their memory to another tensor before the kernel ran.
+//!    kernel reads or writes outside a live allocation; the tensors are borrowed for the call;
+//! 4. kernels run on libtorch's current stream of their device ([`use_streams_of`]; the legacy
+//!    default stream, libtorch's current one in a program that never changes it, when no source
+//!    is set), a stream of the primary context the module was loaded in; libtorch's caching
+//!    allocator reuses a freed block only in order on the stream it was allocated on, so it
+//!    cannot hand a kernel's memory to another tensor before the kernel ran.
 #![allow(unsafe_code)]
 
 use anyhow::{bail, Context};
@@ -92,6 +95,8 @@ pub struct Nvrtc {
     log: unsafe extern "C" fn(NvrtcProgram, *mut c_char) -> c_int,
     cubin_size: unsafe extern "C" fn(NvrtcProgram, *mut usize) -> c_int,
     cubin: unsafe extern "C" fn(NvrtcProgram, *mut c_char) -> c_int,
+    ptx_size: unsafe extern "C" fn(NvrtcProgram, *mut usize) -> c_int,
+    ptx: unsafe extern "C" fn(NvrtcProgram, *mut c_char) -> c_int,
     destroy: unsafe extern "C" fn(*mut NvrtcProgram) -> c_int,
     error: unsafe extern "C" fn(c_int) -> *const c_char,
 }
@@ -107,14 +112,7 @@ impl Nvrtc {
     }
 
     fn load(dir: &super::CudaDir) -> anyhow::Result<Nvrtc> {
-        let builtins = std::fs::read_dir(&dir.lib)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with("libnvrtc-builtins.so."))
-            })
-            .with_context(|| format!("{}: no libnvrtc-builtins.so.*", dir.lib.display()))?;
+        let builtins = dir.builtins()?;
         let _ = Box::leak(Box::new(Lib::open(&builtins.to_string_lossy())?));
         let lib: &'static Lib = Box::leak(Box::new(Lib::open(
             &dir.lib.join("libnvrtc.so.13").to_string_lossy(),
@@ -162,6 +160,16 @@ impl Nvrtc {
                 "nvrtcGetCUBIN",
                 unsafe extern "C" fn(NvrtcProgram, *mut c_char) -> c_int
             ),
+            ptx_size: func!(
+                lib,
+                "nvrtcGetPTXSize",
+                unsafe extern "C" fn(NvrtcProgram, *mut usize) -> c_int
+            ),
+            ptx: func!(
+                lib,
+                "nvrtcGetPTX",
+                unsafe extern "C" fn(NvrtcProgram, *mut c_char) -> c_int
+            ),
             destroy: func!(
                 lib,
                 "nvrtcDestroyProgram",
@@ -195,6 +203,30 @@ impl Nvrtc {
     /// Compiles `src` (named `name` in messages) with `options` to a CUBIN; a failure carries
     /// NVRTC's log (file(line): error ...).
     pub fn compile(&self, src: &str, name: &str, options: &[String]) -> anyhow::Result<Vec<u8>> {
+        self.build(src, name, options, false)
+    }
+
+    /// [`Nvrtc::compile`] to PTX (for a virtual architecture, `compute_XY`): the text.
+    pub fn compile_ptx(&self, src: &str, name: &str, options: &[String]) -> anyhow::Result<String> {
+        let mut bytes = self.build(src, name, options, true)?;
+        if bytes.last() == Some(&0) {
+            bytes.pop();
+        }
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    fn build(
+        &self,
+        src: &str,
+        name: &str,
+        options: &[String],
+        ptx: bool,
+    ) -> anyhow::Result<Vec<u8>> {
+        let (size_of, get, what) = if ptx {
+            (self.ptx_size, self.ptx, "PTX")
+        } else {
+            (self.cubin_size, self.cubin, "CUBIN")
+        };
         let c_src = CString::new(src)?;
         let c_name = CString::new(name)?;
         let c_opts: Vec<CString> = options
@@ -225,13 +257,14 @@ impl Nvrtc {
         } else {
             let mut n = 0usize;
             // SAFETY: a compiled program and a valid out-pointer.
-            let r = unsafe { (self.cubin_size)(prog, &mut n) };
-            self.check(r, "getting the CUBIN size").map(|_| {
-                let mut buf = vec![0u8; n];
-                // SAFETY: `buf` holds the n bytes NVRTC just reported.
-                let r = unsafe { (self.cubin)(prog, buf.as_mut_ptr().cast()) };
-                self.check(r, "getting the CUBIN").map(|_| buf)
-            })?
+            let r = unsafe { size_of(prog, &mut n) };
+            self.check(r, &format!("getting the {what} size"))
+                .and_then(|_| {
+                    let mut buf = vec![0u8; n];
+                    // SAFETY: `buf` holds the n bytes NVRTC just reported.
+                    let r = unsafe { get(prog, buf.as_mut_ptr().cast()) };
+                    self.check(r, &format!("getting the {what}")).map(|_| buf)
+                })
         };
         // SAFETY: `prog` was created above and is destroyed once.
         unsafe { (self.destroy)(&mut prog) };
@@ -254,6 +287,7 @@ impl Nvrtc {
 type CuFunction = *mut c_void;
 type CuModule = *mut c_void;
 type CuContext = *mut c_void;
+type CuStream = *mut c_void;
 
 /// The CUDA driver (`libcuda.so.1`), opened on first use.
 struct Driver {
@@ -274,11 +308,12 @@ struct Driver {
         c_uint,
         c_uint,
         c_uint,
-        *mut c_void,
+        CuStream,
         *mut *mut c_void,
         *mut *mut c_void,
     ) -> c_int,
     error: unsafe extern "C" fn(c_int, *mut *const c_char) -> c_int,
+    stream_synchronize: unsafe extern "C" fn(CuStream) -> c_int,
 }
 
 impl Driver {
@@ -335,7 +370,7 @@ impl Driver {
                     c_uint,
                     c_uint,
                     c_uint,
-                    *mut c_void,
+                    CuStream,
                     *mut *mut c_void,
                     *mut *mut c_void,
                 ) -> c_int
@@ -344,6 +379,11 @@ impl Driver {
                 lib,
                 "cuGetErrorString",
                 unsafe extern "C" fn(c_int, *mut *const c_char) -> c_int
+            ),
+            stream_synchronize: func!(
+                lib,
+                "cuStreamSynchronize",
+                unsafe extern "C" fn(CuStream) -> c_int
             ),
         };
         // SAFETY: cuInit takes flags 0.
@@ -371,6 +411,10 @@ impl Driver {
 /// The kernels loaded on one device (its primary context, which libtorch uses).
 pub struct Kernels {
     ctx: CuContext,
+    /// The CUDA device ordinal.
+    index: usize,
+    /// [`SyncMode::from_env`], read when the kernels were loaded.
+    sync: SyncMode,
     functions: HashMap<&'static str, CuFunction>,
     /// e.g. `sm_90`.
     pub arch: String,
@@ -423,13 +467,23 @@ impl Kernels {
         )?;
         // SAFETY: a retained context.
         d.check(unsafe { (d.ctx_set_current)(ctx) }, "cuCtxSetCurrent")?;
-        let (cubin, cached) = super::cubin(&arch)?;
+        let sync = SyncMode::from_env()?;
+        let (mut cubin, mut cached) = super::cubin(&arch)?;
         let mut module: CuModule = std::ptr::null_mut();
         // SAFETY: `cubin` is a complete CUBIN image alive during the call; valid out-pointer.
-        d.check(
-            unsafe { (d.module_load_data)(&mut module, cubin.as_ptr().cast()) },
-            "loading the kernels",
-        )?;
+        let mut r = unsafe { (d.module_load_data)(&mut module, cubin.as_ptr().cast()) };
+        if r != 0 && cached {
+            // A cached CUBIN the driver refuses (its checksum matched: damaged before it was
+            // written, or by a toolchain the key does not see): compile it again.
+            eprintln!(
+                "kernel cache: the driver refused the cached kernels for {arch} ({}); recompiling",
+                d.check(r, "loading the kernels").unwrap_err()
+            );
+            (cubin, cached) = super::cubin_in(super::cache_dir().as_deref(), &arch, true)?;
+            // SAFETY: as above.
+            r = unsafe { (d.module_load_data)(&mut module, cubin.as_ptr().cast()) };
+        }
+        d.check(r, "loading the kernels")?;
         let mut functions = HashMap::new();
         for name in super::KERNELS {
             let c = CString::new(name)?;
@@ -443,14 +497,18 @@ impl Kernels {
         }
         Ok(Kernels {
             ctx,
+            index,
+            sync,
             functions,
             arch,
             cached,
         })
     }
 
-    /// Launches `name` on stream 0 with `args` (values of the kernel's parameter types, in
-    /// order). Private: only the typed wrappers below call it (rule 3).
+    /// Launches `name` with `args` (values of the kernel's parameter types, in order) on the
+    /// device's current stream ([`use_streams_of`]; the legacy default stream unless set). A
+    /// grid with no block (no rows) launches nothing. Private: only the typed wrappers below
+    /// call it (rule 3).
     fn launch(
         &self,
         name: &str,
@@ -459,45 +517,135 @@ impl Kernels {
         smem: u32,
         args: &[Arg],
     ) -> anyhow::Result<()> {
+        let grid = grid.into();
+        if grid.is_empty() {
+            return Ok(());
+        }
         let d = Driver::get()?;
-        let Grid(gx, gy) = grid.into();
+        let Grid(gx, gy) = grid;
+        let what = describe_launch(name, grid, block, smem);
         let f = *self
             .functions
             .get(name)
             .with_context(|| format!("no kernel {name}"))?;
+        let stream = stream_for(self.index)
+            .with_context(|| format!("{what}: the current CUDA stream"))?
+            as CuStream;
         let mut vals: Vec<u64> = args.iter().map(Arg::bits).collect();
         let mut ptrs: Vec<*mut c_void> = vals
             .iter_mut()
             .map(|v| (v as *mut u64).cast::<c_void>())
             .collect();
+        // SAFETY: the context is this module's and `stream` one of its streams (rule 4).
+        unsafe { d.check((d.ctx_set_current)(self.ctx), "cuCtxSetCurrent") }?;
+        if self.sync == SyncMode::EachLaunch {
+            // SAFETY: a stream of the current context (rule 4).
+            let r = unsafe { (d.stream_synchronize)(stream) };
+            d.check(r, "cuStreamSynchronize").with_context(|| {
+                format!(
+                    "before {what}: an earlier operation on the stream failed ({SYNC_ENV}=1; with \
+                     CUDA_LAUNCH_BLOCKING=1 torch reports its own kernels' faults where they happen)"
+                )
+            })?;
+        }
         // SAFETY: the context is this module's; each kernel parameter pointer points at 8
         // bytes holding the argument in its low (little-endian) bytes, alive for the call, as
         // cuLaunchKernel copies them before returning; the arguments' types and the memory
-        // they address were checked by the typed wrapper (rule 3).
-        unsafe {
-            d.check((d.ctx_set_current)(self.ctx), "cuCtxSetCurrent")?;
-            d.check(
-                (d.launch)(
-                    f,
-                    gx.max(1),
-                    gy.max(1),
-                    1,
-                    block,
-                    1,
-                    1,
-                    smem,
-                    std::ptr::null_mut(),
-                    ptrs.as_mut_ptr(),
-                    std::ptr::null_mut(),
-                ),
-                name,
+        // they address were checked by the typed wrapper (rule 3); the grid has at least one
+        // block; `stream` belongs to the context (rule 4).
+        let r = unsafe {
+            (d.launch)(
+                f,
+                gx,
+                gy,
+                1,
+                block,
+                1,
+                1,
+                smem,
+                stream,
+                ptrs.as_mut_ptr(),
+                std::ptr::null_mut(),
             )
+        };
+        d.check(r, "cuLaunchKernel")
+            .with_context(|| format!("launching {what}"))?;
+        if self.sync == SyncMode::EachLaunch {
+            // SAFETY: as above.
+            let r = unsafe { (d.stream_synchronize)(stream) };
+            d.check(r, "cuStreamSynchronize")
+                .with_context(|| format!("{what} failed ({SYNC_ENV}=1 synchronised after it)"))?;
         }
+        Ok(())
     }
 }
 
+/// The environment switch that synchronises the stream before and after every kernel launch,
+/// so that a fault is reported by the launch of the kernel that made it, naming the kernel,
+/// instead of by an unrelated later call. For debugging: it serialises the host and the GPU.
+pub const SYNC_ENV: &str = "FAST_ELECTRA_CUDA_SYNC";
+
+/// Whether launches synchronise ([`SYNC_ENV`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncMode {
+    /// Launches are asynchronous (the default).
+    Off,
+    /// The stream is synchronised before and after each launch.
+    EachLaunch,
+}
+
+impl SyncMode {
+    /// `value` of [`SYNC_ENV`]: unset, empty or `0`: off; `1`: on; anything else is an error.
+    pub fn parse(value: Option<&str>) -> anyhow::Result<Self> {
+        match value.map(str::trim) {
+            None | Some("") | Some("0") => Ok(SyncMode::Off),
+            Some("1") => Ok(SyncMode::EachLaunch),
+            Some(v) => bail!("${SYNC_ENV}: expected 0 or 1, found {v:?}"),
+        }
+    }
+
+    /// [`SyncMode::parse`] of the environment.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let v = std::env::var_os(SYNC_ENV).map(|v| v.to_string_lossy().into_owned());
+        Self::parse(v.as_deref())
+    }
+}
+
+/// A launch as errors name it: kernel, grid, block and shared memory.
+fn describe_launch(name: &str, Grid(gx, gy): Grid, block: u32, smem: u32) -> String {
+    format!("kernel {name} (grid {gx} x {gy}, {block} threads per block, {smem} bytes of shared memory)")
+}
+
+/// The source of the stream kernels are launched on: a function of the CUDA device ordinal
+/// returning that device's current `CUstream` as an integer (0 = the legacy default stream).
+pub type StreamSource = fn(usize) -> anyhow::Result<u64>;
+
+static STREAMS: OnceLock<StreamSource> = OnceLock::new();
+
+/// Launches every kernel of this process on the stream `source` gives (the trainer passes
+/// libtorch's current stream, `c10::cuda::getCurrentCUDAStream`, so that kernels are ordered
+/// with ATen's work even when another stream is made current). Rule 4: `source` must return a
+/// live stream of the device's primary context (libtorch's streams are). Set once per process;
+/// returns false if a source was set already. Without one, kernels run on the legacy default
+/// stream, which is libtorch's current stream unless a program makes another current.
+pub fn use_streams_of(source: StreamSource) -> bool {
+    STREAMS.set(source).is_ok()
+}
+
+fn stream_for(index: usize) -> anyhow::Result<u64> {
+    STREAMS.get().map_or(Ok(0), |f| f(index))
+}
+
 /// A launch grid (x, y).
+#[derive(Debug, Clone, Copy)]
 struct Grid(u32, u32);
+
+impl Grid {
+    /// No block to launch (a dimension is 0: no rows).
+    fn is_empty(&self) -> bool {
+        self.0 == 0 || self.1 == 0
+    }
+}
 
 impl From<u32> for Grid {
     fn from(x: u32) -> Self {
@@ -534,3 +682,30 @@ impl Arg {
 
 mod launch;
 pub use launch::*;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sync_switch_is_0_or_1_and_errors_name_it() {
+        assert_eq!(SyncMode::parse(None).unwrap(), SyncMode::Off);
+        assert_eq!(SyncMode::parse(Some("")).unwrap(), SyncMode::Off);
+        assert_eq!(SyncMode::parse(Some("0")).unwrap(), SyncMode::Off);
+        assert_eq!(SyncMode::parse(Some("1")).unwrap(), SyncMode::EachLaunch);
+        let err = SyncMode::parse(Some("yes")).unwrap_err().to_string();
+        assert!(err.contains(SYNC_ENV) && err.contains("\"yes\""), "{err}");
+    }
+
+    #[test]
+    fn a_launch_is_named_with_its_shape_and_an_empty_grid_launches_nothing() {
+        let what = describe_launch("residual_ln_fwd", Grid(16384, 1), 256, 4096);
+        assert_eq!(
+            what,
+            "kernel residual_ln_fwd (grid 16384 x 1, 256 threads per block, 4096 bytes of shared memory)"
+        );
+        assert!(Grid::from(0).is_empty());
+        assert!(Grid::from((3, 0)).is_empty());
+        assert!(!Grid::from((1, 1)).is_empty());
+    }
+}

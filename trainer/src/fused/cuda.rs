@@ -6,7 +6,7 @@
 //! the same contract as [`super::ops::TchOps`]'s, and `scripts/gpu-check.sh` runs
 //! `trainer fused-check` (`super::check`), which compares every one against `TchOps` on the GPU
 //! with the same dropout masks and bf16 tolerances, then times the step.
-use super::ops::{AttnSaved, Drop, LnGrads, LnSaved, Ops};
+use super::ops::{AttnSaved, Drop, LnGrads, LnSaved, Ops, Resid, ResidGrad};
 use shared::cuda::ffi::{self, Dropout, Kernels};
 use std::cell::Cell;
 use tch::{Device, Kind, Tensor};
@@ -15,7 +15,8 @@ use tch::{Device, Kind, Tensor};
 pub struct CudaOps {
     device: Device,
     /// The Philox seed of the current micro-batch's dropout masks (drawn at site 0 from
-    /// torch's CPU generator, which the trainer seeds from (seed, step)).
+    /// torch's CPU generator, which the trainer seeds from (seed, rank, step):
+    /// `crate::rng::philox_seed`).
     seed: Cell<u64>,
 }
 
@@ -30,6 +31,18 @@ impl CudaOps {
         let Device::Cuda(i) = device else {
             anyhow::bail!("CudaOps: expected a CUDA device, found {device:?}");
         };
+        // Launch on libtorch's current stream, so that the kernels are ordered with ATen's
+        // work even if a side stream is made current (docs/fused-step.md). A build without the
+        // CUDA headers (then also without NCCL) cannot ask libtorch: the legacy default stream.
+        if crate::ext::has_nccl() {
+            ffi::use_streams_of(crate::ext::current_cuda_stream);
+        } else {
+            eprintln!(
+                "trainer: --step fused: built without the CUDA headers: kernels run on the \
+                 legacy default stream (libtorch's current stream unless a side stream is made \
+                 current)"
+            );
+        }
         let k = Kernels::get(i)
             .map_err(|e| anyhow::anyhow!("--step fused: the CUDA kernels: {e:#}"))?;
         eprintln!(
@@ -72,6 +85,14 @@ impl CudaOps {
     }
 }
 
+/// The two parts of a residual gradient as the kernels take them: fp32 and bf16, contiguous.
+fn parts(g: &ResidGrad) -> (Option<Tensor>, Option<Tensor>) {
+    (
+        g.f.as_ref().map(|t| as_kind(t, Kind::Float)),
+        g.c.as_ref().map(|t| as_kind(t, Kind::BFloat16)),
+    )
+}
+
 /// `t` as a contiguous tensor of `kind`.
 fn as_kind(t: &Tensor, kind: Kind) -> Tensor {
     t.to_kind(kind).contiguous()
@@ -86,8 +107,7 @@ fn ok(r: anyhow::Result<()>) {
 impl Ops for CudaOps {
     fn dropout(&self, _shape: &[i64], _kind: Kind, p: f64, site: u64) -> Drop {
         if site == 0 {
-            let s = Tensor::randint(i64::MAX, [1], (Kind::Int64, Device::Cpu)).int64_value(&[0]);
-            self.seed.set(s as u64);
+            self.seed.set(crate::rng::philox_seed());
         }
         if p <= 0.0 {
             return Drop::Off;
@@ -109,12 +129,14 @@ impl Ops for CudaOps {
         b: &Tensor,
         eps: f64,
         drop: &Drop,
-    ) -> (Tensor, LnSaved) {
+        _kind: Kind,
+    ) -> (Resid, LnSaved) {
         let (_, s) = ids.size2().expect("ids are [B, S]");
         let ids = ids.contiguous().view([-1]);
         let n = ids.size()[0];
         let c = w.size()[0];
-        let (y, mean, rstd) = (self.bf16(&[n, c]), self.f32(&[n]), self.f32(&[n]));
+        let (y, yc) = (self.f32(&[n, c]), self.bf16(&[n, c]));
+        let (mean, rstd) = (self.f32(&[n]), self.f32(&[n]));
         ok(ffi::embed_ln_fwd(
             &ids,
             word,
@@ -123,6 +145,7 @@ impl Ops for CudaOps {
             w,
             b,
             &y,
+            &yc,
             &mean,
             &rstd,
             s,
@@ -133,13 +156,14 @@ impl Ops for CudaOps {
             x: Tensor::empty([0], (Kind::Float, self.device)),
             mean,
             rstd,
+            kind: Kind::BFloat16,
         };
-        (y, saved)
+        (Resid { x: y, c: yc }, saved)
     }
 
     fn embed_ln_backward(
         &self,
-        dy: &Tensor,
+        dy: &ResidGrad,
         ids: &Tensor,
         saved: &LnSaved,
         w: &Tensor,
@@ -150,11 +174,12 @@ impl Ops for CudaOps {
         let flat = ids.contiguous().view([-1]);
         let n = flat.size()[0];
         let c = w.size()[0];
-        let dy = as_kind(dy, Kind::BFloat16);
+        let (f, cc) = parts(dy);
         let dx = self.f32(&[n, c]);
         let d = self.drop_of(drop);
         ok(ffi::embed_ln_bwd(
-            &dy,
+            f.as_ref(),
+            cc.as_ref(),
             &flat,
             tables[0],
             tables[1],
@@ -172,7 +197,7 @@ impl Ops for CudaOps {
             + tables[1].narrow(0, 0, s).repeat([b, 1])
             + tables[2].get(0);
         let xh = (x - saved.mean.view([n, 1])) * saved.rstd.view([n, 1]);
-        let mut g = dy.to_kind(Kind::Float);
+        let mut g = dy.total();
         if d.p > 0.0 {
             let m = self.f32(&[n, c]);
             ok(ffi::dropout_mask(&m, d));
@@ -193,12 +218,12 @@ impl Ops for CudaOps {
         w: &Tensor,
         b: &Tensor,
         eps: f64,
-    ) -> (Tensor, LnSaved) {
+    ) -> (Resid, LnSaved) {
         let c = w.size()[0];
         let branch = as_kind(branch, Kind::BFloat16);
-        let residual = as_kind(residual, Kind::BFloat16);
+        let residual = as_kind(residual, Kind::Float);
         let n = branch.numel() as i64 / c;
-        let (y, xs) = (self.bf16(&[n, c]), self.bf16(&[n, c]));
+        let (y, yc, xs) = (self.f32(&[n, c]), self.bf16(&[n, c]), self.f32(&[n, c]));
         let (mean, rstd) = (self.f32(&[n]), self.f32(&[n]));
         ok(ffi::residual_ln_fwd(
             &branch,
@@ -207,28 +232,36 @@ impl Ops for CudaOps {
             w,
             b,
             &y,
+            &yc,
             &xs,
             &mean,
             &rstd,
             eps,
             self.drop_of(drop),
         ));
-        (y, LnSaved { x: xs, mean, rstd })
+        let saved = LnSaved {
+            x: xs,
+            mean,
+            rstd,
+            kind: Kind::BFloat16,
+        };
+        (Resid { x: y, c: yc }, saved)
     }
 
     fn residual_ln_backward(
         &self,
-        dy: &Tensor,
+        dy: &ResidGrad,
         saved: &LnSaved,
         w: &Tensor,
         drop: &Drop,
     ) -> LnGrads {
         let c = w.size()[0];
-        let dy = as_kind(dy, Kind::BFloat16);
-        let n = dy.numel() as i64 / c;
-        let (dx, dbranch) = (self.bf16(&[n, c]), self.bf16(&[n, c]));
+        let n = saved.x.numel() as i64 / c;
+        let (f, cc) = parts(dy);
+        let (dx, dbranch) = (self.f32(&[n, c]), self.bf16(&[n, c]));
         ok(ffi::residual_ln_bwd(
-            &dy,
+            f.as_ref(),
+            cc.as_ref(),
             &saved.x,
             w,
             &saved.mean,
@@ -237,20 +270,20 @@ impl Ops for CudaOps {
             &dbranch,
             self.drop_of(drop),
         ));
-        let (dw, db) = (self.f32(&[c]), self.f32(&[c]));
-        ok(ffi::ln_param_grads(
-            &dy,
+        let dwb = ffi::ln_param_grads(
+            f.as_ref(),
+            cc.as_ref(),
             &saved.x,
             &saved.mean,
             &saved.rstd,
-            &dw,
-            &db,
-        ));
+            c,
+        )
+        .unwrap_or_else(|e| panic!("--step fused: CUDA kernel: {e:#}"));
         LnGrads {
             dx,
             dbranch,
-            dw,
-            db,
+            dw: dwb.get(0),
+            db: dwb.get(1),
         }
     }
 

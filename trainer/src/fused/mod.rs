@@ -12,6 +12,7 @@
 //! floating-point rounding; on CUDA they come from Philox inside the kernels
 //! ([`ops::Drop::Philox`]) and differ from autograd's (same distribution).
 pub mod cuda;
+pub mod grads;
 pub mod ops;
 pub mod step;
 pub mod weights;
@@ -99,55 +100,115 @@ impl FusedStep {
 
     /// Forward and backward of one micro-batch: returns the logits [B, S] and the mean loss
     /// (both without gradient), and the gradients by parameter name of `scale` x loss.
+    /// `padded`: whether a row mixes real tokens and padding ([`key_padding`]).
     pub fn gradients(
         &self,
         ids: &Tensor,
         attention_mask: &Tensor,
+        padded: bool,
         targets: &Tensor,
         train: bool,
         scale: f64,
     ) -> (Tensor, Tensor, weights::Grads) {
+        let mut sink = grads::Sink::Collect(Default::default());
+        let (logits, loss) = self.run(
+            ids,
+            attention_mask,
+            padded,
+            targets,
+            train,
+            scale,
+            &mut sink,
+        );
+        let grads::Sink::Collect(g) = sink else {
+            unreachable!("a collecting sink")
+        };
+        (logits, loss, g)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        ids: &Tensor,
+        attention_mask: &Tensor,
+        padded: bool,
+        targets: &Tensor,
+        train: bool,
+        scale: f64,
+        sink: &mut grads::Sink,
+    ) -> (Tensor, Tensor) {
         let f = step::forward(
             &self.weights,
             self.ops.as_ref(),
             ids,
             attention_mask,
+            padded,
             targets,
             train,
             scale,
             self.kind,
         );
-        let grads = step::backward(&self.weights, self.ops.as_ref(), &f, self.kind);
-        (f.logits, f.loss, grads)
+        step::backward(&self.weights, self.ops.as_ref(), &f, self.kind, sink);
+        (f.logits, f.loss)
     }
 
-    /// [`FusedStep::gradients`], added to the `.grad()` of the variables of `vs`.
+    /// [`FusedStep::gradients`] of a training micro-batch, added to the `.grad()` of the
+    /// variables of `vs` as the backward computes them (one in-place addition per gradient).
     pub fn accumulate(
         &self,
         vs: &VarStore,
         ids: &Tensor,
         attention_mask: &Tensor,
+        padded: bool,
         targets: &Tensor,
         scale: f64,
     ) -> (Tensor, Tensor) {
-        let (logits, loss, grads) = self.gradients(ids, attention_mask, targets, true, scale);
-        tch::no_grad(|| {
-            for (name, var) in vs.variables() {
-                let g = grads
-                    .get(&name)
-                    .unwrap_or_else(|| panic!("--step fused computed no gradient for {name}"));
-                let mut acc = var.grad();
-                if !acc.defined() {
-                    // Make the variable own a gradient tensor (the optimizer always has).
-                    tch::with_grad(|| var.sum(Kind::Float).backward());
-                    acc = var.grad();
-                    let _ = acc.zero_();
-                }
-                let _ = acc.g_add_(&g.to_kind(acc.kind()));
-            }
+        let targets_of_grads = tch::no_grad(|| {
+            vs.variables()
+                .into_iter()
+                .map(|(name, var)| {
+                    let mut acc = var.grad();
+                    if !acc.defined() {
+                        // Make the variable own a gradient tensor (the optimizer always has).
+                        tch::with_grad(|| var.sum(Kind::Float).backward());
+                        acc = var.grad();
+                        let _ = acc.zero_();
+                    }
+                    (name, acc)
+                })
+                .collect()
         });
-        (logits, loss)
+        let mut sink = grads::Sink::Into(targets_of_grads, Default::default());
+        let out = self.run(ids, attention_mask, padded, targets, true, scale, &mut sink);
+        sink.check_complete();
+        out
     }
+
+    /// Whether the compute-kind key, query and value weights of every layer are read as one
+    /// `[3H, H]` view of adjacent weights (no copy per update).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn kqv_are_views(&self) -> bool {
+        self.weights.kqv_are_views()
+    }
+}
+
+/// Whether a batch's attention mask (`mask`, rows of `len`, 1 = real) has a row that mixes real
+/// tokens and padding, so that attention needs a key mask: computed on the host from the
+/// collated batch, so the step never waits for the device to find out.
+pub fn key_padding(mask: &[i64], len: usize) -> bool {
+    len > 0
+        && mask
+            .chunks(len)
+            .any(|row| row.contains(&0) && row.iter().any(|&m| m != 0))
+}
+
+/// [`key_padding`] of a mask tensor `[B, S]` (copies it to the host: the tests and checks).
+#[cfg_attr(not(test), allow(dead_code))]
+pub fn key_padding_of(mask: &Tensor) -> bool {
+    let (_, s) = mask.size2().expect("the attention mask is [B, S]");
+    let host =
+        Vec::<i64>::try_from(mask.to_kind(Kind::Int64).reshape([-1])).expect("an int64 mask");
+    key_padding(&host, s as usize)
 }
 
 #[cfg(test)]

@@ -31,19 +31,71 @@ impl Drop {
     }
 }
 
+/// An activation of the residual stream (a LayerNorm's output): `x` in fp32, and `c`, its copy
+/// in the compute kind that the next GEMMs read (the same tensor when the compute kind is fp32).
+/// The residual additions read `x`, so the stream is never rounded to bf16, as under bf16
+/// autocast (LayerNorm in fp32, the residual addition promoted to fp32).
+pub struct Resid {
+    pub x: Tensor,
+    pub c: Tensor,
+}
+
+impl Resid {
+    /// `x` (fp32) with its compute-kind copy.
+    pub fn of(x: Tensor, kind: Kind) -> Self {
+        let c = if x.kind() == kind {
+            x.shallow_clone()
+        } else {
+            x.to_kind(kind)
+        };
+        Resid { x, c }
+    }
+
+    pub fn shallow_clone(&self) -> Self {
+        Resid {
+            x: self.x.shallow_clone(),
+            c: self.c.shallow_clone(),
+        }
+    }
+}
+
+/// The gradient of a residual-stream activation as it arrives: an fp32 part `f` (the residual's,
+/// from the LayerNorm above) and a compute-kind part `c` (a GEMM's dX), either absent. Their sum
+/// is formed in fp32 by the operation that consumes it (inside the LayerNorm kernels on CUDA),
+/// so no residual gradient is rounded to bf16.
+pub struct ResidGrad {
+    pub f: Option<Tensor>,
+    pub c: Option<Tensor>,
+}
+
+impl ResidGrad {
+    /// `f + c` in fp32.
+    pub fn total(&self) -> Tensor {
+        match (&self.f, &self.c) {
+            (Some(f), Some(c)) => f.to_kind(Kind::Float) + c.to_kind(Kind::Float),
+            (Some(f), None) => f.to_kind(Kind::Float),
+            (None, Some(c)) => c.to_kind(Kind::Float),
+            (None, None) => panic!("a residual gradient with neither part"),
+        }
+    }
+}
+
 /// What a LayerNorm's backward needs: its input (for a residual LayerNorm, the sum of the
-/// branch and the residual), mean and reciprocal standard deviation.
+/// branch and the residual; fp32), mean and reciprocal standard deviation, and the compute kind
+/// of the branch's gradient.
 pub struct LnSaved {
     pub x: Tensor,
     pub mean: Tensor,
     pub rstd: Tensor,
+    pub kind: Kind,
 }
 
 /// The gradients of a LayerNorm's input, affine parameters and (residual LayerNorms) branch.
 pub struct LnGrads {
-    /// d loss / d (LayerNorm input): also the gradient of the residual.
+    /// d loss / d (LayerNorm input), fp32: also the gradient of the residual.
     pub dx: Tensor,
-    /// `dx` times the dropout mask: the gradient of the branch before dropout.
+    /// `dx` times the dropout mask, in the compute kind: the gradient of the branch before
+    /// dropout (the operand of its GEMMs).
     pub dbranch: Tensor,
     pub dw: Tensor,
     pub db: Tensor,
@@ -82,7 +134,7 @@ pub trait Ops {
     fn dropout(&self, shape: &[i64], kind: Kind, p: f64, site: u64) -> Drop;
 
     /// Embeddings: `word[ids] + pos[0..S] + typ[0]`, LayerNorm, dropout. `ids` [B, S].
-    /// Returns the output `[N, E]` and what the backward needs.
+    /// Returns the output `[N, E]` (fp32, and in `kind`) and what the backward needs.
     #[allow(clippy::too_many_arguments)]
     fn embed_ln(
         &self,
@@ -94,14 +146,15 @@ pub trait Ops {
         b: &Tensor,
         eps: f64,
         drop: &Drop,
-    ) -> (Tensor, LnSaved);
+        kind: Kind,
+    ) -> (Resid, LnSaved);
 
     /// The gradients of the embedding tables (word `[V, E]`, position `[P, E]`, token type
     /// `[T, E]`) and the LayerNorm from the output's gradient `dy` `[N, E]`.
     #[allow(clippy::too_many_arguments)]
     fn embed_ln_backward(
         &self,
-        dy: &Tensor,
+        dy: &ResidGrad,
         ids: &Tensor,
         saved: &LnSaved,
         w: &Tensor,
@@ -109,7 +162,9 @@ pub trait Ops {
         tables: [&Tensor; 3],
     ) -> ([Tensor; 3], Tensor, Tensor);
 
-    /// `LayerNorm(dropout(branch + bias) + residual)`; `branch` is a GEMM output without bias.
+    /// `LayerNorm(dropout(branch + bias) + residual)`; `branch` is a GEMM output without bias
+    /// (in the compute kind, which the output's copy and the backward's `dbranch` take),
+    /// `residual` the fp32 stream.
     #[allow(clippy::too_many_arguments)]
     fn residual_ln(
         &self,
@@ -120,12 +175,12 @@ pub trait Ops {
         w: &Tensor,
         b: &Tensor,
         eps: f64,
-    ) -> (Tensor, LnSaved);
+    ) -> (Resid, LnSaved);
 
     /// The backward of [`Ops::residual_ln`] (and of a plain LayerNorm, `drop` = Off).
     fn residual_ln_backward(
         &self,
-        dy: &Tensor,
+        dy: &ResidGrad,
         saved: &LnSaved,
         w: &Tensor,
         drop: &Drop,
@@ -165,18 +220,20 @@ pub struct TchOps {
     pub device: tch::Device,
 }
 
-/// LayerNorm's forward over the last dimension, keeping mean and rstd ([N, 1], fp32).
-fn ln_forward(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> (Tensor, LnSaved) {
+/// LayerNorm's forward over the last dimension in fp32, keeping its input (fp32), mean and
+/// rstd ([N, 1], fp32); the output is fp32 (`y`) and a copy in `kind`.
+fn ln_forward(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64, kind: Kind) -> (Resid, LnSaved) {
     let x32 = x.to_kind(Kind::Float);
     let width = x32.size()[1];
     let (y, mean, rstd) =
         Tensor::native_layer_norm(&x32, [width].as_slice(), Some(w), Some(b), eps);
     (
-        y.to_kind(x.kind()),
+        Resid::of(y, kind),
         LnSaved {
-            x: x.shallow_clone(),
+            x: x32,
             mean,
             rstd,
+            kind,
         },
     )
 }
@@ -223,18 +280,19 @@ impl Ops for TchOps {
         b: &Tensor,
         eps: f64,
         drop: &Drop,
-    ) -> (Tensor, LnSaved) {
+        kind: Kind,
+    ) -> (Resid, LnSaved) {
         let s = ids.size()[1];
         let words = Tensor::embedding(word, ids, -1, false, false);
         let x = words + pos.narrow(0, 0, s).unsqueeze(0) + typ.get(0);
         let e = x.size()[2];
-        let (y, saved) = ln_forward(&x.view([-1, e]), w, b, eps);
-        (drop.apply(&y), saved)
+        let (y, saved) = ln_forward(&x.view([-1, e]), w, b, eps, Kind::Float);
+        (Resid::of(drop.apply(&y.x), kind), saved)
     }
 
     fn embed_ln_backward(
         &self,
-        dy: &Tensor,
+        dy: &ResidGrad,
         ids: &Tensor,
         saved: &LnSaved,
         w: &Tensor,
@@ -242,7 +300,7 @@ impl Ops for TchOps {
         tables: [&Tensor; 3],
     ) -> ([Tensor; 3], Tensor, Tensor) {
         let (b, s) = ids.size2().expect("ids are [B, S]");
-        let dy = drop.apply(dy);
+        let dy = drop.apply(&dy.total());
         let (dx, dw, db) = ln_backward(&dy, saved, w);
         (embedding_table_grads(&dx, ids, tables, (b, s)), dw, db)
     }
@@ -256,21 +314,22 @@ impl Ops for TchOps {
         w: &Tensor,
         b: &Tensor,
         eps: f64,
-    ) -> (Tensor, LnSaved) {
-        let x = drop.apply(&(branch + bias)) + residual;
-        ln_forward(&x, w, b, eps)
+    ) -> (Resid, LnSaved) {
+        // In fp32, as the kernel: branch + bias, the mask, + the fp32 residual.
+        let x = drop.apply(&(branch.to_kind(Kind::Float) + bias)) + residual.to_kind(Kind::Float);
+        ln_forward(&x, w, b, eps, branch.kind())
     }
 
     fn residual_ln_backward(
         &self,
-        dy: &Tensor,
+        dy: &ResidGrad,
         saved: &LnSaved,
         w: &Tensor,
         drop: &Drop,
     ) -> LnGrads {
-        let (dx, dw, db) = ln_backward(dy, saved, w);
+        let (dx, dw, db) = ln_backward(&dy.total(), saved, w);
         LnGrads {
-            dbranch: drop.apply(&dx),
+            dbranch: drop.apply(&dx).to_kind(saved.kind),
             dx,
             dw,
             db,
@@ -315,6 +374,15 @@ impl Ops for TchOps {
         drop: Drop,
         _p: f64,
     ) -> (Tensor, AttnSaved) {
+        // In fp32 whatever the inputs' kind (bf16: the CUDA step's precision), as the fused
+        // attention kernels compute scores, softmax and their gradients; the context comes
+        // back in the inputs' kind.
+        let kind = q.kind();
+        let (q, k, v) = (
+            &q.to_kind(Kind::Float),
+            &k.to_kind(Kind::Float),
+            &v.to_kind(Kind::Float),
+        );
         // As ATen's math path: q and k each scaled by sqrt(1/sqrt(d)) before the product.
         let d = q.size()[3] as f64;
         let scale_root = (1.0 / d.sqrt()).sqrt();
@@ -330,7 +398,7 @@ impl Ops for TchOps {
         }
         let p = s.softmax(-1, s.kind());
         let pd = drop.apply(&p);
-        let ctx = pd.matmul(v);
+        let ctx = pd.matmul(v).to_kind(kind);
         (
             ctx,
             AttnSaved::Explicit {
@@ -361,6 +429,8 @@ impl Ops for TchOps {
         else {
             panic!("TchOps::attention_backward needs the explicit attention's saved tensors");
         };
+        let kind = dctx.kind();
+        let dctx = &dctx.to_kind(Kind::Float);
         let dv = pd.transpose(-2, -1).matmul(dctx);
         let mut dp = dctx.matmul(&v.transpose(-2, -1));
         if let Some(m) = mask {
@@ -370,7 +440,7 @@ impl Ops for TchOps {
         let ds = p * (&dp - (&dp * p).sum_dim_intlist(-1, true, dp.kind()));
         let dq = ds.matmul(ks) * *scale_root;
         let dk = ds.transpose(-2, -1).matmul(qs) * *scale_root;
-        (dq, dk, dv)
+        (dq.to_kind(kind), dk.to_kind(kind), dv.to_kind(kind))
     }
 }
 

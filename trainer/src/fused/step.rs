@@ -1,13 +1,13 @@
 //! The discriminator's forward and backward written out (llm.c style): every activation the
 //! backward needs is saved explicitly, gradients are computed by hand, and no autograd graph is
-//! built. GEMMs are tch `matmul`s; everything else goes through [`Ops`].
+//! built. GEMMs are tch `matmul`/`addmm`s; everything else goes through [`Ops`].
 //!
 //! Forward (post-LN BERT/ELECTRA, N = B x S rows):
 //!
 //! ```text
 //! x0  = LN(word[ids] + pos[0..S] + typ[0]) * M0               embed_ln
 //! h   = x0 Wp^T + bp                        (embedding_size != hidden_size only)
-//! per layer:  q, k, v = h Wq^T + bq, ...
+//! per layer:  k|q|v = h [Wk;Wq;Wv]^T + [bk;bq;bv]              one GEMM, bias fused
 //!             c = softmax(q k^T / sqrt(d) + key mask) * Ma  v  attention
 //!             a = LN((c Wo^T + bo) * M1 + h)                  residual_ln
 //!             g = gelu(a Wi^T + bi)                           bias_gelu
@@ -16,24 +16,37 @@
 //! loss        = sum_real bce(z, t) / max(#real, 1)            rtd_loss (also dz)
 //! ```
 //!
+//! Precision (the compute kind is bf16 on CUDA, fp32 on the CPU): GEMM operands and outputs are
+//! in the compute kind; the residual stream (`h`, `a`: the LayerNorms' outputs), the LayerNorms'
+//! inputs and the residual gradients are fp32 ([`Resid`], [`ResidGrad`]), as under bf16
+//! autocast, each LayerNorm also giving the compute-kind copy the next GEMMs read.
+//!
 //! Dropout sites are numbered in that order (0 = embeddings, then 3 per layer: attention
 //! probabilities, attention output, feed-forward output), which is also the order in which the
 //! autograd model draws its masks from torch's generator.
-use super::ops::{AttnSaved, Drop, LnSaved, Ops};
-use super::weights::{Grads, Lin, Weights};
+use super::grads::Sink;
+use super::ops::{AttnSaved, Drop, LnSaved, Ops, Resid, ResidGrad};
+use super::weights::{Lin, Weights};
 use tch::{Kind, Tensor};
 
 /// A dense layer's GEMM without bias: `x W^T` in the compute kind.
-fn gemm(x: &Tensor, l: &Lin, _kind: Kind) -> Tensor {
+fn gemm(x: &Tensor, l: &Lin) -> Tensor {
     x.matmul(&l.wc.borrow().tr())
 }
 
+/// A dense layer with its bias fused into the GEMM: `b + x W^T` (compute kind).
+fn linear(x: &Tensor, l: &Lin) -> Tensor {
+    l.bc.borrow().addmm(x, &l.wc.borrow().tr())
+}
+
 struct LayerSaved {
+    /// The layer's input in the compute kind (the key, query and value GEMMs' operand).
     h_in: Tensor,
     attn: AttnSaved,
     ctx: Tensor,
     drop1: Drop,
     ln1: LnSaved,
+    /// The attention block's output in the compute kind (the intermediate GEMM's operand).
     a: Tensor,
     pre: Tensor,
     g: Tensor,
@@ -51,6 +64,7 @@ pub struct Forward {
     ids: Tensor,
     drop0: Drop,
     emb: LnSaved,
+    /// The embeddings' output in the compute kind (the projection's operand).
     x0: Tensor,
     layers: Vec<LayerSaved>,
     h_last: Tensor,
@@ -65,14 +79,17 @@ fn sites(i: usize) -> (u64, u64, u64) {
 }
 
 /// The forward pass of the discriminator on `ids` [B, S] with `attention_mask` [B, S] (1 =
-/// real), the loss against `targets` [B, S], and the logits' gradient of `scale` x loss.
-/// `kind`: the compute kind of GEMMs and activations (fp32 on the CPU, bf16 on CUDA).
+/// real; `padded`: whether some row mixes real tokens and padding, [`super::key_padding`]), the
+/// loss against `targets` [B, S], and the logits' gradient of `scale` x loss.
+/// `kind`: the compute kind of GEMMs and activations (fp32 on the CPU, bf16 on CUDA); the
+/// residual stream and LayerNorms are fp32 in both.
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
     w: &Weights,
     ops: &dyn Ops,
     ids: &Tensor,
     attention_mask: &Tensor,
+    padded: bool,
     targets: &Tensor,
     train: bool,
     scale: f64,
@@ -93,59 +110,68 @@ pub fn forward(
             &w.emb_ln.b,
             w.eps,
             &drop0,
+            kind,
         );
-        let x0 = x0.to_kind(kind);
         let mut h = match &w.project {
-            Some(p) => gemm(&x0, p, kind) + p.b.to_kind(kind),
+            Some(p) => {
+                let c = linear(&x0.c, p);
+                Resid {
+                    x: c.to_kind(Kind::Float),
+                    c,
+                }
+            }
             None => x0.shallow_clone(),
         };
-        let hidden = h.size()[1];
+        let hidden = h.x.size()[1];
         let heads = w.heads;
         let d = hidden / heads;
-        let keys = key_mask(attention_mask);
+        let keys = key_mask(attention_mask, padded);
         let mut layers = Vec::with_capacity(w.layers.len());
         for (i, l) in w.layers.iter().enumerate() {
             let (sa, s1, s2) = sites(i);
-            let split = |t: Tensor| t.view([b, s, heads, d]).transpose(1, 2);
-            let q = split(gemm(&h, &l.query, kind) + l.query.b.to_kind(kind));
-            let k = split(gemm(&h, &l.key, kind) + l.key.b.to_kind(kind));
-            let v = split(gemm(&h, &l.value, kind) + l.value.b.to_kind(kind));
+            // Key, query and value in one GEMM with the bias fused: [N, 3H], in that order.
+            let kqv = l.kqv.b.borrow().addmm(&h.c, &l.kqv.w.borrow().tr());
+            let split = |j: i64| {
+                kqv.narrow(1, j * hidden, hidden)
+                    .view([b, s, heads, d])
+                    .transpose(1, 2)
+            };
+            let (k, q, v) = (split(0), split(1), split(2));
             let dropa = ops.dropout(&[b, heads, s, s], kind, ap, sa);
             let (ctx, attn) = ops.attention(&q, &k, &v, keys.as_ref(), dropa, ap);
             let ctx = ctx.transpose(1, 2).contiguous().view([b * s, hidden]);
-            let o = gemm(&ctx, &l.attn_out, kind);
+            let o = gemm(&ctx, &l.attn_out);
             let drop1 = ops.dropout(&[b, s, hidden], kind, hp, s1);
             let (a, ln1) = ops.residual_ln(
                 &o,
                 &l.attn_out.b,
                 &drop1,
-                &h,
+                &h.x,
                 &l.attn_ln.w,
                 &l.attn_ln.b,
                 w.eps,
             );
-            let a = a.to_kind(kind);
-            let (pre, g) = ops.bias_gelu(&gemm(&a, &l.inter, kind), &l.inter.b);
-            let f = gemm(&g, &l.out, kind);
+            let (pre, g) = ops.bias_gelu(&gemm(&a.c, &l.inter), &l.inter.b);
+            let f = gemm(&g, &l.out);
             let drop2 = ops.dropout(&[b, s, hidden], kind, hp, s2);
             let (h_next, ln2) =
-                ops.residual_ln(&f, &l.out.b, &drop2, &a, &l.out_ln.w, &l.out_ln.b, w.eps);
+                ops.residual_ln(&f, &l.out.b, &drop2, &a.x, &l.out_ln.w, &l.out_ln.b, w.eps);
             layers.push(LayerSaved {
-                h_in: h,
+                h_in: h.c,
                 attn,
                 ctx,
                 drop1,
                 ln1,
-                a,
+                a: a.c,
                 pre,
                 g,
                 drop2,
                 ln2,
             });
-            h = h_next.to_kind(kind);
+            h = h_next;
         }
-        let (head_pre, head_g) = ops.bias_gelu(&gemm(&h, &w.head_dense, kind), &w.head_dense.b);
-        let z = (gemm(&head_g, &w.head_pred, kind) + w.head_pred.b.to_kind(kind))
+        let (head_pre, head_g) = ops.bias_gelu(&gemm(&h.c, &w.head_dense), &w.head_dense.b);
+        let z = linear(&head_g, &w.head_pred)
             .to_kind(Kind::Float)
             .view([b, s]);
         let (loss, dz) = ops.rtd_loss(&z, targets, attention_mask, scale);
@@ -156,93 +182,102 @@ pub fn forward(
             ids: ids.shallow_clone(),
             drop0,
             emb,
-            x0,
+            x0: x0.c,
             layers,
-            h_last: h,
+            h_last: h.c,
             head_pre,
             head_g,
         }
     })
 }
 
-/// The key mask [B, 1, 1, S] (true = attend), None when no token is padding. A row with no
-/// real token attends to every position, as the autograd model's `key_mask`.
-fn key_mask(attention_mask: &Tensor) -> Option<Tensor> {
+/// The key mask [B, 1, 1, S] (true = attend), None when no row mixes real tokens and padding
+/// (`padded` false: known on the host, so no device sync). A row with no real token attends to
+/// every position, as the autograd model's `key_mask`.
+fn key_mask(attention_mask: &Tensor, padded: bool) -> Option<Tensor> {
+    if !padded {
+        return None;
+    }
     let m = attention_mask.ne(0);
     let any = m.any_dims([1i64].as_slice(), true);
     let m = m.logical_or(&any.logical_not());
-    if m.all().int64_value(&[]) != 0 {
-        return None;
-    }
     let (b, s) = m.size2().expect("attention_mask is [B, S]");
     Some(m.view([b, 1, 1, s]))
 }
 
 /// Adds `dw = dy^T x` and `db = sum_rows(dy)` of the linear layer `l` to `grads` and returns
-/// `dx = dy W`.
-fn linear_backward(dy: &Tensor, x: &Tensor, l: &Lin, _kind: Kind, grads: &mut Grads) -> Tensor {
-    let dw = dy.tr().matmul(x).to_kind(Kind::Float);
-    let db = dy.sum_dim_intlist(0, false, Kind::Float);
-    add(grads, format!("{}.weight", l.name), dw);
-    add(grads, format!("{}.bias", l.name), db);
+/// `dx = dy W` (all GEMMs in the compute kind of `dy` and `x`).
+fn linear_backward(dy: &Tensor, x: &Tensor, l: &Lin, grads: &mut Sink) -> Tensor {
+    grads.add(&format!("{}.weight", l.name), &dy.tr().matmul(x));
+    grads.add(
+        &format!("{}.bias", l.name),
+        &dy.sum_dim_intlist(0, false, Kind::Float),
+    );
     dy.matmul(&l.wc.borrow())
 }
 
-fn add(grads: &mut Grads, name: String, g: Tensor) {
-    match grads.get_mut(&name) {
-        Some(acc) => {
-            let _ = acc.g_add_(&g);
-        }
-        None => {
-            grads.insert(name, g);
-        }
-    }
-}
-
-/// The backward pass: the gradient of every parameter (fp32, by name) of `scale` x loss.
-pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind) -> Grads {
+/// The backward pass: the gradient of every parameter of `scale` x loss into `grads`.
+pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind, grads: &mut Sink) {
     tch::no_grad(|| {
-        let mut grads = Grads::new();
         let (b, s) = f.ids.size2().expect("ids are [B, S]");
         let dz = f.dz.view([b * s, 1]).to_kind(kind);
-        let dg = linear_backward(&dz, &f.head_g, &w.head_pred, kind, &mut grads);
+        let dg = linear_backward(&dz, &f.head_g, &w.head_pred, grads);
         let dpre = ops.gelu_backward(&dg, &f.head_pre, &w.head_dense.b);
-        let mut dh = linear_backward(&dpre, &f.h_last, &w.head_dense, kind, &mut grads);
-        let hidden = dh.size()[1];
+        let mut dh = ResidGrad {
+            f: None,
+            c: Some(linear_backward(&dpre, &f.h_last, &w.head_dense, grads)),
+        };
+        let hidden = w.head_dense.w.size()[1];
         let heads = w.heads;
         let d = hidden / heads;
         for (l, sv) in w.layers.iter().zip(&f.layers).rev() {
             // h = LN2(drop(f + bf) + a)
             let g2 = ops.residual_ln_backward(&dh, &sv.ln2, &l.out_ln.w, &sv.drop2);
-            add(&mut grads, format!("{}.weight", l.out_ln.name), g2.dw);
-            add(&mut grads, format!("{}.bias", l.out_ln.name), g2.db);
-            let dbranch = g2.dbranch.to_kind(kind);
-            let dg = linear_backward(&dbranch, &sv.g, &l.out, kind, &mut grads);
+            grads.add(&format!("{}.weight", l.out_ln.name), &g2.dw);
+            grads.add(&format!("{}.bias", l.out_ln.name), &g2.db);
+            let dg = linear_backward(&g2.dbranch, &sv.g, &l.out, grads);
             let dpre = ops.gelu_backward(&dg, &sv.pre, &l.inter.b);
-            let da =
-                g2.dx.to_kind(kind) + linear_backward(&dpre, &sv.a, &l.inter, kind, &mut grads);
+            // a's gradient: the residual's (fp32) and the intermediate GEMM's, summed in fp32
+            // by the LayerNorm below.
+            let da = ResidGrad {
+                f: Some(g2.dx),
+                c: Some(linear_backward(&dpre, &sv.a, &l.inter, grads)),
+            };
             // a = LN1(drop(o + bo) + h_in)
             let g1 = ops.residual_ln_backward(&da, &sv.ln1, &l.attn_ln.w, &sv.drop1);
-            add(&mut grads, format!("{}.weight", l.attn_ln.name), g1.dw);
-            add(&mut grads, format!("{}.bias", l.attn_ln.name), g1.db);
-            let dctx = linear_backward(
-                &g1.dbranch.to_kind(kind),
-                &sv.ctx,
-                &l.attn_out,
-                kind,
-                &mut grads,
-            );
+            grads.add(&format!("{}.weight", l.attn_ln.name), &g1.dw);
+            grads.add(&format!("{}.bias", l.attn_ln.name), &g1.db);
+            let dctx = linear_backward(&g1.dbranch, &sv.ctx, &l.attn_out, grads);
             let dctx = dctx.view([b, s, heads, d]).transpose(1, 2);
             let (dq, dk, dv) = ops.attention_backward(&dctx, &sv.attn);
-            let merge = |t: Tensor| t.transpose(1, 2).contiguous().view([b * s, hidden]);
-            let mut dh_in = g1.dx.to_kind(kind);
-            for (dt, lin) in [(dq, &l.query), (dk, &l.key), (dv, &l.value)] {
-                dh_in += linear_backward(&merge(dt), &sv.h_in, lin, kind, &mut grads);
+            // [N, 3H] in the key, query, value order of the fused GEMM.
+            let dkqv = Tensor::empty([b * s, 3 * hidden], (dq.kind(), dq.device()));
+            for (j, dt) in [dk, dq, dv].iter().enumerate() {
+                dkqv.narrow(1, j as i64 * hidden, hidden)
+                    .view([b, s, heads, d])
+                    .copy_(&dt.transpose(1, 2));
             }
-            dh = dh_in;
+            let names = |suffix: &str| -> Vec<String> {
+                [&l.key, &l.query, &l.value]
+                    .iter()
+                    .map(|x| format!("{}.{suffix}", x.name))
+                    .collect()
+            };
+            grads.add_rows(&names("weight"), &dkqv.tr().matmul(&sv.h_in));
+            grads.add_rows(&names("bias"), &dkqv.sum_dim_intlist(0, false, Kind::Float));
+            dh = ResidGrad {
+                f: Some(g1.dx),
+                c: Some(dkqv.matmul(&l.kqv.w.borrow())),
+            };
         }
         let dx0 = match &w.project {
-            Some(p) => linear_backward(&dh, &f.x0, p, kind, &mut grads),
+            Some(p) => {
+                let dh = dh.total().to_kind(kind);
+                ResidGrad {
+                    f: None,
+                    c: Some(linear_backward(&dh, &f.x0, p, grads)),
+                }
+            }
             None => dh,
         };
         let ([dword, dpos, dtyp], dw, db) = ops.embed_ln_backward(
@@ -254,15 +289,10 @@ pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind) -> Grads {
             [&w.word, &w.pos, &w.typ],
         );
         let e = "electra.embeddings";
-        add(&mut grads, format!("{e}.word_embeddings.weight"), dword);
-        add(&mut grads, format!("{e}.position_embeddings.weight"), dpos);
-        add(
-            &mut grads,
-            format!("{e}.token_type_embeddings.weight"),
-            dtyp,
-        );
-        add(&mut grads, format!("{}.weight", w.emb_ln.name), dw);
-        add(&mut grads, format!("{}.bias", w.emb_ln.name), db);
-        grads
+        grads.add(&format!("{e}.word_embeddings.weight"), &dword);
+        grads.add(&format!("{e}.position_embeddings.weight"), &dpos);
+        grads.add(&format!("{e}.token_type_embeddings.weight"), &dtyp);
+        grads.add(&format!("{}.weight", w.emb_ln.name), &dw);
+        grads.add(&format!("{}.bias", w.emb_ln.name), &db);
     })
 }

@@ -77,7 +77,9 @@ fn check(preset: &str, dropout: f64, b: i64, s: i64, pad_from: Option<i64>) {
     )
     .unwrap();
     tch::manual_seed(1234);
-    let (f_logits, f_loss, grads) = fused.gradients(&ids, &mask, &targets, true, 1.0);
+    let padded = key_padding_of(&mask);
+    assert_eq!(padded, pad_from.is_some());
+    let (f_logits, f_loss, grads) = fused.gradients(&ids, &mask, padded, &targets, true, 1.0);
     let dl = (f_loss.double_value(&[]) - out.loss.double_value(&[])).abs();
     assert!(
         dl <= 1e-6 * out.loss.double_value(&[]).abs(),
@@ -161,16 +163,18 @@ fn unsupported_models_are_refused_with_the_reason() {
     assert!(err.contains("gelu"), "{err}");
 }
 
-/// The bf16 plumbing of the CUDA path (bf16 activations and GEMMs, bf16 weight copies, fp32
-/// LayerNorm statistics and parameter gradients) run with the reference operations on the CPU:
-/// every gradient within bf16 tolerance of fp32 autograd's (dropout off).
-#[test]
-fn a_bf16_step_is_close_to_fp32_autograd() {
-    let mut cfg = ModelConfig::preset("tiny", 97).unwrap();
+/// The step in the CUDA path's precision (bf16 GEMM operands and outputs, bf16 weight copies;
+/// fp32 residual stream, LayerNorms, residual gradients and parameter gradients) run with the
+/// reference operations on the CPU: every gradient within `bound` of fp32 autograd's (dropout
+/// off, a padded row), relative to the parameter's largest gradient, and the median parameter
+/// within `median_bound`.
+fn bf16_step_error(preset: &str, bound: f64, median_bound: f64) {
+    tch::manual_seed(5);
+    let mut cfg = ModelConfig::preset(preset, 97).unwrap();
     cfg.hidden_dropout_prob = 0.0;
     cfg.attention_probs_dropout_prob = 0.0;
     let model = init_discriminator(&cfg, Device::Cpu).unwrap();
-    let (ids, mask, targets) = batch(2, 16, cfg.vocab_size, Some(11));
+    let (ids, mask, targets) = batch(4, 32, cfg.vocab_size, Some(21));
     let out = loss_and_counts(&model.model.forward_t(&ids, &mask, true), &targets, &mask);
     out.loss.backward();
     let fused = FusedStep::with_ops(
@@ -182,21 +186,93 @@ fn a_bf16_step_is_close_to_fp32_autograd() {
         Kind::BFloat16,
     )
     .unwrap();
-    let (_, loss, grads) = fused.gradients(&ids, &mask, &targets, true, 1.0);
+    let (_, loss, grads) = fused.gradients(&ids, &mask, true, &targets, true, 1.0);
     let dl = (loss.double_value(&[]) - out.loss.double_value(&[])).abs();
     assert!(
         dl < 1e-2 * out.loss.double_value(&[]),
         "loss differs by {dl}"
     );
     let worst = compare(&model.vs, &grads);
+    let median = worst[worst.len() / 2].0;
     eprintln!(
-        "bf16 step: worst relative difference {:.2e} ({})",
-        worst[0].0, worst[0].1
+        "{preset} bf16 step: {} parameters, median relative difference {median:.2e}, worst: {}",
+        worst.len(),
+        worst
+            .iter()
+            .take(4)
+            .map(|(r, n)| format!("{r:.2e} ({n})"))
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     for (name, g) in &grads {
         assert_eq!(g.kind(), Kind::Float, "{name}: gradients are fp32");
     }
     for (rel, name) in &worst {
-        assert!(*rel < 5e-2, "{name}: {rel:.2e}");
+        assert!(*rel < bound, "{preset}: {name}: {rel:.2e} >= {bound:.0e}");
     }
+    assert!(
+        median < median_bound,
+        "{preset}: median {median:.2e} >= {median_bound:.0e}"
+    );
+}
+
+/// The bound of the GPU check's whole-step comparison is 5e-2; on the CPU, with the residual
+/// stream, LayerNorms and residual gradients in fp32 and attention's softmax in fp32 (as the
+/// fused attention kernels), the bf16 step stays well inside it, for a 2-layer and a 12-layer
+/// model (measured: tiny worst 6.4e-3, median 2.9e-3; small worst 9.4e-3, median 3.5e-3). With
+/// the residual stream in bf16 and the reference's softmax in bf16, small's median was 8.4e-3
+/// and its worst 1.9e-2, beyond both bounds.
+#[test]
+fn a_bf16_step_is_close_to_fp32_autograd() {
+    bf16_step_error("tiny", 1.5e-2, 5e-3);
+    bf16_step_error("small", 1.5e-2, 5e-3);
+}
+
+/// In the trainer (parameters in the optimizer's flat buffer) every layer's key, query and
+/// value weights and biases are read as one [3H, H] GEMM operand without a copy, in fp32 and
+/// in the bf16 copy the optimizer keeps; without the flat buffer they are concatenated.
+#[test]
+fn the_fused_kqv_gemm_reads_the_flat_buffer_in_place() {
+    let cfg = ModelConfig::preset("tiny", 97).unwrap();
+    let model = init_discriminator(&cfg, Device::Cpu).unwrap();
+    let step = || {
+        FusedStep::with_ops(
+            &model.vs,
+            &cfg,
+            Box::new(ops::TchOps {
+                device: Device::Cpu,
+            }),
+            Kind::Float,
+        )
+        .unwrap()
+    };
+    assert!(
+        !step().kqv_are_views(),
+        "separate variables: a concatenation"
+    );
+    let opt = crate::optim::AdamW::new(&model.vs, Default::default()).unwrap();
+    assert!(step().kqv_are_views(), "the flat buffer: views");
+    // The bf16 copies' views are laid out as the parameters (CUDA keeps them; an fp32 stand-in
+    // of the same layout here).
+    let flat = opt.params().copy();
+    let views = opt.views_into(&flat, &model.vs);
+    let s = step();
+    s.use_weight_copies(&views);
+    assert!(s.kqv_are_views(), "the optimizer's copies: views");
+}
+
+/// Whether attention needs a key mask is decided on the host from the collated batch: only a
+/// row mixing real tokens and padding needs one (a row of padding only attends everywhere,
+/// as the autograd model's mask makes it).
+#[test]
+fn key_padding_is_known_on_the_host() {
+    assert!(!key_padding(&[1, 1, 1, 1, 1, 1], 3));
+    assert!(key_padding(&[1, 1, 1, 1, 1, 0], 3));
+    assert!(
+        !key_padding(&[1, 1, 1, 0, 0, 0], 3),
+        "an empty row attends everywhere"
+    );
+    assert!(!key_padding(&[], 0));
+    let mask = Tensor::from_slice(&[1i64, 1, 0, 1, 1, 1]).view([2, 3]);
+    assert!(key_padding_of(&mask));
 }

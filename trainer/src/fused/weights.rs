@@ -14,6 +14,8 @@ pub struct Lin {
     /// `w` in the step's compute kind: a view of `w` in fp32, a copy in bf16 refreshed once
     /// per update ([`Weights::refresh`]), not once per GEMM.
     pub wc: RefCell<Tensor>,
+    /// `b` in the compute kind, likewise (the bias of a GEMM with a fused bias).
+    pub bc: RefCell<Tensor>,
     /// The Hugging Face name without `.weight` / `.bias`.
     pub name: String,
 }
@@ -25,8 +27,20 @@ pub struct Ln {
     pub name: String,
 }
 
+/// The key, query and value projections of a layer as one [3H, H] GEMM with a [3H] bias, in
+/// that order (the order of their names, which is the optimizer's flat layout).
+pub struct Kqv {
+    /// `[3H, H]` in the compute kind: a view spanning the three weights when they are adjacent
+    /// in memory (the optimizer's flat buffer and its bf16 copy), else their concatenation,
+    /// made again at each refresh.
+    pub w: RefCell<Tensor>,
+    /// `[3H]` in the compute kind, likewise.
+    pub b: RefCell<Tensor>,
+}
+
 /// One post-LN encoder layer.
 pub struct LayerW {
+    pub kqv: Kqv,
     pub query: Lin,
     pub key: Lin,
     pub value: Lin,
@@ -90,10 +104,12 @@ impl Weights {
         };
         let lin = |name: String| -> anyhow::Result<Lin> {
             let w = get(&format!("{name}.weight"))?;
+            let b = get(&format!("{name}.bias"))?;
             Ok(Lin {
                 wc: RefCell::new(w.shallow_clone()),
+                bc: RefCell::new(b.shallow_clone()),
                 w,
-                b: get(&format!("{name}.bias"))?,
+                b,
                 name,
             })
         };
@@ -114,6 +130,10 @@ impl Weights {
             .map(|i| -> anyhow::Result<LayerW> {
                 let p = format!("electra.encoder.layer.{i}");
                 Ok(LayerW {
+                    kqv: Kqv {
+                        w: RefCell::new(Tensor::new()),
+                        b: RefCell::new(Tensor::new()),
+                    },
                     query: lin(format!("{p}.attention.self.query"))?,
                     key: lin(format!("{p}.attention.self.key"))?,
                     value: lin(format!("{p}.attention.self.value"))?,
@@ -139,6 +159,7 @@ impl Weights {
             hidden_dropout: cfg.hidden_dropout_prob,
             attention_dropout: cfg.attention_probs_dropout_prob,
         };
+        w.join_kqv();
         let covered = w.names();
         for name in vars.keys() {
             if !covered.contains(name) {
@@ -158,27 +179,56 @@ impl Weights {
         v
     }
 
-    /// Makes every `wc` the current weights in `kind` (call after each optimizer update; in
-    /// the weights' own kind `wc` is a view and always current).
+    /// Makes every `wc` and `bc` the current weights in `kind` (call after each optimizer
+    /// update; in the weights' own kind they are views and always current).
     pub fn refresh(&self, kind: tch::Kind) {
+        let in_kind = |t: &Tensor| {
+            if t.kind() == kind {
+                t.shallow_clone()
+            } else {
+                t.to_kind(kind)
+            }
+        };
         tch::no_grad(|| {
             for l in self.lins() {
-                let mut wc = l.wc.borrow_mut();
-                *wc = if l.w.kind() == kind {
-                    l.w.shallow_clone()
-                } else {
-                    l.w.to_kind(kind)
-                };
+                *l.wc.borrow_mut() = in_kind(&l.w);
+                *l.bc.borrow_mut() = in_kind(&l.b);
+            }
+        });
+        self.join_kqv();
+    }
+
+    /// Makes every `wc` and `bc` the view of `views` named as its weight and bias.
+    pub fn use_copies(&self, views: &HashMap<String, Tensor>) {
+        for l in self.lins() {
+            *l.wc.borrow_mut() = views[&format!("{}.weight", l.name)].shallow_clone();
+            *l.bc.borrow_mut() = views[&format!("{}.bias", l.name)].shallow_clone();
+        }
+        self.join_kqv();
+    }
+
+    /// Makes each layer's [`Kqv`] from the current `wc` and `bc` of key, query and value.
+    fn join_kqv(&self) {
+        tch::no_grad(|| {
+            for l in &self.layers {
+                let ls = [&l.key, &l.query, &l.value];
+                let w: Vec<Tensor> = ls.iter().map(|x| x.wc.borrow().shallow_clone()).collect();
+                let b: Vec<Tensor> = ls.iter().map(|x| x.bc.borrow().shallow_clone()).collect();
+                *l.kqv.w.borrow_mut() = adjacent(&w).unwrap_or_else(|| Tensor::cat(&w, 0));
+                *l.kqv.b.borrow_mut() = adjacent(&b).unwrap_or_else(|| Tensor::cat(&b, 0));
             }
         });
     }
 
-    /// Makes every `wc` the view of `views` named as its weight.
-    pub fn use_copies(&self, views: &HashMap<String, Tensor>) {
-        for l in self.lins() {
-            let v = &views[&format!("{}.weight", l.name)];
-            *l.wc.borrow_mut() = v.shallow_clone();
-        }
+    /// Whether every layer's [`Kqv`] is a view of its three weights and biases (no copy).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub fn kqv_are_views(&self) -> bool {
+        self.layers.iter().all(|l| {
+            let w = l.kqv.w.borrow();
+            let b = l.kqv.b.borrow();
+            w.data_ptr() == l.key.wc.borrow().data_ptr()
+                && b.data_ptr() == l.key.bc.borrow().data_ptr()
+        })
     }
 
     /// The names of every parameter the step computes a gradient for.
@@ -219,3 +269,31 @@ impl Weights {
 
 /// Gradients by parameter name.
 pub type Grads = HashMap<String, Tensor>;
+
+/// The tensors `ts` (contiguous, of one shape, kind and device) as one tensor of their
+/// concatenation along dimension 0, without a copy, when they lie one after the other in one
+/// storage (a view of it spanning them); None otherwise.
+pub fn adjacent(ts: &[Tensor]) -> Option<Tensor> {
+    let first = ts.first()?;
+    let bytes = first.numel() * first.kind().elt_size_in_bytes();
+    let fits = ts.windows(2).all(|p| {
+        p[1].size() == first.size()
+            && p[1].kind() == first.kind()
+            && p[1].device() == first.device()
+            && p[1].is_contiguous()
+            && p[1].data_ptr() as usize == p[0].data_ptr() as usize + bytes
+    }) && first.is_contiguous()
+        && !first.size().is_empty();
+    if !fits {
+        return None;
+    }
+    let mut size = first.size();
+    size[0] *= ts.len() as i64;
+    // The same storage from the first tensor's offset on: it spans the others (they follow it
+    // in memory in the same storage, checked above by address; as_strided refuses a view
+    // beyond the storage).
+    let stride = first.stride();
+    first
+        .f_as_strided(size.as_slice(), stride.as_slice(), None)
+        .ok()
+}

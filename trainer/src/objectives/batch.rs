@@ -21,6 +21,9 @@ pub struct DeviceBatch {
     pub input_ids: Tensor,
     /// `[B, L]` int64, 1 on real tokens.
     pub attention_mask: Tensor,
+    /// Whether a row mixes real tokens and padding (attention needs a key mask), known on the
+    /// host so that `--step fused` never waits for the device to find out.
+    pub key_padding: bool,
     pub labels: DeviceLabels,
 }
 
@@ -53,6 +56,7 @@ impl DeviceBatch {
         Self {
             input_ids: ids,
             attention_mask: mask,
+            key_padding: crate::fused::key_padding(&b.attention_mask, b.len),
             labels,
         }
     }

@@ -147,6 +147,7 @@ impl TrainObjective for Rtd {
             &self.model.vs,
             &b.input_ids,
             &b.attention_mask,
+            b.key_padding,
             targets(b),
             scale,
         );

@@ -244,12 +244,13 @@ impl Trainer {
     pub fn train_step(&mut self) -> anyhow::Result<()> {
         let k = self.run.hyper.grad_accum;
         let device = self.runtime.device;
-        // Dropout masks: rank 0 keeps the single-process rule, the other ranks differ from it.
-        let seed = match self.parallel.rank {
-            0 => self.run.hyper.seed,
-            r => self.run.hyper.seed ^ (r as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15),
-        };
-        tch::manual_seed(crate::rng::torch_seed(seed, self.step));
+        // Dropout masks (both steps): rank 0 keeps the single-process rule, the other ranks
+        // differ from it.
+        tch::manual_seed(crate::rng::dropout_seed(
+            self.run.hyper.seed,
+            self.parallel.rank,
+            self.step,
+        ));
         self.objective.begin_update(self.step, self.run.total_steps);
         let mut step_loss: Option<Tensor> = None;
         for _ in 0..k {

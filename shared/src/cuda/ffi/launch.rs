@@ -31,6 +31,26 @@ fn ptr(t: &Tensor, device: Device, kind: Kind, at_least: i64, what: &str) -> any
     Ok(Arg::Ptr(t.data_ptr() as u64))
 }
 
+/// [`ptr`] of an optional tensor (a null pointer for None: the kernel reads it as 0).
+fn opt_ptr(
+    t: Option<&Tensor>,
+    device: Device,
+    kind: Kind,
+    at_least: i64,
+    what: &str,
+) -> anyhow::Result<Arg> {
+    t.map_or(Ok(Arg::Ptr(0)), |t| ptr(t, device, kind, at_least, what))
+}
+
+/// Blocks of a kernel with one block per row: `n` (0 launches nothing), at most the grid's
+/// 2^31 - 1.
+pub fn row_blocks(n: i64) -> anyhow::Result<u32> {
+    if !(0..=i32::MAX as i64).contains(&n) {
+        bail!("{n} rows: expected 0 to {} (one block per row)", i32::MAX);
+    }
+    Ok(n as u32)
+}
+
 fn cuda_index(t: &Tensor) -> anyhow::Result<(Device, usize)> {
     match t.device() {
         Device::Cuda(i) => Ok((t.device(), i)),
@@ -59,7 +79,8 @@ fn row_smem(c: i64) -> u32 {
     ((c + ROW_THREADS as i64) * 4) as u32
 }
 
-/// `embed_ln_fwd`: ids [N] (rows of S), tables fp32, y [N, C] bf16, mean/rstd [N] fp32.
+/// `embed_ln_fwd`: ids [N] (rows of S), tables fp32 -> y [N, C] fp32 and its bf16 copy yc,
+/// mean/rstd [N] fp32.
 #[allow(clippy::too_many_arguments)]
 pub fn embed_ln_fwd(
     ids: &Tensor,
@@ -69,6 +90,7 @@ pub fn embed_ln_fwd(
     w: &Tensor,
     b: &Tensor,
     y: &Tensor,
+    yc: &Tensor,
     mean: &Tensor,
     rstd: &Tensor,
     s: i64,
@@ -94,7 +116,8 @@ pub fn embed_ln_fwd(
         ptr(typ, dev, F32, c, "typ")?,
         ptr(w, dev, F32, c, "w")?,
         ptr(b, dev, F32, c, "b")?,
-        ptr(y, dev, BF16, n * c, "y")?,
+        ptr(y, dev, F32, n * c, "y")?,
+        ptr(yc, dev, BF16, n * c, "yc")?,
         ptr(mean, dev, F32, n, "mean")?,
         ptr(rstd, dev, F32, n, "rstd")?,
         Arg::I32(s as i32),
@@ -105,13 +128,21 @@ pub fn embed_ln_fwd(
         Arg::U64(drop.seed),
         Arg::U64(drop.site),
     ];
-    k.launch("embed_ln_fwd", n as u32, ROW_THREADS, row_smem(c), &args)
+    k.launch(
+        "embed_ln_fwd",
+        row_blocks(n)?,
+        ROW_THREADS,
+        row_smem(c),
+        &args,
+    )
 }
 
-/// `embed_ln_bwd`: dy [N, C] bf16 -> dx [N, C] fp32 (the LN input's gradient).
+/// `embed_ln_bwd`: the output's gradient dy [N, C] fp32 + dyc [N, C] bf16 (either may be None)
+/// -> dx [N, C] fp32 (the LN input's gradient).
 #[allow(clippy::too_many_arguments)]
 pub fn embed_ln_bwd(
-    dy: &Tensor,
+    dy: Option<&Tensor>,
+    dyc: Option<&Tensor>,
     ids: &Tensor,
     word: &Tensor,
     pos: &Tensor,
@@ -135,7 +166,8 @@ pub fn embed_ln_bwd(
         );
     }
     let args = [
-        ptr(dy, dev, BF16, n * c, "dy")?,
+        opt_ptr(dy, dev, F32, n * c, "dy")?,
+        opt_ptr(dyc, dev, BF16, n * c, "dyc")?,
         ptr(ids, dev, I64, n, "ids")?,
         ptr(word, dev, F32, v * c, "word")?,
         ptr(pos, dev, F32, s * c, "pos")?,
@@ -153,14 +185,15 @@ pub fn embed_ln_bwd(
     ];
     k.launch(
         "embed_ln_bwd",
-        n as u32,
+        row_blocks(n)?,
         ROW_THREADS,
         ROW_THREADS * 4,
         &args,
     )
 }
 
-/// `residual_ln_fwd`: branch, residual [N, C] bf16; y, xs [N, C] bf16; mean, rstd [N].
+/// `residual_ln_fwd`: branch [N, C] bf16 (a GEMM output), residual [N, C] fp32 -> y [N, C] fp32,
+/// its bf16 copy yc, the LN input xs [N, C] fp32, mean, rstd [N].
 #[allow(clippy::too_many_arguments)]
 pub fn residual_ln_fwd(
     branch: &Tensor,
@@ -169,6 +202,7 @@ pub fn residual_ln_fwd(
     w: &Tensor,
     b: &Tensor,
     y: &Tensor,
+    yc: &Tensor,
     xs: &Tensor,
     mean: &Tensor,
     rstd: &Tensor,
@@ -182,11 +216,12 @@ pub fn residual_ln_fwd(
     let args = [
         ptr(branch, dev, BF16, n * c, "branch")?,
         ptr(bias, dev, F32, c, "bias")?,
-        ptr(residual, dev, BF16, n * c, "residual")?,
+        ptr(residual, dev, F32, n * c, "residual")?,
         ptr(w, dev, F32, c, "w")?,
         ptr(b, dev, F32, c, "b")?,
-        ptr(y, dev, BF16, n * c, "y")?,
-        ptr(xs, dev, BF16, n * c, "xs")?,
+        ptr(y, dev, F32, n * c, "y")?,
+        ptr(yc, dev, BF16, n * c, "yc")?,
+        ptr(xs, dev, F32, n * c, "xs")?,
         ptr(mean, dev, F32, n, "mean")?,
         ptr(rstd, dev, F32, n, "rstd")?,
         Arg::I32(c as i32),
@@ -195,13 +230,21 @@ pub fn residual_ln_fwd(
         Arg::U64(drop.seed),
         Arg::U64(drop.site),
     ];
-    k.launch("residual_ln_fwd", n as u32, ROW_THREADS, row_smem(c), &args)
+    k.launch(
+        "residual_ln_fwd",
+        row_blocks(n)?,
+        ROW_THREADS,
+        row_smem(c),
+        &args,
+    )
 }
 
-/// `residual_ln_bwd`: dy, xs [N, C] bf16 -> dx, dbranch [N, C] bf16.
+/// `residual_ln_bwd`: the output's gradient dy [N, C] fp32 + dyc [N, C] bf16 (either may be
+/// None), xs [N, C] fp32 -> dx [N, C] fp32 (the residual's gradient), dbranch [N, C] bf16.
 #[allow(clippy::too_many_arguments)]
 pub fn residual_ln_bwd(
-    dy: &Tensor,
+    dy: Option<&Tensor>,
+    dyc: Option<&Tensor>,
     xs: &Tensor,
     w: &Tensor,
     mean: &Tensor,
@@ -210,17 +253,18 @@ pub fn residual_ln_bwd(
     dbranch: &Tensor,
     drop: Dropout,
 ) -> anyhow::Result<()> {
-    let (dev, i) = cuda_index(dy)?;
+    let (dev, i) = cuda_index(xs)?;
     let c = w.numel() as i64;
-    let n = dy.numel() as i64 / c.max(1);
+    let n = xs.numel() as i64 / c.max(1);
     let k = Kernels::get(i)?;
     let args = [
-        ptr(dy, dev, BF16, n * c, "dy")?,
-        ptr(xs, dev, BF16, n * c, "xs")?,
+        opt_ptr(dy, dev, F32, n * c, "dy")?,
+        opt_ptr(dyc, dev, BF16, n * c, "dyc")?,
+        ptr(xs, dev, F32, n * c, "xs")?,
         ptr(w, dev, F32, c, "w")?,
         ptr(mean, dev, F32, n, "mean")?,
         ptr(rstd, dev, F32, n, "rstd")?,
-        ptr(dx, dev, BF16, n * c, "dx")?,
+        ptr(dx, dev, F32, n * c, "dx")?,
         ptr(dbranch, dev, BF16, n * c, "dbranch")?,
         Arg::I32(c as i32),
         Arg::F32(drop.p),
@@ -229,40 +273,46 @@ pub fn residual_ln_bwd(
     ];
     k.launch(
         "residual_ln_bwd",
-        n as u32,
+        row_blocks(n)?,
         ROW_THREADS,
         ROW_THREADS * 4,
         &args,
     )
 }
 
-/// Rows per chunk of the column reductions (their partial sums are then added in order).
-const CHUNK_ROWS: i64 = 128;
+/// Rows per chunk of the column reductions (their partial sums are then added in order): 32,
+/// so that a base-sized step (16,384 rows of 768) has 1,536 blocks of 32 serial rows each.
+pub const CHUNK_ROWS: i64 = 32;
 
-/// `ln_param_grads`: dy, xs [N, C] bf16, mean/rstd [N] -> dw, db [C] fp32 (partial sums over
-/// chunks of rows, then summed over the chunks).
+/// Chunks of [`CHUNK_ROWS`] rows of `n` rows.
+pub fn chunks_of(n: i64) -> i64 {
+    (n + CHUNK_ROWS - 1) / CHUNK_ROWS
+}
+
+/// `ln_param_grads`: g = dy [N, C] fp32 + dyc [N, C] bf16 (either may be None), xs [N, C]
+/// fp32, mean/rstd [N] -> [2, C] fp32: dw (sum_rows g * xhat), then db (sum_rows g), partial
+/// sums over chunks of rows summed in order (one allocation, which the kernel writes whole, and
+/// one sum). No rows: zeros, no launch.
 pub fn ln_param_grads(
-    dy: &Tensor,
+    dy: Option<&Tensor>,
+    dyc: Option<&Tensor>,
     xs: &Tensor,
     mean: &Tensor,
     rstd: &Tensor,
-    dw: &Tensor,
-    db: &Tensor,
-) -> anyhow::Result<()> {
-    let (dev, i) = cuda_index(dy)?;
-    let c = dw.numel() as i64;
-    let n = dy.numel() as i64 / c.max(1);
-    let chunks = ((n + CHUNK_ROWS - 1) / CHUNK_ROWS).max(1);
+    c: i64,
+) -> anyhow::Result<Tensor> {
+    let (dev, i) = cuda_index(xs)?;
+    let n = xs.numel() as i64 / c.max(1);
+    let chunks = chunks_of(n);
     let k = Kernels::get(i)?;
-    let part_w = Tensor::empty([chunks, c], (F32, dev));
-    let part_b = Tensor::empty([chunks, c], (F32, dev));
+    let part = Tensor::empty([2, chunks, c], (F32, dev));
     let args = [
-        ptr(dy, dev, BF16, n * c, "dy")?,
-        ptr(xs, dev, BF16, n * c, "xs")?,
+        opt_ptr(dy, dev, F32, n * c, "dy")?,
+        opt_ptr(dyc, dev, BF16, n * c, "dyc")?,
+        ptr(xs, dev, F32, n * c, "xs")?,
         ptr(mean, dev, F32, n, "mean")?,
         ptr(rstd, dev, F32, n, "rstd")?,
-        ptr(&part_w, dev, F32, chunks * c, "dw partials")?,
-        ptr(&part_b, dev, F32, chunks * c, "db partials")?,
+        ptr(&part, dev, F32, 2 * chunks * c, "partials")?,
         Arg::I64(n),
         Arg::I32(c as i32),
         Arg::I64(CHUNK_ROWS),
@@ -275,17 +325,7 @@ pub fn ln_param_grads(
         0,
         &args,
     )?;
-    dw.shallow_clone().copy_(
-        &part_w
-            .sum_dim_intlist(0, false, F32)
-            .view(dw.size().as_slice()),
-    );
-    db.shallow_clone().copy_(
-        &part_b
-            .sum_dim_intlist(0, false, F32)
-            .view(db.size().as_slice()),
-    );
-    Ok(())
+    Ok(part.sum_dim_intlist(1, false, F32))
 }
 
 /// `col_sum_bf16`: x [N, C] bf16 -> out [C] fp32 (partial sums as [`ln_param_grads`]).
@@ -293,7 +333,7 @@ pub fn col_sum(x: &Tensor, out: &Tensor) -> anyhow::Result<()> {
     let (dev, i) = cuda_index(x)?;
     let c = out.numel() as i64;
     let n = x.numel() as i64 / c.max(1);
-    let chunks = ((n + CHUNK_ROWS - 1) / CHUNK_ROWS).max(1);
+    let chunks = chunks_of(n);
     let k = Kernels::get(i)?;
     let part = Tensor::empty([chunks, c], (F32, dev));
     let args = [
@@ -333,7 +373,7 @@ pub fn dropout_mask(out: &Tensor, drop: Dropout) -> anyhow::Result<()> {
     ];
     k.launch(
         "dropout_mask",
-        (n as u32).div_ceil(ROW_THREADS),
+        row_blocks((n + ROW_THREADS as i64 - 1) / ROW_THREADS as i64)?,
         ROW_THREADS,
         0,
         &args,
@@ -400,6 +440,11 @@ pub fn rtd_loss(
 ) -> anyhow::Result<()> {
     let (dev, i) = cuda_index(z)?;
     let n = z.numel() as i64;
+    if n == 0 {
+        // No token: the loss of an empty batch is 0 (no kernel sees an empty tensor).
+        let _ = loss.shallow_clone().zero_();
+        return Ok(());
+    }
     let k = Kernels::get(i)?;
     let threads = 1024;
     let args = [
@@ -491,5 +536,24 @@ pub fn sample_tempered(
         ptr(entropy, dev, F32, n, "entropy")?,
     ];
     let smem = (SAMPLER_TILE * 4 + tiles * 16) as u32;
-    k.launch(name, n as u32, SAMPLER_TILE as u32, smem, &args)
+    k.launch(name, row_blocks(n)?, SAMPLER_TILE as u32, smem, &args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grids_cover_every_row_and_none_for_no_rows() {
+        assert_eq!(row_blocks(0).unwrap(), 0);
+        assert_eq!(row_blocks(16384).unwrap(), 16384);
+        let err = row_blocks(1 << 31).unwrap_err().to_string();
+        assert!(err.contains("2147483648 rows"), "{err}");
+        assert!(row_blocks(-1).is_err());
+        assert_eq!(chunks_of(0), 0);
+        assert_eq!(chunks_of(1), 1);
+        assert_eq!(chunks_of(32), 1);
+        assert_eq!(chunks_of(33), 2);
+        assert_eq!(chunks_of(16384), 512);
+    }
 }
