@@ -217,7 +217,7 @@ fn demo_and_test_find_the_data_in_a_bare_clone() {
     let tests: Vec<String> = b
         .calls()
         .into_iter()
-        .filter(|c| c.starts_with("cargo test") || c.contains("pytest"))
+        .filter(|c| c.starts_with("cargo test") || c.contains("-m pytest"))
         .collect();
     assert_eq!(tests.len(), 2, "{tests:#?}");
     for call in &tests {

@@ -237,11 +237,41 @@ pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> a
                 &a.tokens_fingerprint,
                 &b.tokens_fingerprint,
             )?;
-            same("seed", reference, other, a.corruption.seed, b.corruption.seed)?;
-            same("epochs", reference, other, a.corruption.epochs, b.corruption.epochs)?;
-            same("schedule", reference, other, &a.corruption.schedule, &b.corruption.schedule)?;
-            same("mask_rate", reference, other, a.corruption.mask_rate, b.corruption.mask_rate)?;
-            same("alpha", reference, other, a.replacement.alpha, b.replacement.alpha)?;
+            same(
+                "seed",
+                reference,
+                other,
+                a.corruption.seed,
+                b.corruption.seed,
+            )?;
+            same(
+                "epochs",
+                reference,
+                other,
+                a.corruption.epochs,
+                b.corruption.epochs,
+            )?;
+            same(
+                "schedule",
+                reference,
+                other,
+                &a.corruption.schedule,
+                &b.corruption.schedule,
+            )?;
+            same(
+                "mask_rate",
+                reference,
+                other,
+                a.corruption.mask_rate,
+                b.corruption.mask_rate,
+            )?;
+            same(
+                "alpha",
+                reference,
+                other,
+                a.replacement.alpha,
+                b.replacement.alpha,
+            )?;
             same(
                 "gamma_schedule",
                 reference,

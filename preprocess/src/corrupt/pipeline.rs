@@ -152,7 +152,10 @@ fn read(plan: &Plan, setup: &Setup, tx: Sender<ToModel>) -> anyhow::Result<f64> 
     let batch = |shard: usize, seqs: Vec<Seq>| {
         let mut inputs = build_inputs(&seqs, width, keys);
         // E.g. drop-token: the auxiliary model's view only (the rows keep their tokens).
-        plan.config.choice.distribution.prepare(setup, &mut inputs, &seqs);
+        plan.config
+            .choice
+            .distribution
+            .prepare(setup, &mut inputs, &seqs);
         ToModel::Batch {
             shard,
             inputs,

@@ -40,10 +40,14 @@ pub struct AuxSampler {
 impl AuxSampler {
     /// Loads the model of `setup.aux` with `dropout` (`None`: deterministic), padded to the batch
     /// size on CUDA, with the kernel sampler if asked for; it samples with `sampling`.
-    pub fn load(setup: &Setup, dropout: DropoutRates, sampling: AuxSampling) -> anyhow::Result<Self> {
-        let aux = setup
-            .aux
-            .context("the auxiliary model: none given (the plan loads it for --distribution aux)")?;
+    pub fn load(
+        setup: &Setup,
+        dropout: DropoutRates,
+        sampling: AuxSampling,
+    ) -> anyhow::Result<Self> {
+        let aux = setup.aux.context(
+            "the auxiliary model: none given (the plan loads it for --distribution aux)",
+        )?;
         let mut model = AuxModel::load_with_dropout(aux.dir, aux.device, dropout)?;
         model.pad_rows_to(aux.batch_size);
         if aux.kernel_sampler {

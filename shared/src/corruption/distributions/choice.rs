@@ -24,7 +24,10 @@ impl std::fmt::Debug for Choice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Choice")
             .field("distribution", &self.distribution.distribution().name)
-            .field("augmentation", &self.distribution.augmentation().map(|a| a.name))
+            .field(
+                "augmentation",
+                &self.distribution.augmentation().map(|a| a.name),
+            )
             .field("alpha", &self.alpha)
             .field("gamma", &self.gamma)
             .field("schedule", &self.schedule)

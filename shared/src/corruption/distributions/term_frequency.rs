@@ -23,6 +23,13 @@ impl ModelFreeDistribution for TermFrequency {
     fn table(&self, setup: &Setup) -> Result<ModelFree, ModelFreeError> {
         let name = self.named().name;
         let special = setup.special_ids();
-        ModelFree::new(name, setup.vocab_size, &special, counts(setup, name)?, None, 1.0)
+        ModelFree::new(
+            name,
+            setup.vocab_size,
+            &special,
+            counts(setup, name)?,
+            None,
+            1.0,
+        )
     }
 }

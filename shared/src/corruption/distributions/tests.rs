@@ -37,7 +37,10 @@ fn names_round_trip_and_unknown_names_are_listed() {
     let err = find("zipf", None).err().unwrap();
     assert!(err.contains("tf-soh") && err.contains("\"zipf\""), "{err}");
     let err = find("aux", Some("mixup")).err().unwrap();
-    assert!(err.contains("drop-token") && err.contains("\"mixup\""), "{err}");
+    assert!(
+        err.contains("drop-token") && err.contains("\"mixup\""),
+        "{err}"
+    );
     let err = find("uniform", Some("dropout")).err().unwrap();
     assert!(
         err.contains("--augmentation dropout: expected it with --distribution aux only")
@@ -79,7 +82,10 @@ fn what_each_distribution_uses_is_what_data_spec_says() {
         model_free("tf-soh"),
     ];
     assert!(yes(|u| u.alpha, &soh));
-    assert!(no(|u| u.alpha, &[model_free("uniform"), aug("temperature")]));
+    assert!(no(
+        |u| u.alpha,
+        &[model_free("uniform"), aug("temperature")]
+    ));
     let scheduled = [
         model_free("unf-soh"),
         model_free("tf-soh"),
@@ -97,10 +103,16 @@ fn what_each_distribution_uses_is_what_data_spec_says() {
         aug("tf-interp"),
     ];
     assert!(yes(|u| u.term_frequency, &tf));
-    assert!(no(|u| u.term_frequency, &[model_free("unf-soh"), aug("dropout")]));
+    assert!(no(
+        |u| u.term_frequency,
+        &[model_free("unf-soh"), aug("dropout")]
+    ));
     assert!(aug("drop-token").unk && !aug("dropout").unk);
     assert!(yes(|u| u.dropout, &[aug("dropout"), aug("drop-attention")]));
-    assert!(no(|u| u.dropout, &[aug("drop-token"), model_free("uniform")]));
+    assert!(no(
+        |u| u.dropout,
+        &[aug("drop-token"), model_free("uniform")]
+    ));
 }
 
 #[test]
@@ -114,8 +126,14 @@ fn a_choice_keeps_and_records_only_what_is_used() {
     assert!((c.gamma_value() - 0.4).abs() < 1e-15);
     let r = c.replacement(Some("tf".into()), 64);
     assert_eq!((r.distribution.as_str(), r.augmentation), ("tf-soh", None));
-    assert_eq!((r.alpha, r.gamma_schedule.unwrap().name.as_str()), (Some(0.35), "poly"));
-    assert_eq!((r.term_frequency_sha256.as_deref(), r.dropout_batch_size), (Some("tf"), None));
+    assert_eq!(
+        (r.alpha, r.gamma_schedule.unwrap().name.as_str()),
+        (Some(0.35), "poly")
+    );
+    assert_eq!(
+        (r.term_frequency_sha256.as_deref(), r.dropout_batch_size),
+        (Some("tf"), None)
+    );
 
     let c = Choice::new(find("aux", None).unwrap(), 0.35, gamma, tempered, 1, 10).unwrap();
     assert_eq!((c.alpha, c.gamma, c.schedule.name()), (None, None, "exp"));
@@ -127,5 +145,7 @@ fn a_choice_keeps_and_records_only_what_is_used() {
     let dropout = find("aux", Some("dropout")).unwrap();
     let c = Choice::new(dropout, 0.35, gamma, untempered, 0, 4).unwrap();
     assert_eq!(c.replacement(None, 64).dropout_batch_size, Some(64));
-    assert!(c.describe().contains("augmentation dropout, gamma schedule poly"));
+    assert!(c
+        .describe()
+        .contains("augmentation dropout, gamma schedule poly"));
 }

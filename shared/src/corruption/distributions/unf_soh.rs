@@ -24,6 +24,13 @@ impl ModelFreeDistribution for UnfSoh {
     fn table(&self, setup: &Setup) -> Result<ModelFree, ModelFreeError> {
         let special = setup.special_ids();
         let (name, alpha, gamma) = (self.named().name, setup.alpha, setup.gamma);
-        ModelFree::new(name, setup.vocab_size, &special, Base::Uniform, alpha, gamma)
+        ModelFree::new(
+            name,
+            setup.vocab_size,
+            &special,
+            Base::Uniform,
+            alpha,
+            gamma,
+        )
     }
 }

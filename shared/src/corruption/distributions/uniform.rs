@@ -19,6 +19,13 @@ impl ModelFreeDistribution for Uniform {
 
     fn table(&self, setup: &Setup) -> Result<ModelFree, ModelFreeError> {
         let special = setup.special_ids();
-        ModelFree::new(self.named().name, setup.vocab_size, &special, Base::Uniform, None, 1.0)
+        ModelFree::new(
+            self.named().name,
+            setup.vocab_size,
+            &special,
+            Base::Uniform,
+            None,
+            1.0,
+        )
     }
 }
