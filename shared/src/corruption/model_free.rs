@@ -16,11 +16,10 @@
 //! original token only rescales one entry, so a draw `t = u * (C[V] - w[o] + r w[o])` is located
 //! by comparing with `o`'s interval and one binary search in `C` (shifted past `o`): O(log V) and
 //! no pass over the vocabulary. The entropy and arg-max come from table constants the same way.
-use anyhow::Context;
 use tch::Device;
 
 use crate::corruption::batch::{Inputs, Seq};
-use crate::corruption::distributions::{Distribution, Named, Sampler, Setup, Uses};
+use crate::corruption::distributions::{Sampler, Setup};
 use crate::corruption::sampling::Sampled;
 use crate::runtime::clock::StageClock;
 
@@ -68,34 +67,6 @@ pub fn counts<'a>(setup: &Setup<'a>, name: &'static str) -> Result<Base<'a>, Mod
         .term_frequency
         .map(Base::Counts)
         .ok_or(ModelFreeError::NoCounts(name))
-}
-
-/// A model-free distribution: a table over the vocabulary made once per epoch. Implementing
-/// this makes it a [`Distribution`] (the table is its sampler; errors name the token folder).
-pub trait ModelFreeDistribution: Sync {
-    /// Its `--distribution` value.
-    fn named(&self) -> Named;
-    /// What it reads (never the auxiliary model).
-    fn uses(&self) -> Uses;
-    /// The epoch's table: [`ModelFree::new`] with this distribution's base, alpha and gamma.
-    fn table(&self, setup: &Setup) -> Result<ModelFree, ModelFreeError>;
-}
-
-impl<T: ModelFreeDistribution> Distribution for T {
-    fn distribution(&self) -> Named {
-        self.named()
-    }
-
-    fn uses(&self) -> Uses {
-        ModelFreeDistribution::uses(self)
-    }
-
-    fn sampler(&self, setup: &Setup) -> anyhow::Result<Box<dyn Sampler>> {
-        let table = self
-            .table(setup)
-            .with_context(|| format!("--tokens {}", setup.tokens.display()))?;
-        Ok(Box::new(table))
-    }
 }
 
 impl ModelFree {
@@ -295,6 +266,7 @@ impl Sampler for ModelFree {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::corruption::distributions::Interpolation;
     use crate::corruption::sampling::position_uniform;
 
     const V: usize = 12;
@@ -339,14 +311,14 @@ mod tests {
     }
 
     /// The registry's entry of `d`.
-    fn entry(d: Distribution) -> &'static dyn ModelFreeDistribution {
+    fn entry(d: Distribution) -> &'static Interpolation {
         use crate::corruption::distributions as ds;
         match d {
-            Distribution::Uniform => &ds::Uniform,
-            Distribution::TermFrequency => &ds::TermFrequency,
-            Distribution::SmoothedOneHot => &ds::SmoothedOneHot,
-            Distribution::UnfSoh => &ds::UnfSoh,
-            Distribution::TfSoh => &ds::TfSoh,
+            Distribution::Uniform => &ds::UNIFORM,
+            Distribution::TermFrequency => &ds::TERM_FREQUENCY,
+            Distribution::SmoothedOneHot => &ds::SMOOTHED_ONE_HOT,
+            Distribution::UnfSoh => &ds::UNF_SOH,
+            Distribution::TfSoh => &ds::TF_SOH,
         }
     }
 

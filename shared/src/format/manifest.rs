@@ -277,6 +277,28 @@ mod tests {
     }
 
     #[test]
+    fn unknown_fields_are_refused_also_among_the_shared_blocks() {
+        // The settings' and manifest's field blocks are flattened in; a typo beside them (or a
+        // field of another version) must still be an error, not a silent default.
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = version_1();
+        v["temprature"] = 2.0.into();
+        std::fs::write(dir.path().join(MANIFEST_FILE), v.to_string()).unwrap();
+        let err = read_manifest::<EpochManifest>(dir.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `temprature`"),
+            "{err:#}"
+        );
+        let mut m: EpochManifest = serde_json::from_value(version_1()).unwrap();
+        m.replacement.distribution = "tf-soh".into();
+        let settings = m.settings().to_json();
+        let typo = settings.replacen("\"seed\"", "\"sead\"", 1);
+        let err = serde_json::from_str::<EpochSettings>(&typo).unwrap_err();
+        assert!(err.to_string().contains("unknown field `sead`"), "{err}");
+        assert!(serde_json::from_str::<EpochSettings>(&settings).is_ok());
+    }
+
+    #[test]
     fn unknown_versions_are_refused_naming_the_field() {
         let dir = tempfile::tempdir().unwrap();
         let mut v = version_1();

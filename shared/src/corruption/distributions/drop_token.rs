@@ -1,32 +1,27 @@
 //! `--augmentation drop-token`: softmax(z) of the auxiliary model whose input has each unmasked,
 //! non-special token replaced by [UNK] with probability gamma. Only the model's view changes: the
 //! stored `input_ids` keep the original tokens.
-use crate::corruption::aux::AuxSampling;
 use crate::corruption::batch::{Inputs, Keys, Seq};
 use crate::corruption::rng::{domain, CounterRng};
 
-use super::aux_sampler::{AuxSampler, AUX, AUX_USES};
-use super::interface::{Distribution, Named, Sampler, Setup, Uses};
+use super::augmentation::Augmentation;
+use super::interface::{Named, Setup, Uses};
 
 pub struct DropToken;
 
-impl Distribution for DropToken {
-    fn distribution(&self) -> Named {
-        AUX
-    }
-
-    fn augmentation(&self) -> Option<Named> {
-        Some(Named {
+impl Augmentation for DropToken {
+    fn named(&self) -> Named {
+        Named {
             name: "drop-token",
             about: "a gamma fraction of the model's unmasked input tokens become [UNK]",
-        })
+        }
     }
 
     fn uses(&self) -> Uses {
         Uses {
             unk: true,
             gamma: true,
-            ..AUX_USES
+            ..Uses::default()
         }
     }
 
@@ -34,11 +29,6 @@ impl Distribution for DropToken {
         if let Some(unk) = setup.unk {
             drop_tokens(inputs, seqs, &setup.keys, setup.gamma, unk);
         }
-    }
-
-    fn sampler(&self, setup: &Setup) -> anyhow::Result<Box<dyn Sampler>> {
-        let sampling = AuxSampling::tempered(setup.temperature);
-        Ok(Box::new(AuxSampler::load(setup, None, sampling)?))
     }
 }
 

@@ -1,36 +1,52 @@
-//! `--augmentation dropout`: softmax(z) of the auxiliary model run with its activation (hidden)
-//! dropout at rate gamma (attention dropout 0).
-use crate::corruption::aux::AuxSampling;
+//! `--augmentation dropout` and `drop-attention`: softmax(z) of the auxiliary model run with its
+//! activation (hidden) dropout, or its attention-probability dropout, at rate gamma (the other
+//! rate 0). The masks come from torch's generator, seeded per batch, so the output depends on
+//! `--batch-size` (data-spec/epoch.md, "Determinism").
+use crate::corruption::aux::DropoutRates;
 
-use super::aux_sampler::{AuxSampler, AUX, AUX_USES};
-use super::interface::{Distribution, Named, Sampler, Setup, Uses};
+use super::augmentation::Augmentation;
+use super::interface::{Named, Setup, Uses};
 
-pub struct Dropout;
+/// Dropout at rate gamma on the activations, or on the attention probabilities.
+pub struct Dropout {
+    named: Named,
+    attention: bool,
+}
 
-impl Distribution for Dropout {
-    fn distribution(&self) -> Named {
-        AUX
-    }
+/// `--augmentation dropout`.
+pub const DROPOUT: Dropout = Dropout {
+    named: Named {
+        name: "dropout",
+        about: "activation dropout at rate gamma",
+    },
+    attention: false,
+};
 
-    fn augmentation(&self) -> Option<Named> {
-        Some(Named {
-            name: "dropout",
-            about: "activation dropout at rate gamma",
-        })
+/// `--augmentation drop-attention`.
+pub const DROP_ATTENTION: Dropout = Dropout {
+    named: Named {
+        name: "drop-attention",
+        about: "attention dropout at rate gamma",
+    },
+    attention: true,
+};
+
+impl Augmentation for Dropout {
+    fn named(&self) -> Named {
+        self.named
     }
 
     fn uses(&self) -> Uses {
         Uses {
             gamma: true,
             dropout: true,
-            ..AUX_USES
+            ..Uses::default()
         }
     }
 
-    fn sampler(&self, setup: &Setup) -> anyhow::Result<Box<dyn Sampler>> {
+    fn dropout(&self, setup: &Setup) -> DropoutRates {
         // At gamma = 0 it is the plain model at T = 1 (no dropout, no seeding).
-        let rates = (setup.gamma > 0.0).then_some((setup.gamma, 0.0));
-        let sampling = AuxSampling::tempered(setup.temperature);
-        Ok(Box::new(AuxSampler::load(setup, rates, sampling)?))
+        let g = setup.gamma;
+        (g > 0.0).then_some(if self.attention { (0.0, g) } else { (g, 0.0) })
     }
 }

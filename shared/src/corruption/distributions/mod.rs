@@ -1,20 +1,23 @@
 //! The replaced-token distributions (data-spec/epoch.md, "Distributions"): the auxiliary model's
 //! under one augmentation (`--distribution aux --augmentation A`), or a model-free one
-//! (`--distribution D`). One file each, one [`REGISTRY`] of them; `preprocess` knows none by name:
+//! (`--distribution D`). One file for each kind (the five model-free ones of the paper are one
+//! formula, in `interpolations.rs`; the two dropouts share `dropout.rs`), one [`REGISTRY`] of
+//! them. `preprocess` knows none by name:
 //! it takes the flags' values from the registry, loads what the chosen one [`Uses`], records its
 //! parameters ([`Choice::replacement`]) and runs its [`Sampler`].
 //!
 //! # Adding a distribution
 //!
-//! 1. A file here with a unit struct implementing [`Distribution`]: its `--distribution` value
-//!    (and `--augmentation` value, for one more augmentation of `aux`) with a line of help, what
-//!    it [`Uses`], and the epoch's [`Sampler`] made from the [`Setup`] (plus
-//!    [`Distribution::prepare`] where it changes the auxiliary model's inputs on the reader
-//!    thread). A model-free one that is a table over the vocabulary implements
-//!    [`ModelFreeDistribution`] instead (its sampler is the [`ModelFree`] table); an augmentation
-//!    loads the model with [`AuxSampler::load`] (see `dropout.rs`).
+//! 1. A file here with a unit struct implementing
+//!    - [`Augmentation`], for one more way of making the auxiliary model's distribution easier:
+//!      its `--augmentation` value with a line of help, what it [`Uses`] besides the model, and
+//!      whichever it changes of the model's dropout, its logits before sampling and its inputs
+//!      (see `drop_token.rs`); or
+//!    - [`Distribution`], for anything else: its `--distribution` value, what it uses, and the
+//!      epoch's [`Sampler`] made from the [`Setup`] (a table over the vocabulary is a
+//!      [`ModelFree`], as in `interpolations.rs`).
 //! 2. One line in [`REGISTRY`].
-//! 3. Its row in data-spec/epoch.md, "Distributions" (and a test).
+//! 3. Its row in data-spec/epoch.md, "Distributions", and a test.
 //!
 //! Nothing else changes: `preprocess --help` lists it, the plan loads the term frequencies or
 //! the [UNK] id if it uses them, the settings and the manifest record exactly the parameters it
@@ -25,62 +28,51 @@
 //! ```text
 //! // shared/src/corruption/distributions/zipf.rs
 //! pub struct Zipf;
-//! impl ModelFreeDistribution for Zipf {
-//!     fn named(&self) -> Named { Named { name: "zipf", about: "p(rank r) ∝ 1 / r" } }
+//! impl Distribution for Zipf {
+//!     fn distribution(&self) -> Named { Named { name: "zipf", about: "p(rank r) ∝ 1 / r" } }
 //!     fn uses(&self) -> Uses { Uses { term_frequency: true, ..Uses::default() } }
-//!     fn table(&self, setup: &Setup) -> Result<ModelFree, ModelFreeError> { ... }
+//!     fn sampler(&self, setup: &Setup) -> anyhow::Result<Box<dyn Sampler>> { ... }
 //! }
 //! // and in REGISTRY (mod.rs): &zipf::Zipf,
 //! ```
-mod aux_sampler;
+mod augmentation;
 mod choice;
-mod drop_attention;
 mod drop_token;
 mod dropout;
 mod gamma;
 mod interface;
-mod smoothed_one_hot;
+mod interpolations;
 mod temperature;
-mod term_frequency;
 mod tf_interp;
-mod tf_soh;
-mod unf_soh;
-mod uniform;
 
-pub use aux_sampler::{dropout_seed, AuxSampler, AUX, AUX_USES};
+pub use augmentation::{dropout_seed, Augmentation, AuxSampler, AUX};
 pub use choice::Choice;
-pub use drop_token::drop_tokens;
+pub use drop_token::{drop_tokens, DropToken};
+pub use dropout::{Dropout, DROPOUT, DROP_ATTENTION};
 pub use gamma::{check_alpha, GammaSchedule};
 pub use interface::{AuxSetup, Distribution, Named, Sampler, Setup, Uses};
-pub use tf_interp::TfInterp;
-
-pub use drop_attention::DropAttention;
-pub use drop_token::DropToken;
-pub use dropout::Dropout;
-pub use smoothed_one_hot::SmoothedOneHot;
+pub use interpolations::{
+    Interpolation, Mix, Source, SMOOTHED_ONE_HOT, TERM_FREQUENCY, TF_SOH, UNF_SOH, UNIFORM,
+};
 pub use temperature::Temperature;
-pub use term_frequency::TermFrequency;
-pub use tf_interp::TfInterpAugmentation;
-pub use tf_soh::TfSoh;
-pub use unf_soh::UnfSoh;
-pub use uniform::Uniform;
+pub use tf_interp::{TfInterp, TfInterpAugmentation};
 
 #[cfg(doc)]
-use crate::corruption::model_free::{ModelFree, ModelFreeDistribution};
+use crate::corruption::model_free::ModelFree;
 
 /// Every distribution, in the order `--help` lists them. The first entry of a distribution with
 /// augmentations is its default augmentation.
 pub static REGISTRY: &[&dyn Distribution] = &[
     &Temperature,
     &TfInterpAugmentation,
-    &Dropout,
-    &DropAttention,
+    &DROPOUT,
+    &DROP_ATTENTION,
     &DropToken,
-    &Uniform,
-    &TermFrequency,
-    &SmoothedOneHot,
-    &UnfSoh,
-    &TfSoh,
+    &UNIFORM,
+    &TERM_FREQUENCY,
+    &SMOOTHED_ONE_HOT,
+    &UNF_SOH,
+    &TF_SOH,
 ];
 
 /// The `--distribution` values, each once, in registry order.

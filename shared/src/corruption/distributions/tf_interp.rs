@@ -6,32 +6,28 @@ use tch::{Device, Kind, Tensor};
 use crate::corruption::aux::{AuxSampling, LogitsTransform};
 use crate::corruption::sampling::padded_vocab;
 
-use super::aux_sampler::{AuxSampler, AUX, AUX_USES};
-use super::interface::{Distribution, Named, Sampler, Setup, Uses};
+use super::augmentation::Augmentation;
+use super::interface::{Named, Setup, Uses};
 
 pub struct TfInterpAugmentation;
 
-impl Distribution for TfInterpAugmentation {
-    fn distribution(&self) -> Named {
-        AUX
-    }
-
-    fn augmentation(&self) -> Option<Named> {
-        Some(Named {
+impl Augmentation for TfInterpAugmentation {
+    fn named(&self) -> Named {
+        Named {
             name: "tf-interp",
             about: "p ∝ p_TF^gamma p_aux^(1-gamma), sampled at T = 1",
-        })
+        }
     }
 
     fn uses(&self) -> Uses {
         Uses {
             term_frequency: true,
             gamma: true,
-            ..AUX_USES
+            ..Uses::default()
         }
     }
 
-    fn sampler(&self, setup: &Setup) -> anyhow::Result<Box<dyn Sampler>> {
+    fn sampling(&self, setup: &Setup) -> anyhow::Result<AuxSampling> {
         // At gamma = 0 it is the plain model at T = 1.
         let logits: Option<Box<dyn LogitsTransform>> = if setup.gamma > 0.0 {
             let counts = setup
@@ -50,11 +46,10 @@ impl Distribution for TfInterpAugmentation {
         } else {
             None
         };
-        let sampling = AuxSampling {
+        Ok(AuxSampling {
             temperature: 1.0,
             logits,
-        };
-        Ok(Box::new(AuxSampler::load(setup, None, sampling)?))
+        })
     }
 }
 

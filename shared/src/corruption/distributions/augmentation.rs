@@ -1,6 +1,7 @@
-//! What the augmentations of the auxiliary model share: the `aux` distribution's name, and the
-//! model as a [`Sampler`] (loaded once per epoch, with dropout where the augmentation asks for
-//! it; torch's generator seeded per batch then).
+//! The augmentations of the auxiliary model (`--distribution aux --augmentation A`): what they
+//! share ([`Augmentation`], which makes each one a [`Distribution`]), and the model as a
+//! [`Sampler`] (loaded once per epoch, with dropout where the augmentation asks for it; torch's
+//! generator seeded per batch then).
 use anyhow::Context;
 use tch::Device;
 
@@ -10,7 +11,7 @@ use crate::corruption::rng::{domain, CounterRng};
 use crate::corruption::sampling::Sampled;
 use crate::runtime::clock::StageClock;
 
-use super::interface::{Named, Sampler, Setup, Uses};
+use super::interface::{Distribution, Named, Sampler, Setup, Uses};
 
 /// `--distribution aux`, the distribution of every augmentation.
 pub const AUX: Named = Named {
@@ -18,16 +19,60 @@ pub const AUX: Named = Named {
     about: "the auxiliary model's, made easier by --augmentation",
 };
 
-/// What every augmentation uses: the auxiliary model.
-pub const AUX_USES: Uses = Uses {
-    aux_model: true,
-    term_frequency: false,
-    unk: false,
-    alpha: false,
-    gamma: false,
-    temperature: false,
-    dropout: false,
-};
+/// One way of making the auxiliary model's distribution easier. Implementing it makes the type a
+/// [`Distribution`] of `aux`: the model is loaded with [`Augmentation::dropout`] and sampled with
+/// [`Augmentation::sampling`].
+pub trait Augmentation: Sync {
+    /// Its `--augmentation` value.
+    fn named(&self) -> Named;
+
+    /// What it reads besides the auxiliary model.
+    fn uses(&self) -> Uses;
+
+    /// The model's dropout rates (hidden, attention) this epoch; none (a deterministic model)
+    /// by default.
+    fn dropout(&self, _setup: &Setup) -> DropoutRates {
+        None
+    }
+
+    /// What is done to the model's logits; softmax(z / T) at this epoch's T by default.
+    fn sampling(&self, setup: &Setup) -> anyhow::Result<AuxSampling> {
+        Ok(AuxSampling::tempered(setup.temperature))
+    }
+
+    /// Changes the model's inputs of one batch on the reader thread; nothing by default.
+    fn prepare(&self, _setup: &Setup, _inputs: &mut Inputs, _seqs: &[Seq]) {}
+}
+
+impl<T: Augmentation> Distribution for T {
+    fn distribution(&self) -> Named {
+        AUX
+    }
+
+    fn augmentation(&self) -> Option<Named> {
+        Some(self.named())
+    }
+
+    fn uses(&self) -> Uses {
+        Uses {
+            aux_model: true,
+            ..Augmentation::uses(self)
+        }
+    }
+
+    fn prepare(&self, setup: &Setup, inputs: &mut Inputs, seqs: &[Seq]) {
+        Augmentation::prepare(self, setup, inputs, seqs);
+    }
+
+    fn sampler(&self, setup: &Setup) -> anyhow::Result<Box<dyn Sampler>> {
+        let sampling = self.sampling(setup)?;
+        Ok(Box::new(AuxSampler::load(
+            setup,
+            self.dropout(setup),
+            sampling,
+        )?))
+    }
+}
 
 /// The auxiliary model of an epoch with its sampling.
 pub struct AuxSampler {
