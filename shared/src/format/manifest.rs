@@ -292,7 +292,7 @@ mod tests {
         let mut m: EpochManifest = serde_json::from_value(version_1()).unwrap();
         m.replacement.distribution = "tf-soh".into();
         let settings = m.settings().to_json();
-        let typo = settings.replacen("\"seed\"", "\"sead\"", 1);
+        let typo = settings.replacen("\"seed\"", "\"sead\":1,\"seed\"", 1);
         let err = serde_json::from_str::<EpochSettings>(&typo).unwrap_err();
         assert!(err.to_string().contains("unknown field `sead`"), "{err}");
         assert!(serde_json::from_str::<EpochSettings>(&settings).is_ok());
