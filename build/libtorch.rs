@@ -7,40 +7,30 @@
 //!   our code references a symbol of it directly, so with the default `--as-needed` the linker
 //!   drops it and CUDA is silently unavailable on a GPU machine.
 //!
-//! libtorch is found as torch-sys finds it: `$LIBTORCH`, else the `torch` package of `$PYTHON`
-//! (default `python3`) when `LIBTORCH_USE_PYTORCH=1` (set in `.cargo/config.toml`).
+//! libtorch's folder is the one torch-sys found and links (`$LIBTORCH`, or the `torch` package of
+//! the Python at hand with `LIBTORCH_USE_PYTORCH=1`, which `.cargo/config.toml` sets): torch-sys
+//! passes it to the crates that depend on it directly as `DEP_TCH_LIBTORCH_LIB` (its `links` key
+//! is `tch`), hence `torch-sys` among the dependencies of every crate that uses this script. No
+//! interpreter is asked again here, and no variable of the caller's environment is read: the
+//! script reruns when torch-sys's does, so `cargo build` and `source scripts/setup.sh; cargo
+//! build` (which exports `PYTHON`) share one build instead of rebuilding each other's.
 //!
 //! The trainer's build script (`trainer/build.rs`) includes this file as a module and calls
 //! [`main`] before compiling its C++ extension, hence the `pub` items.
 use std::path::PathBuf;
-use std::process::Command;
 
+/// The folder of the libtorch torch-sys links, as it says it (`None` when it said nothing).
 pub fn libtorch_lib_dir() -> Option<PathBuf> {
-    if let Ok(dir) = std::env::var("LIBTORCH") {
-        return Some(PathBuf::from(dir).join("lib"));
-    }
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_string());
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            "import os, torch; print(os.path.join(os.path.dirname(torch.__file__), 'lib'))",
-        ])
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return None;
-    }
-    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    Some(PathBuf::from(dir))
+    std::env::var_os("DEP_TCH_LIBTORCH_LIB").map(PathBuf::from)
 }
 
 pub fn main() {
-    println!("cargo:rerun-if-env-changed=LIBTORCH");
-    println!("cargo:rerun-if-env-changed=LIBTORCH_USE_PYTORCH");
-    println!("cargo:rerun-if-env-changed=PYTHON");
     println!("cargo:rerun-if-changed=../build/libtorch.rs");
     let Some(lib) = libtorch_lib_dir() else {
-        println!("cargo:warning=libtorch not found: run scripts/setup (installs torch==2.11.0)");
+        println!(
+            "cargo:warning=libtorch not found (torch-sys gave no DEP_TCH_LIBTORCH_LIB): run \
+             scripts/setup (installs torch==2.11.0)"
+        );
         return;
     };
     let lib = lib.display();

@@ -8,10 +8,12 @@
 # Prints one figure per check; the full log goes to $OUT/gpu-check.log.
 set -uo pipefail
 if [ "${1:-}" = "--prepare" ]; then
-  SHARED=$(scripts/fetch-data) || exit 1
+  set -e
+  SHARED=$(scripts/fetch-data)
+  BIN="${CARGO_TARGET_DIR:-target}/release"
   mkdir -p .gpu
-  for b in preprocess trainer; do strip -o .gpu/$b target/release/$b; done
-  strip -o .gpu/bench_encoder target/release/examples/bench_encoder
+  for b in preprocess trainer; do strip -o .gpu/$b "$BIN/$b"; done
+  strip -o .gpu/bench_encoder "$BIN/examples/bench_encoder"
   cp "$SHARED/tokenizers/bert-base-uncased/tokenizer.json" .gpu/
   gzip -c "$SHARED/corpus/sotu.jsonl" > .gpu/sotu.jsonl.gz
   cp "$SHARED/corpus/moby-dick.txt" .gpu/

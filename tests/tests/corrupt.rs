@@ -187,12 +187,22 @@ fn five_epochs_of_exp_temperature_and_replacements_fall() {
         ));
         let dir = out.join(format!("epoch-{e:03}"));
         let m = manifest(&dir);
-        assert_eq!((m.epoch, m.epochs, m.schedule.name.as_str()), (e, 5, "exp"));
+        assert_eq!(
+            (
+                m.corruption.epoch,
+                m.corruption.epochs,
+                m.corruption.schedule.name.as_str()
+            ),
+            (e, 5, "exp")
+        );
         let expect_t = 1.0 + (-(e as f64 / 5.0) / 0.7).exp();
-        assert!((m.temperature - expect_t).abs() < 1e-12, "T of epoch {e}");
+        assert!(
+            (m.corruption.temperature - expect_t).abs() < 1e-12,
+            "T of epoch {e}"
+        );
         let fraction = m.num_replaced as f64 / m.num_tokens as f64;
         assert!((fraction - m.report["replaced_fraction_of_tokens"]).abs() < 1e-12);
-        temps.push(m.temperature);
+        temps.push(m.corruption.temperature);
         replaced.push(m.report["replaced_fraction_of_tokens"]);
         if e == 4 {
             check_invariants(&dir, 0.5);
@@ -295,7 +305,7 @@ fn complete_epoch_is_kept_and_other_settings_are_refused_unless_overwrite() {
 
     ok(corrupt(&out, 1, &["--seed", "7", "--overwrite"]));
     let m = manifest(&dir);
-    assert_eq!(m.seed, 7);
+    assert_eq!(m.corruption.seed, 7);
     assert_eq!(m.shards.len(), 4);
     let before = manifest(reference);
     assert!(m

@@ -310,7 +310,7 @@ fn issue6_every_manifest_is_complete_and_consistent() {
         let m: EpochManifest = read_manifest(&dir).unwrap();
         let what = dir.display().to_string();
         assert_eq!(
-            (m.kind.as_str(), m.epoch, m.epochs),
+            (m.kind.as_str(), m.corruption.epoch, m.corruption.epochs),
             ("epoch", epoch, EPOCHS),
             "{what}"
         );
@@ -371,7 +371,7 @@ fn issue6_every_manifest_is_complete_and_consistent() {
             assert_eq!(kv("fast_electra.epoch"), epoch.to_string());
             assert_eq!(
                 kv("fast_electra.temperature").parse::<f64>().unwrap(),
-                m.temperature
+                m.corruption.temperature
             );
         }
     }
@@ -385,20 +385,24 @@ fn issue6_temperature_follows_equation_2_and_the_replaced_fraction_falls_with_it
     for e in 0..EPOCHS {
         let m: EpochManifest = read_manifest(&p.epoch(e)).unwrap();
         assert_eq!(
-            (m.schedule.name.as_str(), m.schedule.t0, m.schedule.tau),
+            (
+                m.corruption.schedule.name.as_str(),
+                m.corruption.schedule.t0,
+                m.corruption.schedule.tau
+            ),
             ("exp", T0, TAU)
         );
         assert!(
-            close(m.temperature, equation_2(e)),
+            close(m.corruption.temperature, equation_2(e)),
             "epoch {e}: T = {} in the manifest, equation 2 gives {}",
-            m.temperature,
+            m.corruption.temperature,
             equation_2(e)
         );
-        temps.push(m.temperature);
+        temps.push(m.corruption.temperature);
         replaced.push(m.report["replaced_fraction_of_masked"]);
     }
     let v: EpochManifest = read_manifest(&p.validation()).unwrap();
-    assert!(close(v.temperature, equation_2(EPOCHS - 1)));
+    assert!(close(v.corruption.temperature, equation_2(EPOCHS - 1)));
     assert!(temps.windows(2).all(|w| w[1] < w[0]), "T {temps:?}");
     assert!(
         replaced.windows(2).all(|w| w[1] < w[0]),

@@ -95,8 +95,8 @@ pub fn open_epoch_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
     let shards = open_all_checked(&paths, &m.shards, &expect, verify, &mpath)?;
     Ok(Folder {
         dir: dir.to_path_buf(),
-        epoch: m.epoch,
-        temperature: Some(m.temperature),
+        epoch: m.corruption.epoch,
+        temperature: Some(m.corruption.temperature),
         tokenizer: m.tokenizer.clone(),
         max_seq_len: m.max_seq_len,
         vocab_size: m.vocab_size,
@@ -211,15 +211,15 @@ pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> a
             "distribution",
             reference,
             other,
-            &a.distribution,
-            &b.distribution,
+            &a.replacement.distribution,
+            &b.replacement.distribution,
         )?;
         same(
             "augmentation",
             reference,
             other,
-            &a.augmentation,
-            &b.augmentation,
+            &a.replacement.augmentation,
+            &b.replacement.augmentation,
         )?;
         same(
             "aux_model.sha256",
@@ -237,24 +237,54 @@ pub fn check_compatible(reference: &Folder, other: &Folder, same_run: bool) -> a
                 &a.tokens_fingerprint,
                 &b.tokens_fingerprint,
             )?;
-            same("seed", reference, other, a.seed, b.seed)?;
-            same("epochs", reference, other, a.epochs, b.epochs)?;
-            same("schedule", reference, other, &a.schedule, &b.schedule)?;
-            same("mask_rate", reference, other, a.mask_rate, b.mask_rate)?;
-            same("alpha", reference, other, a.alpha, b.alpha)?;
+            same(
+                "seed",
+                reference,
+                other,
+                a.corruption.seed,
+                b.corruption.seed,
+            )?;
+            same(
+                "epochs",
+                reference,
+                other,
+                a.corruption.epochs,
+                b.corruption.epochs,
+            )?;
+            same(
+                "schedule",
+                reference,
+                other,
+                &a.corruption.schedule,
+                &b.corruption.schedule,
+            )?;
+            same(
+                "mask_rate",
+                reference,
+                other,
+                a.corruption.mask_rate,
+                b.corruption.mask_rate,
+            )?;
+            same(
+                "alpha",
+                reference,
+                other,
+                a.replacement.alpha,
+                b.replacement.alpha,
+            )?;
             same(
                 "gamma_schedule",
                 reference,
                 other,
-                &a.gamma_schedule,
-                &b.gamma_schedule,
+                &a.replacement.gamma_schedule,
+                &b.replacement.gamma_schedule,
             )?;
             same(
                 "term_frequency_sha256",
                 reference,
                 other,
-                &a.term_frequency_sha256,
-                &b.term_frequency_sha256,
+                &a.replacement.term_frequency_sha256,
+                &b.replacement.term_frequency_sha256,
             )?;
         }
     }

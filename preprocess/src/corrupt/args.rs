@@ -3,10 +3,9 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
+use clap::builder::{PossibleValue, PossibleValuesParser};
 use clap::Args;
-use shared::corruption::distribution::{
-    check_alpha, Augmentation, Distribution, GammaSchedule, AUGMENTATION_NAMES, DISTRIBUTION_NAMES,
-};
+use shared::corruption::distributions::{self, check_alpha, Choice, GammaSchedule, Named};
 use shared::corruption::schedule::{TemperatureSchedule, SCHEDULE_NAMES};
 
 /// The auxiliary model's folder when `--aux-model` is not given.
@@ -19,20 +18,15 @@ pub struct CorruptArgs {
     /// Epoch to corrupt, 0-based, below --epochs. Writes OUT/epoch-EEE/.
     #[arg(long, required = true)]
     pub epoch: Option<u32>,
-    /// Replaced-token distribution: aux (the auxiliary model, made easier by --augmentation),
-    /// or a model-free one that needs no auxiliary model: uniform, term-frequency (the token
-    /// folder's counts), smoothed-one-hot (the original kept at 1 - alpha, alpha spread evenly),
-    /// unf-soh or tf-soh (p ∝ p_uniform^gamma p_SOH^(1-gamma), p_TF^gamma p_SOH^(1-gamma)).
-    /// Special tokens ([CLS], [SEP], [PAD], [MASK]) have probability 0 in the model-free ones.
-    #[arg(long, default_value = "aux", value_parser = DISTRIBUTION_NAMES)]
+    /// Replaced-token distribution: the auxiliary model's (aux, made easier by --augmentation),
+    /// or a model-free one that needs no auxiliary model. Special tokens ([CLS], [SEP], [PAD],
+    /// [MASK]) have probability 0 in the model-free ones.
+    #[arg(long, default_value = "aux", value_parser = values(distributions::distributions()))]
     pub distribution: String,
-    /// How the auxiliary model's distribution is made easier (with --distribution aux):
-    /// temperature (softmax(logits/T), T from --temperature-schedule), or, sampled at T = 1 with
-    /// strength gamma from --gamma-schedule: tf-interp (p ∝ p_TF^gamma p_aux^(1-gamma)), dropout
-    /// (activation dropout at rate gamma), drop-attention (attention dropout at rate gamma),
-    /// drop-token (a gamma fraction of the model's unmasked input tokens become [UNK]) [default:
-    /// temperature].
-    #[arg(long, value_parser = AUGMENTATION_NAMES)]
+    /// How the auxiliary model's distribution is made easier (with --distribution aux): the
+    /// first listed (the default) tempers it with --temperature-schedule; the others sample at
+    /// T = 1 with strength gamma from --gamma-schedule.
+    #[arg(long, value_parser = values(distributions::augmentations()))]
     pub augmentation: Option<String>,
     /// Smoothing alpha of the smoothed one-hot distribution, in (0, 1) (smoothed-one-hot,
     /// unf-soh, tf-soh).
@@ -122,25 +116,25 @@ pub struct CorruptArgs {
     pub abort_after_shards: Option<usize>,
 }
 
+/// The possible values of a flag, with their help, from the registry of distributions.
+fn values(named: Vec<Named>) -> PossibleValuesParser {
+    PossibleValuesParser::new(
+        named
+            .into_iter()
+            .map(|n| PossibleValue::new(n.name).help(n.about)),
+    )
+}
+
 /// The checked configuration of one corruption run.
 #[derive(Debug, Clone)]
 pub struct CorruptConfig {
     pub epoch: u32,
     pub epochs: u32,
-    pub distribution: Distribution,
-    /// With `aux`: the augmentation; `None` for a model-free distribution.
-    pub augmentation: Option<Augmentation>,
-    /// Where used (the smoothed one-hot distribution takes part).
-    pub alpha: Option<f64>,
-    /// Where used (interpolations, augmentations but temperature): the schedule and this
-    /// epoch's gamma.
-    pub gamma: Option<(GammaSchedule, f64)>,
-    /// The temperature schedule; `const` at T0 = 1 where the sampling is not tempered.
-    pub schedule: TemperatureSchedule,
-    /// This epoch's temperature (1 where not tempered).
-    pub temperature: f64,
+    /// The distribution, and this epoch's values of the parameters it uses (temperature,
+    /// alpha, gamma).
+    pub choice: Choice,
     pub tokens: PathBuf,
-    /// With `--distribution aux` only.
+    /// Where the distribution uses the auxiliary model only.
     pub aux_model: Option<PathBuf>,
     /// OUT/epoch-EEE.
     pub out_dir: PathBuf,
@@ -178,31 +172,6 @@ pub enum SamplerKind {
 pub const CUDA_DEFAULT_THREADS: usize = 4;
 
 impl CorruptConfig {
-    /// One line: the distribution, augmentation and their parameters for this epoch.
-    pub fn describe(&self) -> String {
-        let mut parts = vec![format!("distribution {}", self.distribution.name())];
-        if let Some(a) = self.augmentation {
-            parts.push(format!("augmentation {}", a.name()));
-        }
-        if self.augmentation == Some(Augmentation::Temperature) {
-            parts.push(format!(
-                "schedule {}, T = {:.6}",
-                self.schedule, self.temperature
-            ));
-        }
-        if let Some(alpha) = self.alpha {
-            parts.push(format!("alpha = {alpha}"));
-        }
-        if let Some((s, g)) = self.gamma {
-            parts.push(format!(
-                "gamma schedule {} from gamma_max {}, gamma = {g:.6}",
-                s.shape.name(),
-                s.gamma_max
-            ));
-        }
-        parts.join(", ")
-    }
-
     /// Settles the thread count for `device`: all cores (or `--threads`) on the CPU; on CUDA
     /// `--threads`, else at most [`CUDA_DEFAULT_THREADS`].
     pub fn use_device(&mut self, device: tch::Device) {
@@ -324,44 +293,34 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
                 a.epochs
             );
         }
-        let distribution: Distribution = a.distribution.parse().map_err(anyhow::Error::msg)?;
-        let augmentation = match (distribution.needs_aux_model(), &a.augmentation) {
-            (true, name) => Some(
-                name.as_deref()
-                    .unwrap_or("temperature")
-                    .parse::<Augmentation>()
-                    .map_err(anyhow::Error::msg)?,
-            ),
-            (false, None) => None,
-            (false, Some(name)) => bail!(
-                "--augmentation {name}: expected it with --distribution aux only (it transforms                  the auxiliary model), found --distribution {}",
-                distribution.name()
-            ),
-        };
-        let aux_model = match (distribution.needs_aux_model(), a.aux_model) {
+        let distribution = distributions::find(&a.distribution, a.augmentation.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        let aux_model = match (distribution.uses().aux_model, a.aux_model) {
             (true, path) => Some(path.unwrap_or_else(|| PathBuf::from(DEFAULT_AUX_MODEL))),
             (false, None) => None,
             (false, Some(path)) => bail!(
-                "--aux-model {}: unused by --distribution {} (a model-free distribution needs                  no auxiliary model); leave the flag out",
+                "--aux-model {}: unused by --distribution {} (a model-free distribution needs \
+                 no auxiliary model); leave the flag out",
                 path.display(),
-                distribution.name()
+                distribution.distribution().name
             ),
         };
         let alpha = check_alpha(a.alpha).map_err(anyhow::Error::msg)?;
         let gamma_schedule = GammaSchedule::new(&a.gamma_schedule, a.gamma_max, a.tau, a.k)
             .map_err(anyhow::Error::msg)?;
-        let tempered = augmentation == Some(Augmentation::Temperature);
-        let uses_gamma = distribution.uses_gamma() || augmentation.is_some_and(|g| g.uses_gamma());
-        let schedule = if tempered {
-            TemperatureSchedule::new(&a.temperature_schedule, a.t0, a.tau, a.k)
-                .map_err(|e| anyhow::anyhow!("--temperature-schedule: {e}"))?
-        } else {
-            TemperatureSchedule::Const { t0: 1.0 }
+        let (schedule, t0, tau, k) = (&a.temperature_schedule, a.t0, a.tau, a.k);
+        let temperature_schedule = || {
+            TemperatureSchedule::new(schedule, t0, tau, k)
+                .map_err(|e| anyhow::anyhow!("--temperature-schedule: {e}"))
         };
-        let temperature = schedule.temperature(epoch, a.epochs);
-        if !(temperature.is_finite() && temperature >= 1.0) {
-            bail!("temperature of epoch {epoch}: expected a finite T >= 1, found {temperature}");
-        }
+        let choice = Choice::new(
+            distribution,
+            alpha,
+            gamma_schedule,
+            temperature_schedule,
+            epoch,
+            a.epochs,
+        )?;
         if !(a.mask_rate.is_finite() && a.mask_rate > 0.0 && a.mask_rate <= 1.0) {
             bail!(
                 "--mask-rate: expected a fraction in (0, 1], found {}",
@@ -383,12 +342,7 @@ impl TryFrom<CorruptArgs> for CorruptConfig {
         Ok(Self {
             epoch,
             epochs: a.epochs,
-            distribution,
-            augmentation,
-            alpha: distribution.uses_alpha().then_some(alpha),
-            gamma: uses_gamma.then(|| (gamma_schedule, gamma_schedule.gamma(epoch, a.epochs))),
-            schedule,
-            temperature,
+            choice,
             tokens: a.tokens,
             aux_model,
             out_dir: a.out.join(shared::format::spec::epoch::folder_name(epoch)),
@@ -432,17 +386,18 @@ mod tests {
         assert_eq!(c.out_dir, PathBuf::from("data/epoch-003"));
         assert_eq!(c.tokens, PathBuf::from("data/tokens"));
         assert_eq!(c.aux_model, Some(PathBuf::from("models/aux")));
+        let d = c.choice.distribution;
         assert_eq!(
-            (c.distribution, c.augmentation, c.alpha, c.gamma),
             (
-                Distribution::Aux,
-                Some(Augmentation::Temperature),
-                None,
-                None
-            )
+                d.distribution().name,
+                d.augmentation().map(|a| a.name),
+                c.choice.alpha,
+                c.choice.gamma
+            ),
+            ("aux", Some("temperature"), None, None)
         );
         assert_eq!((c.epochs, c.mask_rate, c.seed), (10, 0.15, 0));
-        assert!((c.temperature - (1.0 + (-3.0f64).exp())).abs() < 1e-12);
+        assert!((c.choice.temperature - (1.0 + (-3.0f64).exp())).abs() < 1e-12);
         assert_eq!(c.part, Part { index: 0, count: 1 });
     }
 
@@ -527,15 +482,15 @@ mod tests {
             "0.8",
         ])
         .unwrap();
-        assert_eq!((c.alpha, c.aux_model.is_none()), (Some(0.35), true));
-        let (_, gamma) = c.gamma.unwrap();
+        assert_eq!((c.choice.alpha, c.aux_model.is_none()), (Some(0.35), true));
+        let (_, gamma) = c.choice.gamma.unwrap();
         assert!((gamma - 0.4).abs() < 1e-15);
-        assert_eq!(c.temperature, 1.0);
+        assert_eq!(c.choice.temperature, 1.0);
         let c = config(&["--epoch", "0", "--augmentation", "drop-token", "--t0", "3"]).unwrap();
-        assert_eq!((c.temperature, c.alpha), (1.0, None));
-        assert_eq!(c.gamma.unwrap().1, 1.0);
+        assert_eq!((c.choice.temperature, c.choice.alpha), (1.0, None));
+        assert_eq!(c.choice.gamma.unwrap().1, 1.0);
         let c = config(&["--epoch", "0", "--distribution", "uniform"]).unwrap();
-        assert_eq!((c.alpha, c.gamma.is_none()), (None, true));
+        assert_eq!((c.choice.alpha, c.choice.gamma.is_none()), (None, true));
         let p: Part = "1/3".parse().unwrap();
         assert!(p.owns(4) && !p.owns(3));
     }

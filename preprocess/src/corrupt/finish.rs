@@ -76,23 +76,11 @@ pub fn finish(plan: &Plan, made: &Made) -> anyhow::Result<Option<EpochManifest>>
             made.stats.rows as f64 / made.seconds,
         );
     }
-    let c = &plan.config;
     let manifest = EpochManifest {
         data_spec_version: DATA_SPEC_VERSION,
         kind: epoch::KIND.to_string(),
-        epoch: c.epoch,
-        epochs: c.epochs,
-        schedule: c.schedule.to_info(),
-        temperature: c.temperature,
-        seed: c.seed,
-        mask_rate: c.mask_rate,
-        distribution: plan.settings.distribution.clone(),
-        augmentation: plan.settings.augmentation.clone(),
-        alpha: plan.settings.alpha,
-        gamma: plan.settings.gamma,
-        gamma_schedule: plan.settings.gamma_schedule.clone(),
-        term_frequency_sha256: plan.settings.term_frequency_sha256.clone(),
-        dropout_batch_size: plan.settings.dropout_batch_size,
+        corruption: plan.settings.corruption.clone(),
+        replacement: plan.settings.replacement.clone(),
         aux_model: plan.aux.clone(),
         tokenizer: plan.tokens.tokenizer.clone(),
         tokens_fingerprint: plan.tokens.dataset_fingerprint.clone(),

@@ -2,7 +2,6 @@
 //! that epoch's temperature, another augmentation of it, or a model-free distribution
 //! (data-spec/epoch.md).
 mod args;
-mod corrupter;
 mod finish;
 mod pipeline;
 mod plan;
@@ -56,7 +55,7 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
          {device:?}",
         c.epoch,
         c.epochs,
-        c.describe(),
+        c.choice.describe(),
         plan.token_paths.len(),
         c.part.index,
         c.part.count,
@@ -70,7 +69,7 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
             "{}: already complete with these settings",
             c.out_dir.display()
         );
-        finish::print_report(c.epoch, c.temperature, &m.report);
+        finish::print_report(c.epoch, c.choice.temperature, &m.report);
         return Ok(());
     }
 
@@ -96,8 +95,9 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     let made = if plan.todo.is_empty() {
         pipeline::Made::default()
     } else {
-        let model = corrupter::Corrupter::new(&plan, device)?;
-        let made = pipeline::run(&plan, &model)?;
+        let setup = plan.setup(device);
+        let sampler = c.choice.distribution.sampler(&setup)?;
+        let made = pipeline::run(&plan, &setup, sampler.as_ref())?;
         eprintln!(
             "pipeline: {} sequences in {:.2} s; {}",
             made.stats.rows, made.seconds, made.stages
@@ -109,7 +109,7 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
     };
     match finish::finish(&plan, &made)? {
         Some(m) => {
-            finish::print_report(c.epoch, c.temperature, &m.report);
+            finish::print_report(c.epoch, c.choice.temperature, &m.report);
             eprintln!(
                 "{}: complete ({} sequences)",
                 c.out_dir.display(),
@@ -124,7 +124,7 @@ pub fn run(args: CorruptArgs) -> anyhow::Result<()> {
                     made.stats.rows as f64 / made.seconds,
                 );
             }
-            finish::print_report(c.epoch, c.temperature, &report);
+            finish::print_report(c.epoch, c.choice.temperature, &report);
         }
     }
     Ok(())

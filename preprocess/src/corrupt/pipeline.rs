@@ -16,11 +16,10 @@ use shared::format::shard_reader::ShardFile;
 use shared::format::token_shards::TokenRows;
 use shared::runtime::progress::Progress;
 
-use super::corrupter::Corrupter;
 use super::plan::Plan;
 use super::shard::write_epoch_shard;
-use shared::corruption::augmentation::drop_tokens;
-use shared::corruption::batch::{apply, build_inputs, CorruptedRow, Inputs, Keys, Seq};
+use shared::corruption::batch::{apply, build_inputs, CorruptedRow, Inputs, Seq};
+use shared::corruption::distributions::{Sampler, Setup};
 use shared::corruption::sampling::{NonFiniteLogits, Sampled};
 use shared::runtime::clock::StageClock;
 
@@ -95,15 +94,9 @@ impl std::fmt::Display for Stages {
     }
 }
 
-/// Corrupts the shards of `plan.todo` with `model`.
-pub fn run(plan: &Plan, model: &Corrupter) -> anyhow::Result<Made> {
+/// Corrupts the shards of `plan.todo` with `model`, the sampler of `setup`'s distribution.
+pub fn run(plan: &Plan, setup: &Setup, model: &dyn Sampler) -> anyhow::Result<Made> {
     let start = Instant::now();
-    let keys = Keys {
-        seed: plan.config.seed,
-        epoch: plan.config.epoch,
-        mask_rate: plan.config.mask_rate,
-        special: plan.special,
-    };
     let total_rows: u64 = plan.todo.iter().map(|&k| plan.tokens.shards[k].rows).sum();
     let progress = Progress::new(
         &format!("epoch {}", plan.config.epoch),
@@ -115,7 +108,7 @@ pub fn run(plan: &Plan, model: &Corrupter) -> anyhow::Result<Made> {
     let (to_writer, from_model) = bounded::<ToWriter>(QUEUE);
 
     let (read, (infer, mut stages, clock), write) = std::thread::scope(|s| {
-        let reader = s.spawn(|| read(plan, &keys, to_model));
+        let reader = s.spawn(|| read(plan, setup, to_model));
         let writer = s.spawn(|| write(plan, from_model, &progress));
         let infer = infer(plan, model, from_reader, to_writer);
         (join(reader), infer, join(writer))
@@ -144,7 +137,7 @@ fn join<T>(h: std::thread::ScopedJoinHandle<'_, anyhow::Result<T>>) -> anyhow::R
 /// padded to the dataset's `max_seq_len`, so a row's logits do not depend on the lengths of the
 /// rows it shares a batch with. Stops quietly if the model stage has gone (its error is reported
 /// instead).
-fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<f64> {
+fn read(plan: &Plan, setup: &Setup, tx: Sender<ToModel>) -> anyhow::Result<f64> {
     let started = Instant::now();
     let mut waited = 0.0;
     let mut send = |msg: ToModel| {
@@ -155,13 +148,14 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<f64> {
     };
     let batch_size = plan.config.batch_size;
     let width = plan.tokens.max_seq_len as usize;
-    // drop-token: the auxiliary model's view only (the rows keep their tokens).
-    let drop = plan.unk.zip(plan.config.gamma.map(|(_, g)| g));
+    let keys = &setup.keys;
     let batch = |shard: usize, seqs: Vec<Seq>| {
         let mut inputs = build_inputs(&seqs, width, keys);
-        if let Some((unk, gamma)) = drop {
-            drop_tokens(&mut inputs, &seqs, keys, gamma, unk);
-        }
+        // E.g. drop-token: the auxiliary model's view only (the rows keep their tokens).
+        plan.config
+            .choice
+            .distribution
+            .prepare(setup, &mut inputs, &seqs);
         ToModel::Batch {
             shard,
             inputs,
@@ -207,7 +201,7 @@ fn read(plan: &Plan, keys: &Keys, tx: Sender<ToModel>) -> anyhow::Result<f64> {
 /// Model stage, on the calling thread: device work only.
 fn infer(
     plan: &Plan,
-    model: &Corrupter,
+    model: &dyn Sampler,
     rx: Receiver<ToModel>,
     tx: Sender<ToWriter>,
 ) -> (anyhow::Result<()>, Stages, StageClock) {
@@ -226,7 +220,7 @@ fn infer(
 
 fn infer_loop(
     plan: &Plan,
-    model: &Corrupter,
+    model: &dyn Sampler,
     rx: Receiver<ToModel>,
     tx: Sender<ToWriter>,
     stages: &mut Stages,
@@ -251,7 +245,7 @@ fn infer_loop(
                 shard,
                 sampled: shared::runtime::panic::catch(
                     || batch_rows(&seqs),
-                    || model.corrupt(plan, &seqs, &inputs, clock),
+                    || model.sample(&seqs, &inputs, clock),
                 )?
                 .map_err(|e| name_position(e, &seqs, &inputs))
                 .with_context(|| format!("token shard {}", plan.token_paths[shard].display()))?,

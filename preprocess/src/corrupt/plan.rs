@@ -4,9 +4,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
-use shared::corruption::distribution::Augmentation;
+use shared::corruption::batch::Keys;
+use shared::corruption::distributions::{AuxSetup, Setup};
 use shared::corruption::masking::SpecialIds;
 use shared::format::epoch_meta::{EpochSettings, META_SETTINGS, META_SETTINGS_FINGERPRINT};
+use shared::format::epoch_record::Corruption;
 use shared::format::manifest::{AuxModelInfo, EpochManifest, TokenManifest};
 use shared::format::shard_reader::ShardFile;
 use shared::format::spec::{shard_file_name, shard_index, DATA_SPEC_VERSION, MANIFEST_FILE};
@@ -60,56 +62,26 @@ pub fn settings_of(
     aux: &AuxModelInfo,
     term_frequency_sha256: Option<String>,
 ) -> EpochSettings {
-    let dropout = config.augmentation.is_some_and(|a| a.uses_dropout());
     EpochSettings {
         data_spec_version: DATA_SPEC_VERSION,
-        epoch: config.epoch,
-        epochs: config.epochs,
-        schedule: config.schedule.to_info(),
-        temperature: config.temperature,
-        seed: config.seed,
-        mask_rate: config.mask_rate,
+        corruption: Corruption {
+            epoch: config.epoch,
+            epochs: config.epochs,
+            schedule: config.choice.schedule.to_info(),
+            temperature: config.choice.temperature,
+            seed: config.seed,
+            mask_rate: config.mask_rate,
+        },
         mask_token_id: tokens.tokenizer.special_tokens.mask,
-        distribution: config.distribution.name().to_string(),
-        augmentation: config.augmentation.map(|a| a.name().to_string()),
-        alpha: config.alpha,
-        gamma: config.gamma.map(|(_, g)| g),
-        gamma_schedule: config.gamma.map(|(s, _)| s.to_info()),
-        term_frequency_sha256,
-        dropout_batch_size: dropout.then_some(config.batch_size as u64),
+        replacement: config
+            .choice
+            .replacement(term_frequency_sha256, config.batch_size),
         aux_model_sha256: aux.sha256.clone(),
         tokenizer_sha256: tokens.tokenizer.sha256.clone(),
         tokens_fingerprint: tokens.dataset_fingerprint.clone(),
         tokens_split: tokens.split.clone(),
         max_seq_len: tokens.max_seq_len,
         vocab_size: tokens.tokenizer.vocab_size,
-    }
-}
-
-/// The settings an epoch manifest records.
-pub fn settings_of_manifest(m: &EpochManifest) -> EpochSettings {
-    EpochSettings {
-        data_spec_version: m.data_spec_version,
-        epoch: m.epoch,
-        epochs: m.epochs,
-        schedule: m.schedule.clone(),
-        temperature: m.temperature,
-        seed: m.seed,
-        mask_rate: m.mask_rate,
-        mask_token_id: m.tokenizer.special_tokens.mask,
-        distribution: m.distribution.clone(),
-        augmentation: m.augmentation.clone(),
-        alpha: m.alpha,
-        gamma: m.gamma,
-        gamma_schedule: m.gamma_schedule.clone(),
-        term_frequency_sha256: m.term_frequency_sha256.clone(),
-        dropout_batch_size: m.dropout_batch_size,
-        aux_model_sha256: m.aux_model.sha256.clone(),
-        tokenizer_sha256: m.tokenizer.sha256.clone(),
-        tokens_fingerprint: m.tokens_fingerprint.clone(),
-        tokens_split: m.split.clone(),
-        max_seq_len: m.max_seq_len,
-        vocab_size: m.vocab_size,
     }
 }
 
@@ -126,30 +98,26 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
         Some(dir) => check_aux(dir, &config, &tokens)?,
         None => AuxModelInfo::default(),
     };
-    let uses_tf = config.distribution.uses_term_frequency()
-        || config.augmentation == Some(Augmentation::TfInterp);
-    let (term_frequency, tf_sha256) = if uses_tf {
+    let distribution = config.choice.distribution;
+    let uses = distribution.uses();
+    let (term_frequency, tf_sha256) = if uses.term_frequency {
         let (counts, sha) = load_for_tokens(&config.tokens, &tokens).with_context(|| {
             format!(
                 "--tokens {}: term-frequency counts (for {})",
                 config.tokens.display(),
-                config
-                    .augmentation
-                    .filter(|_| !config.distribution.uses_term_frequency())
-                    .map_or(
-                        format!("--distribution {}", config.distribution.name()),
-                        |a| format!("--augmentation {}", a.name())
-                    )
+                distribution.flag()
             )
         })?;
         (Some(counts), Some(sha))
     } else {
         (None, None)
     };
-    let unk = if config.augmentation == Some(Augmentation::DropToken) {
+    let unk = if uses.unk {
         let unk = tok.special_tokens.unk.with_context(|| {
             format!(
-                "--augmentation drop-token: {}: field tokenizer.special_tokens.unk: expected the                  [UNK] id, found null (the tokenizer has no unknown token)",
+                "{}: {}: field tokenizer.special_tokens.unk: expected the [UNK] id, found null \
+                 (the tokenizer has no unknown token)",
+                distribution.flag(),
                 config.tokens.join(MANIFEST_FILE).display()
             )
         })?;
@@ -179,6 +147,33 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
 }
 
 impl Plan {
+    /// What the distribution builds its sampler from: this epoch's keys and parameters and the
+    /// inputs loaded for it; the auxiliary model (where used) runs on `device`.
+    pub fn setup(&self, device: tch::Device) -> Setup<'_> {
+        let c = &self.config;
+        Setup {
+            keys: Keys {
+                seed: c.seed,
+                epoch: c.epoch,
+                mask_rate: c.mask_rate,
+                special: self.special,
+            },
+            vocab_size: self.tokens.tokenizer.vocab_size as usize,
+            tokens: &c.tokens,
+            alpha: c.choice.alpha,
+            gamma: c.choice.gamma_value(),
+            temperature: c.choice.temperature,
+            term_frequency: self.term_frequency.as_deref(),
+            unk: self.unk,
+            aux: c.aux_model.as_deref().map(|dir| AuxSetup {
+                dir,
+                device,
+                batch_size: c.batch_size,
+                kernel_sampler: c.sampler == super::args::SamplerKind::Kernel,
+            }),
+        }
+    }
+
     /// Looks at what the output folder holds (again, e.g. once its lock is held): whether it is
     /// complete, which files must go first, which shards this part still makes. A manifest with
     /// these settings is trusted as far as a cheap look: every shard it lists is there with its
@@ -196,7 +191,7 @@ impl Plan {
         if manifest_path.exists() {
             let why = match shared::format::manifest::read_manifest::<EpochManifest>(out) {
                 Ok(m) => {
-                    let d = settings.differences(&settings_of_manifest(&m).to_json());
+                    let d = settings.differences(&m.settings().to_json());
                     if d.is_empty() && m.shards.len() == shards {
                         let listed = m.shards.iter().map(|e| (e.file.as_str(), e.bytes));
                         redo = shared::files::listed::damaged(out, listed);

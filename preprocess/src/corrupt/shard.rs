@@ -62,7 +62,12 @@ pub fn write_epoch_shard(
         rows.len()
     );
     let stats = stats_of(&rows);
-    let order = row_order(rows.len(), settings.seed, settings.epoch, shard);
+    let order = row_order(
+        rows.len(),
+        settings.corruption.seed,
+        settings.corruption.epoch,
+        shard,
+    );
     let batches = order
         .par_chunks(ROW_GROUP_ROWS)
         .map(|chunk| {
@@ -82,10 +87,13 @@ pub fn write_epoch_shard(
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut metadata = vec![
         (META_KIND.to_string(), epoch::KIND.to_string()),
-        (META_EPOCH.to_string(), settings.epoch.to_string()),
+        (
+            META_EPOCH.to_string(),
+            settings.corruption.epoch.to_string(),
+        ),
         (
             META_TEMPERATURE.to_string(),
-            settings.temperature.to_string(),
+            settings.corruption.temperature.to_string(),
         ),
         (META_SETTINGS.to_string(), settings.to_json()),
         (

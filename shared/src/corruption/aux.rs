@@ -3,7 +3,6 @@
 use std::borrow::Cow;
 use std::path::Path;
 
-use crate::corruption::augmentation::AuxSampling;
 use crate::corruption::sampling::{padded_vocab, sample_tempered, Sampled};
 use crate::format::manifest::AuxModelInfo;
 use crate::model::{
@@ -75,6 +74,32 @@ pub struct AuxModel {
     /// Tempered draws by the one-pass CUDA kernel (`preprocess --sampler kernel`) instead of
     /// the reference sampler.
     kernel_sampler: bool,
+}
+
+/// What is done to the auxiliary model's logits `z` before the exact sampler draws from
+/// softmax(logits / T): nothing (Fast-ELECTRA's tempering), or a replacement of the logits
+/// (tf-interp). The reported top-1 is always the model's own arg-max.
+pub struct AuxSampling {
+    /// T.
+    pub temperature: f64,
+    /// Replaces `z` `[N, V']` by other logits `[N, V']` (fp32) before sampling.
+    pub logits: Option<Box<dyn LogitsTransform>>,
+}
+
+impl AuxSampling {
+    /// softmax(z / T).
+    pub fn tempered(temperature: f64) -> Self {
+        Self {
+            temperature,
+            logits: None,
+        }
+    }
+}
+
+/// A change of the auxiliary model's logits before sampling.
+pub trait LogitsTransform {
+    /// The logits to sample from, `[N, V']` fp32, for the model's `z` `[N, V']`.
+    fn logits(&self, z: &Tensor) -> Tensor;
 }
 
 /// Dropout rates of the auxiliary model for the dropout augmentations: (activation/hidden,
@@ -174,7 +199,7 @@ impl AuxModel {
         temperature: f64,
         clock: &mut StageClock,
     ) -> anyhow::Result<Sampled> {
-        self.corrupt_with(inputs, &AuxSampling::Temperature(temperature), clock)
+        self.corrupt_with(inputs, &AuxSampling::tempered(temperature), clock)
     }
 
     /// Runs the model on one batch and samples a token at every masked position from the
@@ -194,13 +219,14 @@ impl AuxModel {
         let logits = self.logits_timed(inputs, clock);
         // Padded positions (a copy of the first one) get a dummy uniform; their draws are dropped.
         let uniforms = padded(&inputs.uniforms, logits.size()[0] as usize, 0.5);
-        let mut s = tch::no_grad(|| match sampling {
-            AuxSampling::Temperature(t) if self.kernel_sampler => {
-                crate::corruption::sampling_tiled::sample_tempered_kernel(&logits, *t, &uniforms)
+        let t = sampling.temperature;
+        let mut s = tch::no_grad(|| match &sampling.logits {
+            None if self.kernel_sampler => {
+                crate::corruption::sampling_tiled::sample_tempered_kernel(&logits, t, &uniforms)
             }
-            AuxSampling::Temperature(t) => sample_tempered(&logits, *t, &uniforms),
-            AuxSampling::TfInterp(tf) => {
-                let mut s = sample_tempered(&tf.logits(&logits), 1.0, &uniforms)?;
+            None => sample_tempered(&logits, t, &uniforms),
+            Some(transform) => {
+                let mut s = sample_tempered(&transform.logits(&logits), t, &uniforms)?;
                 s.top1 = Vec::<i64>::try_from(logits.argmax(-1, false).to_device(Device::Cpu))?;
                 Ok(s)
             }

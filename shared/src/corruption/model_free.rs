@@ -16,8 +16,12 @@
 //! original token only rescales one entry, so a draw `t = u * (C[V] - w[o] + r w[o])` is located
 //! by comparing with `o`'s interval and one binary search in `C` (shifted past `o`): O(log V) and
 //! no pass over the vocabulary. The entropy and arg-max come from table constants the same way.
-use crate::corruption::distribution::Distribution;
+use tch::Device;
+
+use crate::corruption::batch::{Inputs, Seq};
+use crate::corruption::distributions::{Sampler, Setup};
 use crate::corruption::sampling::Sampled;
+use crate::runtime::clock::StageClock;
 
 /// The epoch's table of one model-free distribution.
 #[derive(Debug, Clone)]
@@ -46,40 +50,47 @@ pub enum ModelFreeError {
          of non-special ids are 0)"
     )]
     Empty(&'static str),
-    #[error("--distribution aux is not model-free")]
-    NotModelFree,
+}
+
+/// The weights' base `a`.
+#[derive(Debug, Clone, Copy)]
+pub enum Base<'a> {
+    /// `a = 1` on every non-special id.
+    Uniform,
+    /// The term-frequency counts, one per id of the vocabulary.
+    Counts(&'a [u64]),
+}
+
+/// The term-frequency counts of `setup` as a base, for the distribution `name`.
+pub fn counts<'a>(setup: &Setup<'a>, name: &'static str) -> Result<Base<'a>, ModelFreeError> {
+    setup
+        .term_frequency
+        .map(Base::Counts)
+        .ok_or(ModelFreeError::NoCounts(name))
 }
 
 impl ModelFree {
-    /// The table of `distribution` over `vocab` ids; `special` ids get weight 0. `counts` (the
-    /// term frequencies, `vocab` entries) for `term-frequency` and `tf-soh`; `alpha` in (0, 1)
-    /// and `gamma` in [0, 1] where used (ignored otherwise).
+    /// The table of the distribution `name` over `vocab` ids: `w = a^gamma` from `base`
+    /// (special ids get weight 0), the original's factor `r` from `alpha` where the smoothed
+    /// one-hot distribution takes part (`None`: `r = 1`). `alpha` in (0, 1), `gamma` in [0, 1]:
+    /// uniform and term frequency are `gamma = 1` without alpha, SOH is `gamma = 0` with it.
     pub fn new(
-        distribution: Distribution,
+        name: &'static str,
         vocab: usize,
         special: &[i32],
-        counts: Option<&[u64]>,
-        alpha: f64,
+        base: Base,
+        alpha: Option<f64>,
         gamma: f64,
     ) -> Result<Self, ModelFreeError> {
-        let name = distribution.name();
-        let gamma = match distribution {
-            Distribution::Aux => return Err(ModelFreeError::NotModelFree),
-            Distribution::Uniform | Distribution::TermFrequency => 1.0,
-            Distribution::SmoothedOneHot => 0.0,
-            Distribution::UnfSoh | Distribution::TfSoh => gamma,
-        };
-        let counts = if distribution.uses_term_frequency() {
-            let c = counts.ok_or(ModelFreeError::NoCounts(name))?;
-            if c.len() != vocab {
+        let counts = match base {
+            Base::Uniform => None,
+            Base::Counts(c) if c.len() != vocab => {
                 return Err(ModelFreeError::CountsSize {
                     expected: vocab,
                     found: c.len(),
-                });
+                })
             }
-            Some(c)
-        } else {
-            None
+            Base::Counts(c) => Some(c),
         };
         let is_special = |i: usize| special.iter().any(|&s| s as usize == i);
         let mut weights = vec![0.0f64; vocab];
@@ -94,10 +105,11 @@ impl ModelFree {
             // gives a itself.
             *w = a.powf(gamma);
         }
-        let boost = if distribution.uses_alpha() && non_special > 1 {
-            ((1.0 - alpha) * (non_special - 1) as f64 / alpha).powf(1.0 - gamma)
-        } else {
-            1.0
+        let boost = match alpha {
+            Some(alpha) if non_special > 1 => {
+                ((1.0 - alpha) * (non_special - 1) as f64 / alpha).powf(1.0 - gamma)
+            }
+            _ => 1.0,
         };
         let mut cum = Vec::with_capacity(vocab + 1);
         let (mut c, mut w_ln_w) = (0.0f64, 0.0f64);
@@ -232,9 +244,29 @@ impl ModelFree {
     }
 }
 
+impl Sampler for ModelFree {
+    fn device(&self) -> Device {
+        Device::Cpu
+    }
+
+    fn sample(
+        &self,
+        seqs: &[Seq],
+        inputs: &Inputs,
+        _clock: &mut StageClock,
+    ) -> anyhow::Result<Sampled> {
+        let originals: Vec<i32> = seqs
+            .iter()
+            .flat_map(|s| s.masked.iter().map(|&p| s.ids[p as usize]))
+            .collect();
+        Ok(self.sample_all(&originals, &inputs.uniforms))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::corruption::distributions::Interpolation;
     use crate::corruption::sampling::position_uniform;
 
     const V: usize = 12;
@@ -242,8 +274,57 @@ mod tests {
     const SPECIAL: [i32; 4] = [0, 1, 2, 3];
     const COUNTS: [u64; V] = [50, 40, 40, 0, 30, 0, 1, 9, 20, 5, 100, 3];
 
+    /// The five model-free distributions of data-spec/epoch.md, as the closed forms below
+    /// define them.
+    #[derive(Debug, Clone, Copy)]
+    enum Distribution {
+        Uniform,
+        TermFrequency,
+        SmoothedOneHot,
+        UnfSoh,
+        TfSoh,
+    }
+
+    /// The epoch's setup of the tests: [`V`] ids, [`SPECIAL`], alpha 0.35, `gamma`, `counts`.
+    fn setup(gamma: f64, counts: Option<&[u64]>) -> Setup<'_> {
+        Setup {
+            keys: crate::corruption::batch::Keys {
+                seed: 0,
+                epoch: 0,
+                mask_rate: 0.15,
+                special: crate::corruption::masking::SpecialIds {
+                    pad: 0,
+                    cls: 1,
+                    sep: 2,
+                    mask: 3,
+                },
+            },
+            vocab_size: V,
+            tokens: std::path::Path::new("tokens"),
+            alpha: Some(0.35),
+            gamma,
+            temperature: 1.0,
+            term_frequency: counts,
+            unk: None,
+            aux: None,
+        }
+    }
+
+    /// The registry's entry of `d`.
+    fn entry(d: Distribution) -> &'static Interpolation {
+        use crate::corruption::distributions as ds;
+        match d {
+            Distribution::Uniform => &ds::UNIFORM,
+            Distribution::TermFrequency => &ds::TERM_FREQUENCY,
+            Distribution::SmoothedOneHot => &ds::SMOOTHED_ONE_HOT,
+            Distribution::UnfSoh => &ds::UNF_SOH,
+            Distribution::TfSoh => &ds::TF_SOH,
+        }
+    }
+
+    /// The table the registry's entry of `d` makes at `gamma` (fixed distributions ignore it).
     fn table(d: Distribution, gamma: f64) -> ModelFree {
-        ModelFree::new(d, V, &SPECIAL, Some(&COUNTS), 0.35, gamma).unwrap()
+        entry(d).table(&setup(gamma, Some(&COUNTS))).unwrap()
     }
 
     /// The closed form, computed directly from its definition with normalised p_A and p_SOH.
@@ -288,7 +369,6 @@ mod tests {
             Distribution::SmoothedOneHot => (0..V).map(soh).collect(),
             Distribution::UnfSoh => interp(&unf, gamma),
             Distribution::TfSoh => interp(&tf, gamma),
-            Distribution::Aux => unreachable!(),
         };
         let z: f64 = raw.iter().sum();
         raw.iter().map(|x| x / z).collect()
@@ -422,26 +502,22 @@ mod tests {
 
     #[test]
     fn bad_tables_are_refused() {
-        let none = ModelFree::new(Distribution::TfSoh, V, &SPECIAL, None, 0.35, 0.5);
+        let none = entry(Distribution::TfSoh).table(&setup(0.5, None));
         assert!(matches!(none, Err(ModelFreeError::NoCounts("tf-soh"))));
-        let short = ModelFree::new(
-            Distribution::TermFrequency,
-            V,
-            &SPECIAL,
-            Some(&[1, 2]),
-            0.3,
-            1.0,
-        );
+        let short = entry(Distribution::TermFrequency).table(&setup(1.0, Some(&[1, 2])));
         assert!(matches!(short, Err(ModelFreeError::CountsSize { .. })));
         let zeros = [0u64; V];
-        let empty = ModelFree::new(
-            Distribution::TermFrequency,
-            V,
-            &SPECIAL,
-            Some(&zeros),
-            0.3,
-            1.0,
-        );
+        let empty = entry(Distribution::TermFrequency).table(&setup(1.0, Some(&zeros)));
         assert!(matches!(empty, Err(ModelFreeError::Empty(_))));
+        // Through the registry, the error names the token folder.
+        let err = crate::corruption::distributions::find("tf-soh", None)
+            .unwrap()
+            .sampler(&setup(0.5, None))
+            .err()
+            .unwrap();
+        assert!(
+            format!("{err:#}").starts_with("--tokens tokens: --distribution tf-soh: needs"),
+            "{err:#}"
+        );
     }
 }

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
-use crate::format::manifest::{EpochManifest, GammaScheduleInfo, ScheduleInfo};
+use crate::format::epoch_record::{Corruption, Replacement};
+use crate::format::manifest::EpochManifest;
 use crate::format::spec::{shard_file_name, READABLE_DATA_SPEC_VERSIONS};
 
 /// JSON of [`EpochSettings`].
@@ -30,35 +31,19 @@ pub const META_EPOCH: &str = "fast_electra.epoch";
 pub const META_TEMPERATURE: &str = "fast_electra.temperature";
 
 /// Everything that decides the content of an epoch folder. Paths are left out on purpose: moving
-/// the token folder or the auxiliary model does not change the data.
+/// the token folder or the auxiliary model does not change the data. The JSON holds the fields in
+/// declaration order, the blocks' fields where the block stands (data-spec/epoch.md, "Shard
+/// metadata"); its bytes are fingerprinted, so the order is part of the format.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EpochSettings {
     pub data_spec_version: u32,
-    pub epoch: u32,
-    pub epochs: u32,
-    pub schedule: ScheduleInfo,
-    pub temperature: f64,
-    pub seed: u64,
-    pub mask_rate: f64,
+    #[serde(flatten)]
+    pub corruption: Corruption,
     /// Token id written into the auxiliary model's input at masked positions.
     pub mask_token_id: u32,
-    /// `aux` or a model-free distribution (data-spec/epoch.md, "Distributions").
-    pub distribution: String,
-    /// With `aux`: the augmentation (`temperature`, ...); `null` for a model-free distribution.
-    pub augmentation: Option<String>,
-    /// The fields below are left out of the JSON when unused, so that the settings of
-    /// `aux` + `temperature` hold exactly the fields they held in version 1 (plus the two above).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpha: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gamma: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gamma_schedule: Option<GammaScheduleInfo>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub term_frequency_sha256: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dropout_batch_size: Option<u64>,
+    #[serde(flatten)]
+    pub replacement: Replacement,
     /// SHA-256 over the auxiliary model's `config.json` and `model.safetensors`; absent for a
     /// model-free distribution.
     #[serde(default, skip_serializing_if = "String::is_empty")]
@@ -229,25 +214,29 @@ mod tests {
     fn settings() -> EpochSettings {
         EpochSettings {
             data_spec_version: crate::format::spec::DATA_SPEC_VERSION,
-            epoch: 3,
-            epochs: 10,
-            schedule: ScheduleInfo {
-                name: "exp".into(),
-                t0: 2.0,
-                tau: 0.1,
-                k: 0.0,
+            corruption: Corruption {
+                epoch: 3,
+                epochs: 10,
+                schedule: crate::format::manifest::ScheduleInfo {
+                    name: "exp".into(),
+                    t0: 2.0,
+                    tau: 0.1,
+                    k: 0.0,
+                },
+                temperature: 1.0 + (-3.0f64).exp(),
+                seed: 0,
+                mask_rate: 0.15,
             },
-            temperature: 1.0 + (-3.0f64).exp(),
-            seed: 0,
-            mask_rate: 0.15,
             mask_token_id: 103,
-            distribution: "aux".into(),
-            augmentation: Some("temperature".into()),
-            alpha: None,
-            gamma: None,
-            gamma_schedule: None,
-            term_frequency_sha256: None,
-            dropout_batch_size: None,
+            replacement: Replacement {
+                distribution: "aux".into(),
+                augmentation: Some("temperature".into()),
+                alpha: None,
+                gamma: None,
+                gamma_schedule: None,
+                term_frequency_sha256: None,
+                dropout_batch_size: None,
+            },
             aux_model_sha256: "a".into(),
             tokenizer_sha256: "t".into(),
             tokens_fingerprint: "d".into(),
@@ -262,8 +251,8 @@ mod tests {
         let a = settings();
         assert!(a.differences(&a.to_json()).is_empty());
         let mut b = a.clone();
-        b.seed = 5;
-        b.temperature = 1.5;
+        b.corruption.seed = 5;
+        b.corruption.temperature = 1.5;
         let d = a.differences(&b.to_json());
         assert_eq!(d.len(), 2, "{d:?}");
         assert!(d[0].starts_with("seed: this run 0, existing 5"), "{d:?}");
@@ -280,11 +269,11 @@ mod tests {
             assert!(!json.contains(absent), "{absent} in {json}");
         }
         let mut m = a.clone();
-        m.distribution = "tf-soh".into();
-        m.augmentation = None;
+        m.replacement.distribution = "tf-soh".into();
+        m.replacement.augmentation = None;
         m.aux_model_sha256.clear();
-        m.alpha = Some(0.35);
-        m.gamma = Some(0.5);
+        m.replacement.alpha = Some(0.35);
+        m.replacement.gamma = Some(0.5);
         let json = m.to_json();
         assert!(!json.contains("aux_model_sha256") && json.contains("\"augmentation\":null"));
         let back: EpochSettings = serde_json::from_str(&json).unwrap();

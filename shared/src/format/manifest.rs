@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::format::epoch_meta::EpochSettings;
+use crate::format::epoch_record::{Corruption, Replacement};
 use crate::format::spec::{MANIFEST_FILE, READABLE_DATA_SPEC_VERSIONS};
 
 /// One Parquet shard as listed in a manifest.
@@ -147,16 +149,6 @@ impl AuxModelInfo {
     }
 }
 
-/// `distribution` of a version-1 manifest: the auxiliary model's.
-pub fn default_distribution() -> String {
-    "aux".to_string()
-}
-
-/// `augmentation` of a version-1 manifest: temperature.
-pub fn default_augmentation() -> Option<String> {
-    Some("temperature".to_string())
-}
-
 /// `data/epoch-EEE/manifest.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -164,36 +156,10 @@ pub struct EpochManifest {
     pub data_spec_version: u32,
     /// Always `"epoch"`.
     pub kind: String,
-    pub epoch: u32,
-    pub epochs: u32,
-    pub schedule: ScheduleInfo,
-    /// This epoch's temperature T.
-    pub temperature: f64,
-    pub seed: u64,
-    pub mask_rate: f64,
-    /// Where replacements come from: `aux` (the auxiliary model), `uniform`, `term-frequency`,
-    /// `smoothed-one-hot`, `unf-soh` or `tf-soh` (version 1: always `aux`).
-    #[serde(default = "default_distribution")]
-    pub distribution: String,
-    /// With `aux`: `temperature`, `tf-interp`, `dropout`, `drop-attention` or `drop-token`;
-    /// absent for a model-free distribution (version 1: always `temperature`).
-    #[serde(default = "default_augmentation")]
-    pub augmentation: Option<String>,
-    /// Smoothing of the smoothed one-hot distribution (`smoothed-one-hot`, `unf-soh`, `tf-soh`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub alpha: Option<f64>,
-    /// This epoch's strength gamma (interpolations and augmentations other than temperature).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gamma: Option<f64>,
-    /// The schedule gamma follows.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gamma_schedule: Option<GammaScheduleInfo>,
-    /// SHA-256 of the term-frequency file used (`term-frequency`, `tf-soh`, `tf-interp`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub term_frequency_sha256: Option<String>,
-    /// `dropout` and `drop-attention`: the `--batch-size` the dropout masks depend on.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dropout_batch_size: Option<u64>,
+    #[serde(flatten)]
+    pub corruption: Corruption,
+    #[serde(flatten)]
+    pub replacement: Replacement,
     /// Absent for a model-free distribution.
     #[serde(default, skip_serializing_if = "AuxModelInfo::is_absent")]
     pub aux_model: AuxModelInfo,
@@ -220,6 +186,25 @@ pub struct EpochManifest {
     /// manifest), by file name; absent when every one was checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unverified_token_shards: Vec<String>,
+}
+
+impl EpochManifest {
+    /// The settings this manifest records: those of every one of its shards (the manifest's
+    /// `settings_fingerprint` is their [`EpochSettings::fingerprint`]).
+    pub fn settings(&self) -> EpochSettings {
+        EpochSettings {
+            data_spec_version: self.data_spec_version,
+            corruption: self.corruption.clone(),
+            mask_token_id: self.tokenizer.special_tokens.mask,
+            replacement: self.replacement.clone(),
+            aux_model_sha256: self.aux_model.sha256.clone(),
+            tokenizer_sha256: self.tokenizer.sha256.clone(),
+            tokens_fingerprint: self.tokens_fingerprint.clone(),
+            tokens_split: self.split.clone(),
+            max_seq_len: self.max_seq_len,
+            vocab_size: self.vocab_size,
+        }
+    }
 }
 
 /// Reads `dir/manifest.json`, checking the data-spec version (any of
@@ -275,19 +260,42 @@ mod tests {
         std::fs::write(dir.path().join(MANIFEST_FILE), text).unwrap();
         let m: EpochManifest = read_manifest(dir.path()).unwrap();
         assert_eq!(m.data_spec_version, 1);
-        assert_eq!(m.distribution, "aux");
-        assert_eq!(m.augmentation.as_deref(), Some("temperature"));
-        assert_eq!((m.alpha, m.gamma, m.dropout_batch_size), (None, None, None));
+        assert_eq!(m.replacement.distribution, "aux");
+        assert_eq!(m.replacement.augmentation.as_deref(), Some("temperature"));
+        let r = &m.replacement;
+        assert_eq!((r.alpha, r.gamma, r.dropout_batch_size), (None, None, None));
         assert_eq!(m.aux_model.sha256, "ab");
         // Written back, a model-free manifest has no aux_model and a null augmentation.
         let mut free = m.clone();
-        free.distribution = "uniform".into();
-        free.augmentation = None;
+        free.replacement.distribution = "uniform".into();
+        free.replacement.augmentation = None;
         free.aux_model = AuxModelInfo::default();
         let v = serde_json::to_value(&free).unwrap();
         assert!(v.get("aux_model").is_none() && v["augmentation"].is_null());
         let back: EpochManifest = serde_json::from_value(v).unwrap();
         assert_eq!(back, free);
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_also_among_the_shared_blocks() {
+        // The settings' and manifest's field blocks are flattened in; a typo beside them (or a
+        // field of another version) must still be an error, not a silent default.
+        let dir = tempfile::tempdir().unwrap();
+        let mut v = version_1();
+        v["temprature"] = 2.0.into();
+        std::fs::write(dir.path().join(MANIFEST_FILE), v.to_string()).unwrap();
+        let err = read_manifest::<EpochManifest>(dir.path()).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `temprature`"),
+            "{err:#}"
+        );
+        let mut m: EpochManifest = serde_json::from_value(version_1()).unwrap();
+        m.replacement.distribution = "tf-soh".into();
+        let settings = m.settings().to_json();
+        let typo = settings.replacen("\"seed\"", "\"sead\":1,\"seed\"", 1);
+        let err = serde_json::from_str::<EpochSettings>(&typo).unwrap_err();
+        assert!(err.to_string().contains("unknown field `sead`"), "{err}");
+        assert!(serde_json::from_str::<EpochSettings>(&settings).is_ok());
     }
 
     #[test]

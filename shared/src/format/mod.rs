@@ -1,6 +1,7 @@
 //! The shard formats of `data-spec/`: schema constants, manifests, token and epoch shards,
 //! reading shards through a memory map and writing them atomically.
 pub mod epoch_meta;
+pub mod epoch_record;
 pub mod epoch_shards;
 pub mod manifest;
 pub mod row_rules;

@@ -54,7 +54,7 @@ impl ShardExpectation {
             metadata: vec![
                 (META_DATA_SPEC_VERSION, m.data_spec_version.to_string()),
                 (META_KIND, epoch::KIND.to_string()),
-                (META_EPOCH, m.epoch.to_string()),
+                (META_EPOCH, m.corruption.epoch.to_string()),
                 (META_SETTINGS_FINGERPRINT, m.settings_fingerprint.clone()),
             ],
         }

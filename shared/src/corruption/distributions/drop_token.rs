@@ -1,51 +1,34 @@
-//! Augmentations of the auxiliary model's distribution other than temperature (data-spec/epoch.md,
-//! "Augmentations"): log-interpolation with the term frequencies on the logits, [UNK] in place of
-//! some of the model's input tokens, and the keys of the per-batch dropout seed.
-use tch::{Device, Kind, Tensor};
-
+//! `--augmentation drop-token`: softmax(z) of the auxiliary model whose input has each unmasked,
+//! non-special token replaced by [UNK] with probability gamma. Only the model's view changes: the
+//! stored `input_ids` keep the original tokens.
 use crate::corruption::batch::{Inputs, Keys, Seq};
 use crate::corruption::rng::{domain, CounterRng};
 
-/// What is done to the auxiliary model's logits before the exact sampler.
-#[derive(Debug)]
-pub enum AuxSampling {
-    /// softmax(logits / T).
-    Temperature(f64),
-    /// `p ∝ p_TF^gamma * p_aux^(1 - gamma)`, sampled at T = 1.
-    TfInterp(TfInterp),
-}
+use super::augmentation::Augmentation;
+use super::interface::{Named, Setup, Uses};
 
-/// `log p = gamma * ln(count) + (1 - gamma) * z` (up to a constant per row), `-inf` where the
-/// count is 0, on special ids and on the projection's padding.
-#[derive(Debug)]
-pub struct TfInterp {
-    pub gamma: f64,
-    /// `[V']` fp32 on the model's device: `ln(count)`, or `-inf`.
-    log_counts: Tensor,
-}
+pub struct DropToken;
 
-impl TfInterp {
-    /// For `counts` over the vocabulary, `special` ids, a projection of `width` (>= vocab) ids on
-    /// `device`; `gamma` in (0, 1] (gamma = 0 is plain temperature 1 and not built here).
-    pub fn new(counts: &[u64], special: &[i32], width: i64, gamma: f64, device: Device) -> Self {
-        let mut log = vec![f32::NEG_INFINITY; width as usize];
-        for (i, &c) in counts.iter().enumerate() {
-            if c > 0 && !special.contains(&(i as i32)) {
-                log[i] = (c as f64).ln() as f32;
-            }
-        }
-        Self {
-            gamma,
-            log_counts: Tensor::from_slice(&log).to_device(device),
+impl Augmentation for DropToken {
+    fn named(&self) -> Named {
+        Named {
+            name: "drop-token",
+            about: "a gamma fraction of the model's unmasked input tokens become [UNK]",
         }
     }
 
-    /// The interpolated logits `[N, V']` (fp32) of the model's logits `z` `[N, V']`.
-    pub fn logits(&self, z: &Tensor) -> Tensor {
-        let z = z.to_kind(Kind::Float);
-        let mixed = z * (1.0 - self.gamma) + &self.log_counts * self.gamma;
-        // 0 * -inf on the padding when gamma = 1: the count's -inf wins everywhere it is -inf.
-        mixed.masked_fill(&self.log_counts.isinf(), f64::NEG_INFINITY)
+    fn uses(&self) -> Uses {
+        Uses {
+            unk: true,
+            gamma: true,
+            ..Uses::default()
+        }
+    }
+
+    fn prepare(&self, setup: &Setup, inputs: &mut Inputs, seqs: &[Seq]) {
+        if let Some(unk) = setup.unk {
+            drop_tokens(inputs, seqs, &setup.keys, setup.gamma, unk);
+        }
     }
 }
 
@@ -79,13 +62,6 @@ pub fn drop_tokens(inputs: &mut Inputs, seqs: &[Seq], keys: &Keys, gamma: f64, u
         }
     }
     dropped
-}
-
-/// The torch seed of the dropout masks of the batch whose first sequence is `first_sequence_id`.
-pub fn dropout_seed(seed: u64, epoch: u32, first_sequence_id: u64) -> i64 {
-    let bits =
-        CounterRng::new(seed, &[domain::DROPOUT, epoch as u64, first_sequence_id]).next_u64();
-    (bits >> 1) as i64
 }
 
 #[cfg(test)]
@@ -147,27 +123,5 @@ mod tests {
         let mut none = clean.clone();
         assert_eq!(drop_tokens(&mut none, &seqs, &KEYS, 0.0, UNK), 0);
         assert_eq!(none, clean);
-    }
-
-    #[test]
-    fn tf_interp_ends_and_banned_ids() {
-        let counts = [0u64, 10, 0, 5, 1];
-        let special = [0, 1];
-        let z = Tensor::from_slice(&[0.5f32, 1.0, 2.0, 3.0, -1.0, f32::NEG_INFINITY]).view([1, 6]);
-        let full = TfInterp::new(&counts, &special, 6, 1.0, Device::Cpu).logits(&z);
-        let v = Vec::<f32>::try_from(full.view([-1])).unwrap();
-        let inf = f32::NEG_INFINITY;
-        assert_eq!(v, vec![inf, inf, inf, 5f32.ln(), 0.0, inf]);
-        let half = TfInterp::new(&counts, &special, 6, 0.5, Device::Cpu).logits(&z);
-        let v = Vec::<f32>::try_from(half.view([-1])).unwrap();
-        assert_eq!(v[3], 1.5 + 0.5 * 5f32.ln());
-        assert!(v[2] == inf && v[5] == inf && v.iter().all(|x| !x.is_nan()));
-    }
-
-    #[test]
-    fn dropout_seed_is_keyed() {
-        assert_eq!(dropout_seed(0, 1, 5), dropout_seed(0, 1, 5));
-        assert_ne!(dropout_seed(0, 1, 5), dropout_seed(0, 1, 6));
-        assert!(dropout_seed(9, 9, 9) >= 0);
     }
 }

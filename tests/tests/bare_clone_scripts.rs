@@ -1,0 +1,250 @@
+//! Every script the README lists finds the public data through `scripts/fetch-data`, so it runs
+//! in a bare clone: a copy of `scripts/` with nothing beside the repository (no `../shared`) and
+//! no `$FAST_ELECTRA_SHARED_DATA`, the data in the fetch cache `.cache/data` where
+//! `scripts/fetch-data` leaves it (copied from the shared data here, so nothing is fetched;
+//! `fetch_data.rs` tests the fetch itself). What the scripts would build and run is stubbed:
+//! `cargo`, the Python interpreter (`$PYTHON`), `strip`, `npm` and the release binaries record
+//! their calls, and the binaries refuse an `--input` or `--tokenizer` that does not exist. A
+//! script that read `../shared/data` (or anything else beside the repository) fails here in
+//! seconds instead of after the build.
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use e2e_tests::repo_root;
+use e2e_tests::support::data::shared_data;
+use e2e_tests::support::files::copy_dir;
+
+/// The files of `scripts/` (recursively), by what this test does with them. A new script must
+/// be added to one list: run here, or shown to take its data only as arguments.
+const RUN_HERE: [&str; 4] = ["ablation", "demo", "gpu-check.sh", "test"];
+/// Take every path as an argument from the scripts above (or use random data: `bench/`).
+const ARGUMENTS_ONLY: [&str; 6] = [
+    "ablation_plots.py",
+    "summary.py",
+    "bench/reference_corrupt.py",
+    "bench/reference_rtd_step.py",
+    "bench/sampler_ops.py",
+    "setup.sh",
+];
+/// The fetch itself (`fetch_data.rs`) and its data files.
+const FETCH: [&str; 4] = [
+    "fetch-data",
+    "fetch_corpus.py",
+    "data.sha256",
+    "requirements-test.txt",
+];
+
+/// Records the call (name, arguments, `$FAST_ELECTRA_SHARED_DATA`) in `$STUB_LOG`; the binaries
+/// (`STUB_CHECKS=1`) also fail on an `--input` or `--tokenizer` that does not exist.
+const STUB: &str = r#"#!/usr/bin/env bash
+{ printf '%s' "$(basename "$0")"; printf ' %s' "$@"; printf ' |data=%s\n' "${FAST_ELECTRA_SHARED_DATA:-}"; } >>"$STUB_LOG"
+if [ "${STUB_CHECKS:-}" = 1 ]; then
+  prev=
+  for a in "$@"; do
+    case "$prev" in --input|--tokenizer)
+      [ -e "$a" ] || { echo "stub $(basename "$0"): $prev $a: no such file" >&2; exit 2; } ;;
+    esac
+    prev=$a
+  done
+fi
+exit 0
+"#;
+
+/// `strip -o OUT IN`: copies.
+const STRIP: &str = r#"#!/usr/bin/env bash
+printf 'strip %s\n' "$*" >>"$STUB_LOG"
+cp "$3" "$2"
+"#;
+
+/// `npm` must not be called: the cache holds the data.
+const NPM: &str = r#"#!/usr/bin/env bash
+echo "npm $*: the data should have come from the cache" >&2
+exit 9
+"#;
+
+struct Bare {
+    _tmp: tempfile::TempDir,
+    repo: PathBuf,
+    bin: PathBuf,
+    target: PathBuf,
+    work: PathBuf,
+    log: PathBuf,
+    cache: PathBuf,
+}
+
+fn write_exe(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A copy of `scripts/` in `TMP/clone/repo` (nothing beside it), the public data in its fetch
+/// cache, stubs in `TMP/bin` and `TMP/target/release`.
+fn bare_clone() -> Bare {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("clone");
+    let repo = root.join("repo");
+    copy_dir(&repo_root().join("scripts"), &repo.join("scripts"));
+    let cache = repo.join(".cache/data");
+    let shared = shared_data();
+    for line in std::fs::read_to_string(repo.join("scripts/data.sha256"))
+        .unwrap()
+        .lines()
+    {
+        let (_, rel) = line.split_once("  ").unwrap();
+        std::fs::create_dir_all(cache.join(rel).parent().unwrap()).unwrap();
+        std::fs::copy(shared.join(rel), cache.join(rel)).unwrap();
+    }
+    let bin = tmp.path().join("bin");
+    for name in ["cargo", "python-stub"] {
+        write_exe(&bin.join(name), STUB);
+    }
+    write_exe(&bin.join("strip"), STRIP);
+    write_exe(&bin.join("npm"), NPM);
+    let target = tmp.path().join("target");
+    for name in ["preprocess", "trainer", "examples/bench_encoder"] {
+        write_exe(&target.join("release").join(name), STUB);
+    }
+    Bare {
+        repo,
+        bin,
+        target,
+        work: tmp.path().join("work"),
+        log: tmp.path().join("calls.log"),
+        cache,
+        _tmp: tmp,
+    }
+}
+
+impl Bare {
+    /// Runs `scripts/NAME ARGS` from the clone's root, with the stubs first on the `PATH`.
+    fn run(&self, name: &str, args: &[&str]) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Command::new(self.repo.join("scripts").join(name))
+            .args(args)
+            .current_dir(&self.repo)
+            .env_remove("FAST_ELECTRA_SHARED_DATA")
+            .env_remove("FAST_ELECTRA_DATA_CACHE")
+            .env("PATH", path)
+            .env("PYTHON", self.bin.join("python-stub"))
+            .env("CARGO_TARGET_DIR", &self.target)
+            .env("WORK", &self.work)
+            .env("FIGURES", self.work.join("figures"))
+            .env("STUB_LOG", &self.log)
+            .env("STUB_CHECKS", "1")
+            .output()
+            .unwrap()
+    }
+
+    fn calls(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn tokenizer(&self) -> String {
+        format!(
+            "--tokenizer {}",
+            self.cache
+                .join("tokenizers/bert-base-uncased/tokenizer.json")
+                .display()
+        )
+    }
+}
+
+fn ok(name: &str, out: &Output) {
+    assert!(
+        out.status.success(),
+        "scripts/{name} failed in a bare clone ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_script_is_run_here_or_takes_its_data_as_arguments() {
+    let scripts = repo_root().join("scripts");
+    let on_disk: BTreeSet<String> = e2e_tests::support::files::tree(&scripts)
+        .into_keys()
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| !p.contains("__pycache__"))
+        .collect();
+    let listed: BTreeSet<String> = RUN_HERE
+        .iter()
+        .chain(&ARGUMENTS_ONLY)
+        .chain(&FETCH)
+        .map(|s| s.to_string())
+        .collect();
+    assert_eq!(
+        on_disk, listed,
+        "scripts/ changed: run a new script in this test, or list it as taking its data as \
+         arguments"
+    );
+}
+
+#[test]
+fn demo_and_test_find_the_data_in_a_bare_clone() {
+    let b = bare_clone();
+    let out = b.run("demo", &[]);
+    ok("demo", &out);
+    let calls = b.calls();
+    let tokenize = calls
+        .iter()
+        .find(|c| c.starts_with("preprocess tokenize"))
+        .expect("the demo tokenizes");
+    let corpus = format!("--input {}", b.cache.join("corpus").display());
+    assert!(
+        tokenize.contains(&corpus) && tokenize.contains(&b.tokenizer()),
+        "{tokenize}"
+    );
+    assert_eq!(
+        calls.iter().filter(|c| c.starts_with("trainer")).count(),
+        3,
+        "{calls:#?}"
+    );
+
+    let out = b.run("test", &[]);
+    ok("test", &out);
+    let data = format!("|data={}", b.cache.display());
+    let tests: Vec<String> = b
+        .calls()
+        .into_iter()
+        .filter(|c| c.starts_with("cargo test") || c.contains("-m pytest"))
+        .collect();
+    assert_eq!(tests.len(), 2, "{tests:#?}");
+    for call in &tests {
+        assert!(call.ends_with(&data), "the tests get the cache: {call}");
+    }
+}
+
+#[test]
+fn ablation_and_the_gpu_preparation_find_the_data_in_a_bare_clone() {
+    let b = bare_clone();
+    let out = b.run("ablation", &[]);
+    ok("ablation", &out);
+    let calls = b.calls();
+    let tokenize = calls
+        .iter()
+        .find(|c| c.starts_with("preprocess tokenize"))
+        .expect("the ablation tokenizes");
+    assert!(tokenize.contains(&b.tokenizer()), "{tokenize}");
+    // The slice is cut from the cached corpus.
+    let slice = b.work.join("data/corpus/moby-dick.txt");
+    let full = std::fs::read(b.cache.join("corpus/moby-dick.txt")).unwrap();
+    assert_eq!(std::fs::read(&slice).unwrap(), full[..400_000]);
+
+    let out = b.run("gpu-check.sh", &["--prepare"]);
+    ok("gpu-check.sh --prepare", &out);
+    let tokenizer = std::fs::read(b.repo.join(".gpu/tokenizer.json")).unwrap();
+    let cached = b.cache.join("tokenizers/bert-base-uncased/tokenizer.json");
+    assert!(tokenizer == std::fs::read(cached).unwrap());
+    assert!(b.repo.join(".gpu/moby-dick.txt").is_file());
+}
