@@ -1,4 +1,4 @@
-"""Every Parquet codec pyarrow writes is read (issue 10).
+"""Every Parquet codec pyarrow writes is read.
 
 pandas, polars and Hugging Face datasets write Parquet through pyarrow, snappy by default. A corpus
 saved by pyarrow in each codec tokenizes to the same rows as the JSON-lines original, and token

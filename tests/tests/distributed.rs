@@ -1,4 +1,4 @@
-//! Data-parallel training end to end (issue 14): the real `trainer` started by the real
+//! Data-parallel training end to end: the real `trainer` started by the real
 //! `torchrun` (`python3 -m torch.distributed.run --standalone --no-python ...`), 2 ranks on the
 //! CPU with Gloo, a tiny model with dropout off, on a slice of the shared corpus. The fixture
 //! (built once per test binary) follows tests/tests/trainer.rs: tokenize 20 SOTU speeches, a
@@ -178,7 +178,7 @@ fn assert_close(a: &[(u64, f64)], b: &[(u64, f64)], what: &str) {
 }
 
 #[test]
-fn issue14_two_ranks_equal_one_process_and_resume_across_world_sizes() {
+fn two_ranks_equal_one_process_and_resume_across_world_sizes() {
     let d = fixture();
     let runs = d.join("runs-equal");
     let steps = ["--max-steps", "20"];
@@ -217,7 +217,7 @@ fn issue14_two_ranks_equal_one_process_and_resume_across_world_sizes() {
 }
 
 #[test]
-fn issue14_a_lost_rank_stops_the_other_within_the_timeout() {
+fn a_lost_rank_stops_the_other_within_the_timeout() {
     let d = fixture();
     let run_dir = d.join("runs-kill");
     let a = args(
@@ -325,7 +325,7 @@ fn issue14_a_lost_rank_stops_the_other_within_the_timeout() {
 }
 
 #[test]
-fn issue14_bad_launches_are_refused_naming_the_variable_or_flag() {
+fn bad_launches_are_refused_naming_the_variable_or_flag() {
     let d = fixture();
     let base = args(&d.join("runs-bad/x"), "8", &["--max-steps", "4"]);
     let refs: Vec<&str> = base.iter().map(String::as_str).collect();
@@ -414,7 +414,7 @@ fn shards(dir: &Path) -> Vec<(String, Vec<u8>)> {
 }
 
 #[test]
-fn issue14_preprocess_parts_from_the_launcher_equal_explicit_parts() {
+fn preprocess_parts_from_the_launcher_equal_explicit_parts() {
     let d = fixture();
     let common = |out: &Path| -> Vec<String> {
         [

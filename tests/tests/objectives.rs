@@ -1,8 +1,8 @@
-//! The objectives that corrupt while training (issue 12), end to end on the suite's cached
+//! The objectives that corrupt while training, end to end on the suite's cached
 //! `demo_data` fixture: `--objective online` (a frozen auxiliary model corrupts inline; its
 //! per-epoch rows equal `preprocess`'s dumped epoch byte for byte) and `--objective electra`
-//! (generator and discriminator trained jointly); exact resume for both; the bad inputs of the
-//! issue. Needs `cargo build --release --bins` first.
+//! (generator and discriminator trained jointly); exact resume for both; their bad inputs
+//! (another vocabulary, the wrong kind of folder, a missing `--aux-model`). Needs `cargo build --release --bins` first.
 use e2e_tests::support::data::s;
 use e2e_tests::support::files::{parquet_files, read_json};
 use e2e_tests::support::fixtures::{demo_data, save_tiny_aux, DEMO_EPOCHS, DEMO_T0, DEMO_TAU};
@@ -73,7 +73,7 @@ fn losses(dir: &Path) -> Vec<(u64, f64, Option<f64>)> {
 }
 
 #[test]
-fn issue12_online_epoch_rows_equal_the_dumped_epoch_byte_for_byte() {
+fn online_epoch_rows_equal_the_dumped_epoch_byte_for_byte() {
     // The fixture's epochs are `preprocess --epoch E --epochs 3` (exp, T0 2, tau 0.5, seed 0,
     // mask rate 0.15) of the same tokens with the same auxiliary model.
     assert_eq!((DEMO_EPOCHS, DEMO_T0, DEMO_TAU), (3, 2.0, 0.5));
@@ -129,7 +129,7 @@ fn issue12_online_epoch_rows_equal_the_dumped_epoch_byte_for_byte() {
 }
 
 #[test]
-fn issue12_online_per_update_temperature_falls_within_the_epoch() {
+fn online_per_update_temperature_falls_within_the_epoch() {
     let (dir, out) = train(
         "online",
         "online-update",
@@ -160,7 +160,7 @@ fn issue12_online_per_update_temperature_falls_within_the_epoch() {
 }
 
 #[test]
-fn issue12_electra_generator_learns_and_discriminator_beats_all_original() {
+fn electra_generator_learns_and_discriminator_beats_all_original() {
     let d = demo_data();
     let (dir, out) = train(
         "electra",
@@ -267,17 +267,17 @@ fn resume_is_exact(objective: &str) {
 }
 
 #[test]
-fn issue12_online_resume_is_exact() {
+fn online_resume_is_exact() {
     resume_is_exact("online");
 }
 
 #[test]
-fn issue12_electra_resume_is_exact() {
+fn electra_resume_is_exact() {
     resume_is_exact("electra");
 }
 
 #[test]
-fn issue12_bad_inputs_get_clear_errors() {
+fn online_and_electra_bad_inputs_get_clear_errors() {
     let d = demo_data();
     // An auxiliary model of another vocabulary.
     let other = work().join("aux-1000");

@@ -1,4 +1,4 @@
-//! Issue 12: the paper's comparisons inside the system.
+//! The paper's comparisons inside the system.
 use e2e_tests::{expect_ok, run};
 
 /// The numbers of one printed row of `trainer cost --accounting paper`.
@@ -36,7 +36,7 @@ fn paper_table(model: &str, aux_layers: &str) -> String {
 }
 
 #[test]
-fn issue12_cost_paper_accounting_gives_table_1() {
+fn cost_paper_accounting_gives_table_1() {
     let base = paper_table("base", "4");
     assert_eq!(row(&base, "main (trained)"), ["591.9", "23.0"], "{base}");
     assert_eq!(row(&base, "aux, joint (ELECTRA)"), ["398.6", "7.0"]);
@@ -48,7 +48,7 @@ fn issue12_cost_paper_accounting_gives_table_1() {
 }
 
 #[test]
-fn issue12_frozen_aux_is_charged_no_activation_memory() {
+fn frozen_aux_is_charged_no_activation_memory() {
     let out = expect_ok(run(
         "trainer",
         &[
@@ -86,7 +86,7 @@ fn transformers_buckets(num_buckets: i64, max_distance: i64, lo: i64, hi: i64) -
 }
 
 #[test]
-fn issue12_relative_buckets_equal_transformers_t5() {
+fn relative_buckets_equal_transformers_t5() {
     use shared::model::positions::relative_position_bucket;
     for (num_buckets, max_distance) in [(32, 128), (128, 256)] {
         let distances: Vec<i64> = (-600..=600).collect();
@@ -114,7 +114,7 @@ fn synthetic_batch(seed: i64) -> (tch::Tensor, tch::Tensor, tch::Tensor) {
 }
 
 #[test]
-fn issue12_relative_admin_model_saves_natively_and_reloads_the_same() {
+fn relative_admin_model_saves_natively_and_reloads_the_same() {
     use shared::model::{init_discriminator, load_discriminator, ModelConfig};
     let mut cfg = ModelConfig::preset("tiny-rel-admin", 50).unwrap();
     cfg.hidden_dropout_prob = 0.0;
@@ -170,7 +170,7 @@ fn issue12_relative_admin_model_saves_natively_and_reloads_the_same() {
 }
 
 #[test]
-fn issue12_an_admin_initialised_relative_model_trains() {
+fn an_admin_initialised_relative_model_trains() {
     use shared::model::{init_discriminator, ModelConfig};
     let cfg = ModelConfig::preset("tiny-rel-admin", 50).unwrap();
     tch::manual_seed(5);
@@ -201,7 +201,7 @@ fn issue12_an_admin_initialised_relative_model_trains() {
 }
 
 #[test]
-fn issue12_relative_models_train_and_export_natively_and_a_hugging_face_export_says_why_not() {
+fn relative_models_train_and_export_natively_and_a_hugging_face_export_says_why_not() {
     let d = e2e_tests::support::fixtures::demo_data();
     let tmp = tempfile::tempdir().unwrap();
     let epoch = d.epoch(0);

@@ -1,4 +1,4 @@
-//! Issue 10, the readers' half: bad input reaches every reader of shards (`preprocess --epoch`,
+//! The readers under bad input: bad input reaches every reader of shards (`preprocess --epoch`,
 //! `trainer` with rtd and mlm, `trainer loader-bench`) and each refuses it with an error naming
 //! the file, and where it is a row the row group, row and field; nothing panics. On the suite's
 //! `demo_data` fixture: its validation token folder (54 rows of at most 64 tokens, one shard) and
@@ -134,7 +134,7 @@ fn no_panic(out: &Output) -> String {
 }
 
 #[test]
-fn issue10_token_shard_changed_behind_its_manifest_is_refused_before_work() {
+fn token_shard_changed_behind_its_manifest_is_refused_before_work() {
     let t = tokens("flipped");
     let path = t.join(SHARD);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -158,7 +158,7 @@ fn issue10_token_shard_changed_behind_its_manifest_is_refused_before_work() {
 }
 
 #[test]
-fn issue10_no_verify_shards_is_explicit_and_recorded() {
+fn no_verify_shards_is_explicit_and_recorded() {
     let t = tokens("unverified");
     let (out, o) = corrupt(&t, &["--no-verify-shards"]);
     let e = stderr(&ok(o));
@@ -181,7 +181,7 @@ fn issue10_no_verify_shards_is_explicit_and_recorded() {
 }
 
 #[test]
-fn issue10_manifest_vocabulary_disagreeing_with_the_shards_is_refused() {
+fn manifest_vocabulary_disagreeing_with_the_shards_is_refused() {
     let t = tokens("vocab");
     edit_manifest(&t, |m| m["tokenizer"]["vocab_size"] = 30000.into());
     let want = [
@@ -202,7 +202,7 @@ fn with_row5(name: &str, row: impl FnOnce(&[i32]) -> Vec<i32>) -> PathBuf {
 }
 
 #[test]
-fn issue10_bad_token_rows_are_refused_by_every_reader_naming_the_row() {
+fn bad_token_rows_are_refused_by_every_reader_naming_the_row() {
     let at = "part-00000.parquet: row group 0, row 5 (row 5 of the file, sequence_id 5): \
               column input_ids";
     let cases: Vec<(&str, PathBuf, &str)> = vec![
@@ -258,7 +258,7 @@ fn issue10_bad_token_rows_are_refused_by_every_reader_naming_the_row() {
 }
 
 #[test]
-fn issue10_bad_epoch_rows_are_refused_by_the_trainer() {
+fn bad_epoch_rows_are_refused_by_the_trainer() {
     let e = epoch("epoch-long");
     rewrite_epoch_shard(&e, SHARD, |rows| {
         let r = &mut rows[3];
@@ -321,7 +321,7 @@ fn fuzz_once(dir: &Path, src: &[u8], rng: &mut CounterRng, readers: &[Reader]) {
 }
 
 #[test]
-fn issue10_fuzzed_shards_end_in_an_error_or_success_never_a_panic() {
+fn fuzzed_shards_end_in_an_error_or_success_never_a_panic() {
     let mut rng = CounterRng::new(10, &[1]);
     let token_src = std::fs::read(tokens("fuzz-src").join(SHARD)).unwrap();
     let epoch_src = std::fs::read(epoch("fuzz-epoch-src").join(SHARD)).unwrap();
@@ -351,7 +351,7 @@ fn issue10_fuzzed_shards_end_in_an_error_or_success_never_a_panic() {
 }
 
 #[test]
-fn issue10_loader_bench_refuses_a_zero_batch() {
+fn loader_bench_refuses_a_zero_batch() {
     let t = demo_data().tokens().join("validation");
     let e = err(load("mlm", &t, &["--batch-size", "0"]));
     assert!(

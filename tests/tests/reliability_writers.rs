@@ -1,4 +1,4 @@
-//! Issue 10, "Nothing silent, nothing torn": the writers of output folders under faults.
+//! "Nothing silent, nothing torn": the writers of output folders under faults.
 //! - One writer per folder: a second `preprocess tokenize`, `preprocess --epoch` or `trainer`
 //!   on a folder in use is refused at once, naming the folder and the first one's process id
 //!   and host; a lock left by a killed process does not block; `--part` runs of one epoch run

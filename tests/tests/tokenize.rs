@@ -1,4 +1,4 @@
-//! `preprocess tokenize` end to end (issue 2): the real binary on slices of the shared corpus and
+//! `preprocess tokenize` end to end: the real binary on slices of the shared corpus and
 //! small fixtures. Needs `cargo build --release --bins` first (scripts/test does it).
 use e2e_tests::support::corpus::{moby_dick_prefix, sotu_lines};
 use e2e_tests::support::data::s;
