@@ -143,6 +143,14 @@ pub trait TrainObjective {
     /// Loss and counts of one micro-batch (`train` = dropout on).
     fn step(&self, batch: &DeviceBatch, train: bool) -> StepOutput;
 
+    /// Work on a micro-batch that can fail on bad input, done just before [`Self::step`],
+    /// [`Self::train_micro_batch`] or [`Self::evaluate`] uses it (`train` as theirs): the online
+    /// objective corrupts the batch here, so that non-finite auxiliary logits are an error
+    /// naming the sequence and position, not a panic. Nothing by default.
+    fn prepare(&self, _batch: &DeviceBatch, _train: bool) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// One training micro-batch: its loss times `scale` (detached) and counts, with the
     /// gradients of `scale` x loss added to the parameters' `.grad()`. By default
     /// [`TrainObjective::step`] then `backward()` (autograd); `--step fused` overrides it.

@@ -102,7 +102,7 @@ pub fn positive(flag: &str, v: u64) -> anyhow::Result<()> {
 }
 
 /// Checks a float flag that becomes an fp32 number on the device (learning rate, weight decay,
-/// clipping norm, loss weight): finite, `lo <= v`, and representable in fp32 without
+/// clipping norm, loss weight, the online objective's temperature schedule): finite, `lo <= v`, and representable in fp32 without
 /// overflowing to infinity or (for a non-zero value) flushing to zero or a subnormal.
 fn fp32_flag(flag: &str, v: f64, positive: bool) -> anyhow::Result<()> {
     let what = if positive {
@@ -145,6 +145,14 @@ impl TryFrom<&TrainArgs> for TrainConfig {
         fp32_flag("--weight-decay", a.weight_decay, false)?;
         fp32_flag("--clip-norm", a.clip_norm, false)?;
         fp32_flag("--rtd-weight", a.objective_args.rtd_weight, true)?;
+        if a.objective == crate::cli::Objective::Online {
+            // The schedule's parameters make the temperature the auxiliary logits are divided
+            // by in fp32.
+            let o = &a.objective_args;
+            fp32_flag("--t0", o.t0, true)?;
+            fp32_flag("--tau", o.tau, true)?;
+            fp32_flag("--k", o.k, true)?;
+        }
         if let Some(t) = a.peak_tflops {
             if !(t.is_finite() && t > 0.0) {
                 bail!("--peak-tflops: expected a positive number, found {t}");
@@ -307,6 +315,33 @@ mod tests {
         }
         assert!(err(&["--lr", "inf"]).contains("--lr: expected a positive number, found inf"));
         assert!(parse(&["--lr", "3e38", "--weight-decay", "0", "--clip-norm", "0"]).is_ok());
+    }
+
+    #[test]
+    fn the_online_schedule_is_refused_outside_fp32_by_flag() {
+        let online = |extra: &[&str]| {
+            let mut a = vec!["--objective", "online", "--aux-model", "models/aux"];
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        assert!(online(&[]).is_ok());
+        for (flag, v) in [
+            ("--t0", "1e39"),
+            ("--tau", "1e39"),
+            ("--tau", "1e-45"),
+            ("--k", "4e38"),
+            ("--k", "1e-40"),
+        ] {
+            let e = online(&[flag, v]).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("{flag}: ")) && e.contains("within fp32's range"),
+                "{flag} {v}: {e}"
+            );
+        }
+        let e = online(&["--t0", "nan"]).unwrap_err().to_string();
+        assert!(e.contains("--t0: expected a positive number, found NaN"), "{e}");
+        // The largest and smallest normal fp32 values are accepted.
+        assert!(online(&["--t0", "3e38", "--tau", "1e-37"]).is_ok());
     }
 
     #[test]

@@ -270,6 +270,7 @@ impl Trainer {
             if self.runtime.debug.nan_at_step == Some(self.step + 1) {
                 scale = f64::NAN;
             }
+            self.objective.prepare(&db, true)?;
             let out = shared::runtime::device::with_autocast(device, || {
                 self.objective.train_micro_batch(&db, scale)
             });

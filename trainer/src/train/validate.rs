@@ -85,6 +85,7 @@ pub fn run(
         let mut scores = Scores::default();
         for hb in &set.batches {
             let db = DeviceBatch::new(hb, device);
+            objective.prepare(&db, false)?;
             let out = shared::runtime::device::with_autocast(device, || objective.evaluate(&db));
             let c = Counts::from_device(&out.step.counts)?;
             loss_sum += out.step.loss.to_kind(Kind::Double) * c.total;
