@@ -198,7 +198,7 @@ impl Online {
         }
         let rows = self.corrupt(c, t).map_err(|e| name_position(e, c))?;
         if train {
-            self.write_dump(c.epoch, &rows);
+            self.write_dump(c.epoch, t, &rows);
         }
         let shape = b.input_ids.size();
         let (ids, targets) = layout(&rows, shape[1] as usize, c.inputs.pad_id);
@@ -223,14 +223,17 @@ impl Online {
             .unwrap_or_else(|e| panic!("online corruption failed: {e:#}"))
     }
 
-    fn write_dump(&self, epoch: u32, rows: &[CorruptedRow]) {
+    fn write_dump(&self, epoch: u32, temperature: f64, rows: &[CorruptedRow]) {
         if let Some(w) = self.dump.borrow_mut().as_mut() {
             for r in rows {
                 let line = serde_json::json!({
                     "epoch": epoch,
+                    "temperature": temperature,
                     "sequence_id": r.sequence_id,
                     "input_ids": r.input_ids,
                     "targets": r.targets,
+                    "masked_positions": r.masked_positions,
+                    "original_ids": r.original_ids,
                 });
                 let _ = writeln!(w, "{line}");
             }
@@ -317,7 +320,10 @@ fn name_position(e: anyhow::Error, c: &CorruptRows) -> anyhow::Error {
     let Some(&flat) = c.inputs.positions.get(bad.row) else {
         return e;
     };
-    let (b, s) = (flat as usize / c.inputs.width, flat as usize % c.inputs.width);
+    let (b, s) = (
+        flat as usize / c.inputs.width,
+        flat as usize % c.inputs.width,
+    );
     let id = c.seqs.get(b).map_or(0, |q| q.sequence_id);
     e.context(format!(
         "--objective online: the auxiliary model's logits at sequence_id {id} position {s} (pass {} over the token folder)",
