@@ -84,7 +84,11 @@ pub fn assert_same_training(
     what: &str,
 ) -> Differences {
     let (a, b) = (updates(reference), updates(run));
-    assert!(!a.is_empty(), "{what}: {} has no train lines", reference.display());
+    assert!(
+        !a.is_empty(),
+        "{what}: {} has no train lines",
+        reference.display()
+    );
     assert_eq!(
         a.iter().map(|u| u.step).collect::<Vec<_>>(),
         b.iter().map(|u| u.step).collect::<Vec<_>>(),

@@ -220,7 +220,14 @@ fn two_ranks_train_the_same_weights_as_one_process_and_across_resumes() {
     assert_same(&one, &b, "1 process then 2 ranks");
 
     // Gradient accumulation: 2 micro-batches per update, of 8 rows (one process) or 2 x 4.
-    let accum = ["--max-steps", "10", "--clip-norm", CLIP, "--grad-accum", "2"];
+    let accum = [
+        "--max-steps",
+        "10",
+        "--clip-norm",
+        CLIP,
+        "--grad-accum",
+        "2",
+    ];
     let one_accum = runs.join("one-accum");
     ok(single(&args(&one_accum, "8", &accum)));
     let two_accum = runs.join("two-accum");

@@ -154,7 +154,11 @@ impl PaperTable {
                 self.computation(),
                 &flops as &dyn Fn(f64) -> String,
             ),
-            ("memory (GB)", self.memory(), &paper_gb as &dyn Fn(f64) -> String),
+            (
+                "memory (GB)",
+                self.memory(),
+                &paper_gb as &dyn Fn(f64) -> String,
+            ),
         ] {
             out.push_str(&format!("{title}\n"));
             for (name, row) in [

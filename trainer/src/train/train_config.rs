@@ -339,7 +339,10 @@ mod tests {
             );
         }
         let e = online(&["--t0", "nan"]).unwrap_err().to_string();
-        assert!(e.contains("--t0: expected a positive number, found NaN"), "{e}");
+        assert!(
+            e.contains("--t0: expected a positive number, found NaN"),
+            "{e}"
+        );
         // The largest and smallest normal fp32 values are accepted.
         assert!(online(&["--t0", "3e38", "--tau", "1e-37"]).is_ok());
     }
