@@ -10,7 +10,9 @@
 //!   `max_seq_len` or than the model's positions, an empty row, a missing `[CLS]`, a `[SEP]` inside)
 //!   written consistently (the manifest lists the edited file), so only the per-row check can tell;
 //! - seeded fuzzing: flipped bytes, zeroed ranges and truncations of a token and an epoch shard
-//!   read with `--no-verify-shards`: every reader ends with an error or succeeds, never a panic.
+//!   read with `--no-verify-shards`: every reader ends with an error or succeeds, never a panic;
+//! - a folder a writer holds (`tokenize --overwrite` rewriting it) is refused by every reader at
+//!   once, and a writer is refused on a folder a trainer reads (readers hold its lock shared).
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
@@ -21,6 +23,7 @@ use e2e_tests::support::fixtures::demo_data;
 use e2e_tests::support::shards::{rewrite_epoch_shard, rewrite_token_shard};
 use e2e_tests::{expect_err as err, expect_ok as ok, run, stderr};
 use shared::corruption::rng::CounterRng;
+use shared::files::lock::FolderLock;
 use shared::format::shard_reader::ShardFile;
 
 const SHARD: &str = "part-00000.parquet";
@@ -358,4 +361,93 @@ fn loader_bench_refuses_a_zero_batch() {
         e.contains("--batch-size: expected a positive number, found 0"),
         "{e}"
     );
+}
+
+#[test]
+fn a_folder_is_not_read_while_rewritten_nor_rewritten_while_read() {
+    // A writer at work on a token folder (the lock `preprocess tokenize --overwrite` holds):
+    // every reader is refused at once, naming it, and reads nothing.
+    let t = tokens("rewritten");
+    let held = FolderLock::folder(&t, "preprocess tokenize --overwrite (the test's)").unwrap();
+    let pid = format!("pid {} ", std::process::id());
+    let want = [
+        "being written right now",
+        &pid,
+        "tokenize --overwrite (the test's)",
+    ];
+    let started = std::time::Instant::now();
+    refused(train("mlm", &t, &[]), &want);
+    refused(load("mlm", &t, &[]), &want);
+    let (out, o) = corrupt(&t, &[]);
+    refused(o, &want);
+    assert!(!out.exists(), "nothing written");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "refused at once: {:?}",
+        started.elapsed()
+    );
+    drop(held);
+
+    // A trainer reading the folder: `preprocess tokenize --overwrite` on it is refused, naming
+    // a reader; once the reader is gone (even killed), the writer runs.
+    let run_dir = t.with_extension("reader-run");
+    let mut reader = std::process::Command::new(e2e_tests::binary("trainer"))
+        .args([
+            "--objective",
+            "mlm",
+            "--shards",
+            s(&t),
+            "--run-dir",
+            s(&run_dir),
+            "--model",
+            "tiny",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "100000",
+            "--repeat-last-epoch",
+            "--log-every",
+            "1",
+            "--device",
+            "cpu",
+        ])
+        .env("OMP_WAIT_POLICY", "passive")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = run_dir.join("metrics.jsonl");
+    while !std::fs::read_to_string(&metrics).is_ok_and(|m| !m.is_empty()) {
+        assert!(reader.try_wait().unwrap().is_none(), "the reader ended");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let d = demo_data();
+    let tokenize = || {
+        run(
+            "preprocess",
+            &[
+                "tokenize",
+                "--input",
+                s(&d.corpus()),
+                "--tokenizer",
+                s(&e2e_tests::bert_tokenizer()),
+                "--out",
+                s(&t),
+                "--max-seq-len",
+                "64",
+                "--overwrite",
+            ],
+        )
+    };
+    let e = refused(
+        tokenize(),
+        &["in use by another writer", "a reader of the folder"],
+    );
+    assert!(e.contains(s(&t)), "{e}");
+    assert!(
+        reader.try_wait().unwrap().is_none(),
+        "the reader still reads"
+    );
+    let _ = reader.kill();
+    let _ = reader.wait();
+    ok(tokenize());
 }
