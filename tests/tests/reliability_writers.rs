@@ -5,7 +5,8 @@
 //!   side by side.
 //! - A re-run of a complete folder whose listed shard was deleted or truncated makes it again,
 //!   byte-identical to the intact folder, and says so.
-//! - Killed with SIGKILL at a random moment, a tokenize run, an epoch and a training run finish
+//! - Killed with SIGKILL at a random moment of the run, provably before its end (as a random shard
+//!   or metrics line appears, with more to come), a tokenize run, an epoch and a training run finish
 //!   byte-identical (also `tokenize.rs`, `interrupted_run_leaves_no_manifest_and_a_rerun_finishes`,
 //!   and `corrupt.rs`, `killed_mid_epoch_resumes_to_the_same_shards`).
 //! - The trainer never checkpoints or exports non-finite weights, and refuses float flags
@@ -22,7 +23,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::support::binaries::binary;
 use e2e_tests::support::corpus::write_sotu;
 use e2e_tests::support::data::s;
-use e2e_tests::support::files::{copy_dir, tree};
+use e2e_tests::support::files::{copy_dir, parquet_files, tree};
 use e2e_tests::support::fixtures::{demo_data, moby_tokens};
 use e2e_tests::support::runs::metrics;
 use e2e_tests::{bert_tokenizer, expect_err as err, expect_ok as ok, run, stderr};
@@ -166,21 +167,48 @@ fn tokenize_one_writer_and_reruns_repair_damaged_shards() {
     let noop = stderr(&ok(run("preprocess", &strs(&tokenize_args(&jsonl, &out)))));
     assert!(noop.contains("nothing to do"), "{noop}");
 
-    // SIGKILL at a random moment of a run (startup, tokenizing, writing), then the re-run
-    // finishes it byte-identical (the dead run's lock does not block).
+    // SIGKILL provably mid-run: as a random one of its first shards appears, with more to come,
+    // so the manifest (written last) is absent; the re-run finishes it byte-identical (the dead
+    // run's lock does not block). 20 addresses: a run long enough to be caught mid-way.
+    let big_dir = tmp.path().join("big");
+    std::fs::create_dir(&big_dir).unwrap();
+    let big = write_sotu(&big_dir, 20);
+    let big_reference = tmp.path().join("big-reference");
+    ok(run(
+        "preprocess",
+        &strs(&tokenize_args(&big, &big_reference)),
+    ));
+    let shards = parquet_files(&big_reference).len();
+    assert!(shards >= 8, "{shards} shards");
     let killed = tmp.path().join("killed");
     let mut child = spawn(
         "preprocess",
-        &strs(&tokenize_args(&jsonl, &killed)),
+        &strs(&tokenize_args(&big, &killed)),
         &tmp.path().join("killed.log"),
     );
-    let delay = random_below(900);
-    std::thread::sleep(Duration::from_millis(delay));
+    let k = random_below(shards as u64 / 2);
+    let shard = killed.join(format!("part-{k:05}.parquet"));
+    while !shard.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "tokenize ended before its shard {k} appeared"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let _ = child.kill();
     let status = child.wait().unwrap();
-    eprintln!("tokenize: killed {delay} ms after its start ({status})");
-    ok(run("preprocess", &strs(&tokenize_args(&jsonl, &killed))));
-    assert_eq!(tree(&killed), expected, "not byte-identical after the kill");
+    eprintln!("tokenize: killed as shard {k} of {shards} appeared ({status})");
+    assert!(!status.success(), "the run ended before the kill");
+    assert!(
+        !killed.join("manifest.json").exists(),
+        "the kill landed after the run's end"
+    );
+    ok(run("preprocess", &strs(&tokenize_args(&big, &killed))));
+    assert_eq!(
+        tree(&killed),
+        tree(&big_reference),
+        "not byte-identical after the kill"
+    );
 
     // `preprocess term-frequency` writes into the token folder: the same lock.
     let held = FolderLock::folder(&out, "the test's writer").unwrap();
@@ -303,26 +331,44 @@ fn epoch_one_writer_parts_side_by_side_repairs_and_sigkill() {
         "not byte-identical to the intact epoch"
     );
 
-    // SIGKILL at a random moment, then the re-run finishes it (the dead run's lock does not
-    // block), byte-identical.
+    // SIGKILL provably mid-run: after its lock is taken, at a random one of three moments
+    // (before any shard, as shard 0 or shard 1 of 4 appears), with shards still to come, so the
+    // manifest is absent; the re-run finishes it (the dead run's lock does not block),
+    // byte-identical.
     let killed = tmp.path().join("killed");
     let log = tmp.path().join("killed.log");
     let mut child = spawn("preprocess", &strs(&epoch_args(&killed, &[])), &log);
     let kdir = killed.join("epoch-001");
     let pid = child.id();
-    let locked = wait_for(&kdir.join(FOLDER_LOCK), &format!("pid={pid}"), &mut child);
-    let delay = random_below(1500);
-    std::thread::sleep(Duration::from_millis(delay));
+    assert!(
+        wait_for(&kdir.join(FOLDER_LOCK), &format!("pid={pid}"), &mut child),
+        "the epoch never took its lock: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let moment = random_below(3);
+    if moment > 0 {
+        let shard = kdir.join(format!("part-{:05}.parquet", moment - 1));
+        while !shard.exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the epoch ended before {} appeared",
+                shard.display()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     let _ = child.kill();
     let status = child.wait().unwrap();
-    eprintln!("epoch: killed after {delay} ms past its lock ({status})");
-    if locked && !kdir.join("manifest.json").exists() {
-        // Killed before the end (not in its exit, after it released the lock).
-        assert!(
-            kdir.join(FOLDER_LOCK).exists(),
-            "the killed run's lock file is left"
-        );
-    }
+    eprintln!("epoch: killed at moment {moment} (0: after its lock, k: as shard k - 1 appeared) ({status})");
+    assert!(!status.success(), "the run ended before the kill");
+    assert!(
+        !kdir.join("manifest.json").exists(),
+        "the kill landed after the run's end"
+    );
+    assert!(
+        kdir.join(FOLDER_LOCK).exists(),
+        "the killed run's lock file is left"
+    );
     ok(run("preprocess", &strs(&epoch_args(&killed, &[]))));
     assert!(
         epoch_tree(&kdir) == expected,
