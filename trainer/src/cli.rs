@@ -303,6 +303,10 @@ pub struct BenchArgs {
     /// still checked).
     #[arg(long)]
     pub no_verify_shards: bool,
+    /// Testing aid: first write every row as the loader decodes it, one JSON line
+    /// {sequence_id, ids, targets} per row in file and row-group order, to this file.
+    #[arg(long, hide = true)]
+    pub debug_dump_rows: Option<PathBuf>,
 }
 
 /// The format of a run's export (`--export-format`).
