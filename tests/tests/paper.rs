@@ -123,40 +123,111 @@ fn frozen_aux_is_charged_no_activation_memory() {
     assert_eq!(frozen[3], frozen[5], "{text}");
 }
 
-/// transformers' buckets for every distance in lo..=hi.
-fn transformers_buckets(num_buckets: i64, max_distance: i64, lo: i64, hi: i64) -> Vec<i64> {
-    let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
-    let script = e2e_tests::repo_root().join("tests/python/t5_buckets.py");
-    let out = std::process::Command::new(&python)
-        .arg(&script)
-        .args([num_buckets, max_distance, lo, hi].map(|v| v.to_string()))
-        .output()
-        .unwrap_or_else(|e| panic!("running {python} {}: {e}", script.display()));
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+/// The bias table of [`relative_bias_equals_transformers_t5_attention_in_orientation_and_value`]:
+/// 32 buckets, 3 heads, seeded.
+fn bias_table() -> tch::Tensor {
+    tch::manual_seed(7);
+    tch::Tensor::randn([32, 3], (tch::Kind::Float, tch::Device::Cpu))
+}
+
+/// Sequence length of that comparison: past the maximum distance (128), so the last bucket
+/// is reached.
+const BIAS_LEN: i64 = 300;
+
+/// Distances whose buckets are compared.
+const DISTANCES: (i64, i64) = (-600, 600);
+
+/// What transformers answers.
+struct T5 {
+    /// The buckets of every distance in [`DISTANCES`] for (32, 128) and (128, 256).
+    buckets: Vec<Vec<i64>>,
+    /// T5Attention's bias of [`bias_table`] for [`BIAS_LEN`] tokens: [heads][query][key].
+    bias: Vec<Vec<Vec<f32>>>,
+}
+
+/// transformers' answers (tests/python/t5_reference.py, run once for both tests).
+fn transformers_t5() -> &'static T5 {
+    static T5_ANSWERS: std::sync::OnceLock<T5> = std::sync::OnceLock::new();
+    T5_ANSWERS.get_or_init(|| {
+        let table = bias_table();
+        let rows: Vec<Vec<f32>> = (0..32)
+            .map(|b| Vec::<f32>::try_from(table.get(b)).unwrap())
+            .collect();
+        let (lo, hi) = DISTANCES;
+        let request = serde_json::json!({
+            "buckets": [[32, 128, lo, hi], [128, 256, lo, hi]],
+            "bias": {"max_distance": 128, "s": BIAS_LEN, "table": rows},
+        });
+        let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
+        let script = e2e_tests::repo_root().join("tests/python/t5_reference.py");
+        let mut child = std::process::Command::new(&python)
+            .arg(&script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("running {python} {}: {e}", script.display()));
+        serde_json::to_writer(child.stdin.take().unwrap(), &request).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        T5 {
+            buckets: serde_json::from_value(v["buckets"].clone()).unwrap(),
+            bias: serde_json::from_value(v["bias"].clone()).unwrap(),
+        }
+    })
 }
 
 #[test]
 fn relative_buckets_equal_transformers_t5() {
     use shared::model::positions::relative_position_bucket;
-    for (num_buckets, max_distance) in [(32, 128), (128, 256)] {
-        let distances: Vec<i64> = (-600..=600).collect();
+    let (lo, hi) = DISTANCES;
+    let distances: Vec<i64> = (lo..=hi).collect();
+    for (k, (num_buckets, max_distance)) in [(32, 128), (128, 256)].into_iter().enumerate() {
         let ours = Vec::<i64>::try_from(relative_position_bucket(
             &tch::Tensor::from_slice(&distances),
             num_buckets,
             max_distance,
         ))
         .unwrap();
-        let theirs = transformers_buckets(num_buckets, max_distance, -600, 600);
         assert_eq!(
-            ours, theirs,
+            ours,
+            transformers_t5().buckets[k],
             "buckets {num_buckets}, max distance {max_distance}"
         );
     }
+}
+
+#[test]
+fn relative_bias_equals_transformers_t5_attention_in_orientation_and_value() {
+    // The same bias table in transformers' T5Attention (an encoder's, bidirectional) and here:
+    // every [head, query i, key j] entry equal, so the bias is that of j - i (memory - query)
+    // as in T5, not of i - j. (`shared::model::positions` tests that the model's attention adds
+    // it as [query, key].)
+    use shared::model::positions::relative_bias;
+    let s = BIAS_LEN;
+    let ours = relative_bias(&bias_table(), s, 32, 128);
+    assert_eq!(ours.size(), [1, 3, s, s]);
+    let theirs: Vec<f32> = transformers_t5()
+        .bias
+        .iter()
+        .flatten()
+        .flatten()
+        .copied()
+        .collect();
+    let theirs = tch::Tensor::from_slice(&theirs).view([1, 3, s, s]);
+    let diff = (&ours - &theirs).abs().max().double_value(&[]);
+    assert_eq!(diff, 0.0, "the bias differs by up to {diff}");
+    // Not symmetric: the transpose (i - j) would differ.
+    let transposed = (&ours - theirs.transpose(2, 3))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(transposed > 0.1, "{transposed}");
 }
 
 /// A synthetic RTD batch: random ids of a 50-token vocabulary, target 1 on odd ids.
