@@ -49,11 +49,7 @@ impl Corrupter {
         let augmentation = c.augmentation.unwrap_or(Augmentation::Temperature);
         // At gamma = 0 every augmentation is the plain model at T = 1 (no dropout, no drops).
         let on = gamma > 0.0;
-        let dropout = match augmentation {
-            Augmentation::Dropout if on => Some((gamma, 0.0)),
-            Augmentation::DropAttention if on => Some((0.0, gamma)),
-            _ => None,
-        };
+        let dropout = augmentation.dropout_rates(gamma);
         let mut model = AuxModel::load_with_dropout(dir, device, dropout)?;
         model.pad_rows_to(c.batch_size);
         if c.sampler == super::args::SamplerKind::Kernel {

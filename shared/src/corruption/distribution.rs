@@ -128,6 +128,18 @@ impl Augmentation {
     pub fn uses_dropout(self) -> bool {
         matches!(self, Self::Dropout | Self::DropAttention)
     }
+
+    /// The auxiliary model's dropout rates (hidden states, attention probabilities) at `gamma`:
+    /// `dropout` drops hidden states (activations) at rate gamma, `drop-attention` attention
+    /// probabilities; `None` (no dropout at all) for the others and at gamma = 0, which is
+    /// plain T = 1.
+    pub fn dropout_rates(self, gamma: f64) -> Option<(f64, f64)> {
+        match self {
+            Self::Dropout if gamma > 0.0 => Some((gamma, 0.0)),
+            Self::DropAttention if gamma > 0.0 => Some((0.0, gamma)),
+            _ => None,
+        }
+    }
 }
 
 impl std::str::FromStr for Augmentation {
@@ -211,6 +223,31 @@ mod tests {
         let err = "zipf".parse::<Distribution>().unwrap_err();
         assert!(err.contains("tf-soh") && err.contains("\"zipf\""), "{err}");
         assert!("mixup".parse::<Augmentation>().is_err());
+    }
+
+    #[test]
+    fn dropout_augmentations_drop_what_they_are_named_after_at_gamma() {
+        // (hidden states, attention probabilities); the model's modules are tested at those
+        // rates in `model::attention`.
+        assert_eq!(Augmentation::Dropout.dropout_rates(0.3), Some((0.3, 0.0)));
+        assert_eq!(
+            Augmentation::DropAttention.dropout_rates(0.3),
+            Some((0.0, 0.3))
+        );
+        assert_eq!(Augmentation::Dropout.dropout_rates(1.0), Some((1.0, 0.0)));
+        assert_eq!(
+            Augmentation::DropAttention.dropout_rates(1.0),
+            Some((0.0, 1.0))
+        );
+        for a in [
+            Augmentation::Temperature,
+            Augmentation::TfInterp,
+            Augmentation::DropToken,
+        ] {
+            assert_eq!(a.dropout_rates(0.5), None, "{a:?}");
+        }
+        assert_eq!(Augmentation::Dropout.dropout_rates(0.0), None);
+        assert_eq!(Augmentation::DropAttention.dropout_rates(0.0), None);
     }
 
     #[test]
