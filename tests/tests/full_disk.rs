@@ -186,7 +186,7 @@ fn an_epoch_on_a_full_disk_fails_cleanly_and_the_rerun_with_room_finishes() {
         ),
     );
     assert!(st.success(), "{st}: {}", read(t, "room.log"));
-    assert_failed_cleanly(t, &s(&out.join("epoch-001")).to_string());
+    assert_failed_cleanly(t, s(&out.join("epoch-001")));
     let listing = read(t, "full.ls");
     assert!(!listing.contains("manifest.json"), "{listing}");
     assert!(

@@ -392,7 +392,7 @@ mod tests {
         ] {
             let t = ModelFree::new(d, VOCAB, &special, Some(&counts), 0.35, gamma).unwrap();
             for original in [1996usize, 29_999] {
-                let unf = |i: usize| 1.0 / n_ok;
+                let unf = |_: usize| 1.0 / n_ok;
                 let tf = |i: usize| counts[i] as f64 / total;
                 let soh = |i: usize| {
                     if i == original {

@@ -101,7 +101,7 @@ pub fn initialize_on(encoder: &Encoder, ids: &Tensor) {
 mod tests {
     use super::*;
     use crate::model::positions::relative_bias;
-    use crate::model::{Architecture, ModelConfig};
+    use crate::model::ModelConfig;
     use tch::{nn::VarStore, Device};
 
     /// A tensor of the store by name.

@@ -110,7 +110,7 @@ mod tests {
                 } else {
                     Tensor::zeros_like(&v)
                 };
-                let _ = v.shallow_clone().copy_(&value);
+                v.shallow_clone().copy_(&value);
             }
         });
         (vs, a)

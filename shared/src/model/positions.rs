@@ -163,7 +163,7 @@ mod tests {
         let plus_one = buckets(&[1], 32, 128)[0];
         let vars = vs.variables();
         let set = |name: &str, value: &Tensor| {
-            let _ = vars[name].shallow_clone().copy_(value);
+            vars[name].shallow_clone().copy_(value);
         };
         let att = "electra.encoder.layer.0.attention";
         tch::no_grad(|| {
