@@ -4,7 +4,7 @@
 # copies the tokenizer and corpus from scripts/fetch-data's folder); on the device:
 # `bash scripts/gpu-check.sh` with `.gpu` carried (`--corruption-only` stops after the
 # preprocessor's checks; `--fused-only` makes the little data it needs and runs only the checks
-# of issue 11, the hand-written step and the sampler kernel: docs/fused-step.md).
+# of the hand-written step and the sampler kernel: docs/fused-step.md).
 # Prints one figure per check; the full log goes to $OUT/gpu-check.log.
 set -uo pipefail
 if [ "${1:-}" = "--prepare" ]; then
@@ -24,28 +24,28 @@ mkdir -p "$W" "$OUT"; exec > >(tee "$OUT/gpu-check.log") 2>&1
 export LD_LIBRARY_PATH=$(python3 -c "import torch,os;print(os.path.join(os.path.dirname(torch.__file__),'lib'))")
 P=$G/preprocess; T=$G/trainer
 
-# Issue 11 (docs/fused-step.md): needs $W/tok512 and $W/ep512/epoch-000 and the tiny aux $W/aux.
+# The hand-written step (docs/fused-step.md): needs $W/tok512 and $W/ep512/epoch-000 and the tiny aux $W/aux.
 fused_checks() {
-  echo "== issue 11: every kernel vs the tch reference on the GPU, whole-step gradients vs fp32 autograd (trainer fused-check), synchronised after every launch: a kernel fault names its kernel"
+  echo "== fused step: every kernel vs the tch reference on the GPU, whole-step gradients vs fp32 autograd (trainer fused-check), synchronised after every launch: a kernel fault names its kernel"
   FAST_ELECTRA_CUDA_SYNC=1 CUDA_LAUNCH_BLOCKING=1 timeout 200 $T fused-check --device cuda --model base \
     --batch-size 32 --seq-len 512 --sections kernels,step 2>&1 | grep -v '^$'
-  echo "== issue 11: forward+backward time, fused vs autograd; sampler kernel vs reference sampler and both against the exact probabilities (chi-square)"
+  echo "== fused step: forward+backward time, fused vs autograd; sampler kernel vs reference sampler and both against the exact probabilities (chi-square)"
   timeout 300 $T fused-check --device cuda --model base --batch-size 32 --seq-len 512 --sections timing,sampler 2>&1 | grep -v '^$'
-  echo "== issue 11: ELECTRA-base RTD update, batch 32 x 512: --step fused, --step autograd, then the PyTorch+transformers reference (seq/s, peak memory from nvidia-smi)"
+  echo "== fused step: ELECTRA-base RTD update, batch 32 x 512: --step fused, --step autograd, then the PyTorch+transformers reference (seq/s, peak memory from nvidia-smi)"
   for step in fused autograd; do
     timeout 200 $T --shards $W/ep512/epoch-000 --run-dir $W/base-$step --model base --batch-size 32 --max-steps 90 \
       --warmup-steps 10 --log-every 15 --checkpoint-every 100000 --device cuda --no-verify-shards --step $step 2>&1 | tail -2
     echo "$step: $(tail -1 $W/base-$step/metrics.jsonl)"; cp $W/base-$step/metrics.jsonl $OUT/base-$step-metrics.jsonl
   done
   timeout 150 python3 scripts/bench/reference_rtd_step.py --model base --batch-size 32 --seq-len 512 2>&1 | tail -2
-  echo "== issue 11: ELECTRA-large RTD update, batch 32 x 512: fused, autograd, reference"
+  echo "== fused step: ELECTRA-large RTD update, batch 32 x 512: fused, autograd, reference"
   for step in fused autograd; do
     timeout 250 $T --shards $W/ep512/epoch-000 --run-dir $W/large-$step --model large --batch-size 32 --max-steps 40 \
       --warmup-steps 5 --log-every 10 --checkpoint-every 100000 --device cuda --no-verify-shards --repeat-last-epoch --step $step 2>&1 | tail -2
     echo "$step: $(tail -1 $W/large-$step/metrics.jsonl)"
   done
   timeout 200 python3 scripts/bench/reference_rtd_step.py --model large --batch-size 32 --seq-len 512 2>&1 | tail -2
-  echo "== issue 11: preprocess --epoch 1 of the seq-512 shards, --sampler kernel vs reference (pipeline times)"
+  echo "== fused step: preprocess --epoch 1 of the seq-512 shards, --sampler kernel vs reference (pipeline times)"
   for smp in reference kernel; do
     timeout 200 $P --epoch 1 --epochs 2 --tokens $W/tok512 --aux-model $W/aux/export --out $W/ep512-$smp --device cuda \
       --batch-size 128 --sampler $smp --profile-batches 2>&1 | tail -4
@@ -63,7 +63,7 @@ if [ "${1:-}" = "--fused-only" ]; then
     --lr 2e-3 --warmup-steps 2 --log-every 4 --device cuda 2>&1 | tail -1
   $P --epoch 0 --epochs 2 --tokens $W/tok512 --aux-model $W/aux/export --out $W/ep512 --device cuda --batch-size 128 2>&1 | tail -2
   fused_checks
-  echo "== done (issue 11 checks only)"; exit 0
+  echo "== done (the fused-step checks only)"; exit 0
 fi
 
 echo "== tokenize SOTU+Moby at 512: 1 thread, all cores"

@@ -1,4 +1,4 @@
-//! Forward+backward time of the encoder (issue 3): a discriminator (RTD loss) or a masked LM
+//! Forward+backward time of the encoder: a discriminator (RTD loss) or a masked LM
 //! (MLM loss at 15% of positions) of a preset size on random tokens, median over warm iterations.
 //!
 //!     cargo run --release -p fast-electra-shared --example bench_encoder -- --preset base

@@ -1,4 +1,4 @@
-"""Parity fixtures for the Rust encoder (issue 3), made with the reference implementation.
+"""Parity fixtures for the Rust encoder, made with the reference implementation.
 
     python make_parity.py make OUT   # random tiny HF models + their logits on a padded batch
     python make_parity.py check DIR.. # Rust-saved models: each loads in transformers with no

@@ -1,4 +1,4 @@
-"""Issue 4: epoch shards written by `preprocess --epoch E` read back with pyarrow, checked against
+"""Epoch shards written by `preprocess --epoch E` read back with pyarrow, checked against
 data-spec/epoch.md, with auxiliary models saved by Hugging Face transformers (ELECTRA and BERT).
 
 Needs the release binaries (`cargo build --release --bins`); finds them in $FAST_ELECTRA_BIN_DIR,

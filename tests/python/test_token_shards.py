@@ -1,4 +1,4 @@
-"""Token shards read by pyarrow satisfy data-spec "Token shards" / "Token manifest" (issue 2).
+"""Token shards read by pyarrow satisfy data-spec "Token shards" / "Token manifest".
 
 Runs the built `preprocess` (cargo build --release --bins; scripts/test does it) on a small slice
 of the shared corpus, then checks every invariant the spec promises with pyarrow, and the packing

@@ -1,4 +1,4 @@
-"""`trainer`'s exports load in transformers as they are (issue 5).
+"""`trainer`'s exports load in transformers as they are.
 
 Runs the built `preprocess` and `trainer` (cargo build --release --bins; scripts/test does it) on a
 slice of the shared corpus: a masked-LM run (whose export is the auxiliary model), one corrupted

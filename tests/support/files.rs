@@ -7,11 +7,21 @@ use std::time::SystemTime;
 /// SHA-256 and modification time of every file under a folder.
 pub type Snapshot = BTreeMap<PathBuf, (String, SystemTime)>;
 
-/// A [`Snapshot`] of every file under `dir` (recursively).
+/// Whether `p` is a lock file (`.lock`, `.lock-*`): not data (data-spec/README.md, "Locks"),
+/// and present while any reader or writer holds the folder, so listings leave it out.
+fn is_lock(p: &Path) -> bool {
+    p.file_name()
+        .is_some_and(|n| shared::files::lock::is_lock_file(&n.to_string_lossy()))
+}
+
+/// A [`Snapshot`] of every file under `dir` (recursively), lock files left out.
 pub fn snapshot(dir: &Path) -> Snapshot {
     let mut out = Snapshot::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let p = entry.unwrap().path();
+        if is_lock(&p) {
+            continue;
+        }
         if p.is_dir() {
             out.extend(snapshot(&p));
         } else {
@@ -25,13 +35,16 @@ pub fn snapshot(dir: &Path) -> Snapshot {
     out
 }
 
-/// Every file under `dir` (recursively): path relative to `dir` -> bytes.
+/// Every file under `dir` (recursively), lock files left out: path relative to `dir` -> bytes.
 pub fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
+            if is_lock(&p) {
+                continue;
+            }
             if p.is_dir() {
                 stack.push(p);
             } else {

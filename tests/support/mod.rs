@@ -3,6 +3,8 @@ pub mod binaries;
 pub mod cache;
 pub mod corpus;
 pub mod data;
+pub mod disk;
+pub mod equivalence;
 pub mod files;
 pub mod fixtures;
 pub mod runs;

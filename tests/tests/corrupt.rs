@@ -1,4 +1,4 @@
-//! Issue 4: `preprocess --epoch E`, run for real on a slice of Moby-Dick tokenized by
+//! `preprocess --epoch E`, run for real on a slice of Moby-Dick tokenized by
 //! `preprocess tokenize`, with a tiny random auxiliary model (`MaskedLm::new` +
 //! `save_pretrained`) whose decoder bias favours the slice's most frequent token, so that the
 //! temperature visibly changes how often the original token is sampled back: the suite's cached

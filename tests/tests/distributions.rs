@@ -1,4 +1,4 @@
-//! Issue 13: every replaced-token distribution of the paper, run for real by `preprocess --epoch E`
+//! Every replaced-token distribution of the paper, run for real by `preprocess --epoch E`
 //! on a slice of Moby-Dick: the model-free distributions (no auxiliary model anywhere), the
 //! augmentations of a tiny random auxiliary model, the term-frequency file, the manifests, and the
 //! errors. The maths (chi-square against the closed forms, interpolation ends, SOH's rate) is
@@ -378,6 +378,28 @@ fn augmentations_at_gamma_zero_are_plain_temperature_one() {
         assert_eq!(
             (m["augmentation"].as_str(), m["gamma"].as_f64()),
             (Some(aug), Some(0.0))
+        );
+    }
+}
+
+#[test]
+fn augmentations_at_gamma_one_run_at_epoch_zero() {
+    // The default --gamma-max 1 makes gamma 1 at epoch 0: dropout drops every hidden state,
+    // drop-attention every attention probability, drop-token every unmasked input token,
+    // tf-interp samples the term frequencies alone. Each runs and records gamma = 1.
+    for aug in ["tf-interp", "dropout", "drop-attention", "drop-token"] {
+        let (o, dir) = corrupt(
+            &format!("one-{aug}"),
+            0,
+            &with_aux(&["--augmentation", aug, "--batch-size", "16"]),
+        );
+        expect_ok(o);
+        let pairs = check_rows(&dir);
+        assert!(!pairs.is_empty());
+        let m = manifest_json(&dir);
+        assert_eq!(
+            (m["augmentation"].as_str(), m["gamma"].as_f64()),
+            (Some(aug), Some(1.0))
         );
     }
 }

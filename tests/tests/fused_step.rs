@@ -1,4 +1,4 @@
-//! `trainer --step fused` (issue 11, docs/fused-step.md) end to end on the suite's `demo_data`
+//! `trainer --step fused` (docs/fused-step.md) end to end on the suite's `demo_data`
 //! fixture: a short CPU run with the hand-written step trains the same model as `--step
 //! autograd` (on the CPU both draw the same dropout masks from torch's generator, so the losses
 //! and gradient norms agree to float rounding, with dropout on), and what the fused step does not
@@ -98,7 +98,7 @@ fn same_runs(tmp: &std::path::Path, extra: &[&str], updates: usize) {
 }
 
 #[test]
-fn issue11_fused_step_trains_the_same_model_as_autograd_on_the_cpu() {
+fn fused_step_trains_the_same_model_as_autograd_on_the_cpu() {
     // Dropout 0.1 (the preset's): the CPU fused step draws autograd's masks.
     let tmp = tempfile::tempdir().unwrap();
     same_runs(tmp.path(), &["--dropout", "0.1"], 12);
@@ -121,7 +121,7 @@ fn issue11_fused_step_trains_the_same_model_as_autograd_on_the_cpu() {
 }
 
 #[test]
-fn issue11_fused_step_refuses_what_it_does_not_implement() {
+fn fused_step_refuses_what_it_does_not_implement() {
     let tmp = tempfile::tempdir().unwrap();
     let (_, out) = train("fused", tmp.path(), &["--model", "tiny-rel"]);
     let e = err(out);

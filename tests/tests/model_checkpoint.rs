@@ -1,4 +1,4 @@
-//! Issue 3: Hugging Face checkpoint I/O of the Rust encoder without Python: round trips,
+//! Hugging Face checkpoint I/O of the Rust encoder without Python: round trips,
 //! fingerprints, dtype conversion and the errors for bad folders.
 use shared::model::{
     checkpoint_fingerprint, init_discriminator, init_masked_lm, load_discriminator, load_masked_lm,

@@ -1,4 +1,4 @@
-//! Issue 3: the Rust encoder against the reference implementation (transformers). Runs
+//! The Rust encoder against the reference implementation (transformers). Runs
 //! `tests/python/make_parity.py` with `$PYTHON` (default `python3`) into a temp folder.
 use e2e_tests::repo_root;
 use shared::model::{

@@ -1,8 +1,9 @@
-//! The objectives that corrupt while training (issue 12), end to end on the suite's cached
+//! The objectives that corrupt while training, end to end on the suite's cached
 //! `demo_data` fixture: `--objective online` (a frozen auxiliary model corrupts inline; its
 //! per-epoch rows equal `preprocess`'s dumped epoch byte for byte) and `--objective electra`
-//! (generator and discriminator trained jointly); exact resume for both; the bad inputs of the
-//! issue. Needs `cargo build --release --bins` first.
+//! (generator and discriminator trained jointly); exact resume for both; their bad inputs
+//! (another vocabulary, the wrong kind of folder, a missing `--aux-model`, schedule flags
+//! outside fp32, non-finite auxiliary logits). Needs `cargo build --release --bins` first.
 use e2e_tests::support::data::s;
 use e2e_tests::support::files::{parquet_files, read_json};
 use e2e_tests::support::fixtures::{demo_data, save_tiny_aux, DEMO_EPOCHS, DEMO_T0, DEMO_TAU};
@@ -72,64 +73,134 @@ fn losses(dir: &Path) -> Vec<(u64, f64, Option<f64>)> {
         .collect()
 }
 
+/// One corrupted row: input ids, targets, masked positions, original ids.
+type Row = (Vec<i32>, Vec<i8>, Vec<i32>, Vec<i32>);
+
+/// Every row of a dumped epoch folder by sequence id, all four columns.
+fn dumped_rows(dir: &Path) -> HashMap<u64, Row> {
+    let mut rows = HashMap::new();
+    for shard in parquet_files(dir) {
+        let r = read_epoch_shard(&shard);
+        for i in 0..r.len() {
+            let start = r.mask_offsets[i];
+            let end = r.mask_offsets[i + 1];
+            rows.insert(
+                r.sequence_ids[i],
+                (
+                    r.row(i).to_vec(),
+                    r.targets_row(i).to_vec(),
+                    r.masked_positions[start..end].to_vec(),
+                    r.original_ids[start..end].to_vec(),
+                ),
+            );
+        }
+    }
+    rows
+}
+
+/// A line of `--debug-dump-corrupted`: (pass, temperature, sequence id, row).
+fn online_rows(dump: &Path) -> Vec<(u64, f64, u64, Row)> {
+    let text = std::fs::read_to_string(dump).unwrap();
+    text.lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let ids = |k: &str| -> Vec<i32> { serde_json::from_value(v[k].clone()).unwrap() };
+            let targets: Vec<i8> = serde_json::from_value(v["targets"].clone()).unwrap();
+            (
+                v["epoch"].as_u64().unwrap(),
+                v["temperature"].as_f64().unwrap(),
+                v["sequence_id"].as_u64().unwrap(),
+                (
+                    ids("input_ids"),
+                    targets,
+                    ids("masked_positions"),
+                    ids("original_ids"),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// Asserts that `rows` (online) are byte for byte `reference`'s rows of the same sequences,
+/// each sequence once; returns how many tokens were replaced.
+fn assert_rows_equal(
+    rows: &[&(u64, f64, u64, Row)],
+    reference: &HashMap<u64, Row>,
+    what: &str,
+) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    let mut replaced = 0;
+    for (_, _, id, row) in rows {
+        assert!(seen.insert(*id), "{what}: sequence {id} twice");
+        let want = reference
+            .get(id)
+            .unwrap_or_else(|| panic!("{what}: sequence {id} is not in the dump"));
+        assert_eq!(&row.0, &want.0, "{what}: sequence {id}: input_ids");
+        assert_eq!(&row.1, &want.1, "{what}: sequence {id}: targets");
+        assert_eq!(&row.2, &want.2, "{what}: sequence {id}: masked positions");
+        assert_eq!(&row.3, &want.3, "{what}: sequence {id}: original ids");
+        assert!(!row.2.is_empty(), "{what}: sequence {id}: nothing masked");
+        replaced += row.1.iter().filter(|&&t| t == 1).count();
+    }
+    replaced
+}
+
 #[test]
-fn issue12_online_epoch_rows_equal_the_dumped_epoch_byte_for_byte() {
+fn online_rows_equal_the_dumped_epochs_at_every_epoch() {
     // The fixture's epochs are `preprocess --epoch E --epochs 3` (exp, T0 2, tau 0.5, seed 0,
-    // mask rate 0.15) of the same tokens with the same auxiliary model.
+    // mask rate 0.15) of the same tokens with the same auxiliary model: T = 2, 1.51, 1.26.
     assert_eq!((DEMO_EPOCHS, DEMO_T0, DEMO_TAU), (3, 2.0, 0.5));
-    let dump = work().join("online-rows.jsonl");
+    let d = demo_data();
+    let sequences = read_json(&d.tokens().join("manifest.json"))["num_sequences"]
+        .as_u64()
+        .unwrap();
+    // Three whole passes over the token folder (its last partial micro-batch is dropped).
+    let per_pass = sequences / 16;
+    let steps = (3 * per_pass).to_string();
+    let dump = work().join("online-epochs.jsonl");
     let (dir, out) = train(
         "online",
-        "online-rows",
+        "online-epochs",
         &[
             "--max-steps",
-            "6",
+            &steps,
+            "--repeat-last-epoch",
             "--log-every",
-            "3",
+            &per_pass.to_string(),
             "--checkpoint-every",
-            "6",
+            &steps,
             "--debug-dump-corrupted",
             s(&dump),
         ],
     );
     ok(out);
-    let mut dumped: HashMap<u64, (Vec<i32>, Vec<i8>)> = HashMap::new();
-    for shard in parquet_files(&demo_data().epoch(0)) {
-        let r = read_epoch_shard(&shard);
-        for i in 0..r.len() {
-            dumped.insert(
-                r.sequence_ids[i],
-                (r.row(i).to_vec(), r.targets_row(i).to_vec()),
-            );
-        }
-    }
-    let text = std::fs::read_to_string(&dump).unwrap();
-    let rows: Vec<Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 6 * 16);
-    let mut replaced = 0;
-    for row in &rows {
-        assert_eq!(row["epoch"], 0);
-        let id = row["sequence_id"].as_u64().unwrap();
-        let (ids, targets) = &dumped[&id];
-        let got: Vec<i32> = serde_json::from_value(row["input_ids"].clone()).unwrap();
-        let got_t: Vec<i8> = serde_json::from_value(row["targets"].clone()).unwrap();
-        assert_eq!(&got, ids, "sequence {id}: input_ids");
-        assert_eq!(&got_t, targets, "sequence {id}: targets");
-        replaced += got_t.iter().filter(|&&t| t == 1).count();
-    }
-    assert!(replaced > 0, "some tokens were replaced");
+    let rows = online_rows(&dump);
+    assert_eq!(rows.len() as u64, 3 * per_pass * 16, "rows dumped");
     let train = metrics(&dir, "train");
-    assert_eq!(train[0]["temperature"], 2.0);
+    assert_eq!(train.len(), 3, "one metrics line per pass");
+    for e in 0..DEMO_EPOCHS {
+        let manifest = read_json(&d.epoch(e).join("manifest.json"));
+        let t = manifest["temperature"].as_f64().unwrap();
+        let pass: Vec<_> = rows.iter().filter(|r| r.0 == e as u64).collect();
+        assert_eq!(pass.len() as u64, per_pass * 16, "pass {e}");
+        assert!(pass.iter().all(|r| r.1 == t), "pass {e}: temperature {t}");
+        let replaced = assert_rows_equal(&pass, &dumped_rows(&d.epoch(e)), &format!("epoch {e}"));
+        assert!(replaced > 0, "epoch {e}: some tokens were replaced");
+        // The pass's metrics line reports the dumped epoch's temperature.
+        assert_eq!(
+            train[e as usize]["temperature"].as_f64(),
+            Some(t),
+            "pass {e}"
+        );
+    }
     let run: Value = read_json(&dir.join("run.json"));
     assert_eq!(run["objective_settings"]["objective"], "online");
     assert!(dir.join("export/model.safetensors").exists());
 }
 
 #[test]
-fn issue12_online_per_update_temperature_falls_within_the_epoch() {
+fn online_per_update_temperature_falls_within_the_epoch() {
+    let dump = work().join("online-update.jsonl");
     let (dir, out) = train(
         "online",
         "online-update",
@@ -139,9 +210,11 @@ fn issue12_online_per_update_temperature_falls_within_the_epoch() {
             "--max-steps",
             "8",
             "--log-every",
-            "2",
+            "1",
             "--checkpoint-every",
             "8",
+            "--debug-dump-corrupted",
+            s(&dump),
         ],
     );
     ok(out);
@@ -149,18 +222,60 @@ fn issue12_online_per_update_temperature_falls_within_the_epoch() {
         .iter()
         .map(|v| v["temperature"].as_f64().unwrap())
         .collect();
-    // u = update / 8 of the interval's last update: 1/8, 3/8, 5/8, 7/8.
-    let want: Vec<f64> = [1.0, 3.0, 5.0, 7.0]
-        .iter()
-        .map(|k| 1.0 + (-(k / 8.0) / 0.5f64).exp())
+    // u = update / 8 of the update in progress: 0, 1/8, ..., 7/8.
+    let want: Vec<f64> = (0..8)
+        .map(|k| 1.0 + (-(k as f64 / 8.0) / 0.5f64).exp())
         .collect();
+    assert_eq!(t.len(), want.len(), "{t:?}");
     for (a, b) in t.iter().zip(&want) {
         assert!((a - b).abs() < 1e-12, "{t:?} vs {want:?}");
     }
+    // The rows of update 4 (u = 3/8) are `preprocess`'s rows of epoch 0 at the same T.
+    let rows = online_rows(&dump);
+    assert_eq!(rows.len(), 8 * 16);
+    let at = t[3];
+    let update: Vec<_> = rows.iter().filter(|r| r.1 == at).collect();
+    assert_eq!(update.len(), 16, "rows drawn at T = {at}");
+    let out_dir = work().join("at-update-4");
+    let d = demo_data();
+    ok(run(
+        "preprocess",
+        &[
+            "--epoch",
+            "0",
+            "--epochs",
+            "3",
+            "--temperature-schedule",
+            "const",
+            "--t0",
+            &at.to_string(),
+            "--tokens",
+            s(&d.tokens()),
+            "--aux-model",
+            s(&d.aux()),
+            "--out",
+            s(&out_dir),
+            "--device",
+            "cpu",
+            "--batch-size",
+            "64",
+        ],
+    ));
+    let epoch = out_dir.join("epoch-000");
+    assert_eq!(
+        read_json(&epoch.join("manifest.json"))["temperature"].as_f64(),
+        Some(at)
+    );
+    let replaced = assert_rows_equal(
+        &update,
+        &dumped_rows(&epoch),
+        &format!("update 4, T = {at}"),
+    );
+    assert!(replaced > 0);
 }
 
 #[test]
-fn issue12_electra_generator_learns_and_discriminator_beats_all_original() {
+fn electra_generator_learns_and_discriminator_beats_all_original() {
     let d = demo_data();
     let (dir, out) = train(
         "electra",
@@ -207,13 +322,24 @@ fn issue12_electra_generator_learns_and_discriminator_beats_all_original() {
     );
     assert_eq!(cfg("generator")["architectures"][0], "ElectraForMaskedLM");
     assert_eq!(cfg("generator")["num_hidden_layers"], 1);
+    // One embedding table, trained by both losses and checkpointed once: the two exported
+    // files hold the same bytes for it, and so does the checkpoint's single copy (the
+    // checkpoint holds no generator table of its own).
     let word = "electra.embeddings.word_embeddings.weight";
-    let table = |m: &str| {
-        let t = tch::Tensor::read_safetensors(dir.join("export").join(m).join("model.safetensors"))
-            .unwrap();
-        t.into_iter().find(|(n, _)| n == word).unwrap().1
-    };
-    assert!(table("discriminator").equal(&table("generator")));
+    let exported = |m: &str| tensor_bytes(&dir.join("export").join(m).join("model.safetensors"));
+    let (disc, gen) = (exported("discriminator"), exported("generator"));
+    assert_eq!(disc[word].0, [30522, 64]);
+    assert!(disc[word] == gen[word], "the exported tables differ");
+    let ckpt = tensor_bytes(&dir.join("checkpoints/step-0000040/model.safetensors"));
+    assert!(ckpt[&format!("discriminator.{word}")] == disc[word]);
+    let tables: Vec<&String> = ckpt
+        .keys()
+        .filter(|n| n.ends_with("word_embeddings.weight"))
+        .collect();
+    assert_eq!(tables, [&format!("discriminator.{word}")]);
+    // The generator's own layers are its own: not the discriminator's first layer.
+    let layer = "electra.encoder.layer.0.attention.self.query.weight";
+    assert!(disc[layer] != gen[layer]);
     let gen = dir.join("export/generator");
     let out_dir = work().join("from-generator");
     ok(run(
@@ -234,6 +360,26 @@ fn issue12_electra_generator_learns_and_discriminator_beats_all_original() {
         ],
     ));
     assert!(out_dir.join("epoch-000/manifest.json").exists());
+}
+
+/// Every tensor of a safetensors file as stored: name -> (shape, raw bytes), read from the file
+/// itself (its JSON header and data), not through a tensor library.
+fn tensor_bytes(path: &Path) -> HashMap<String, (Vec<u64>, Vec<u8>)> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data = &bytes[8 + n..];
+    header
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(name, _)| *name != "__metadata__")
+        .map(|(name, v)| {
+            let shape = serde_json::from_value(v["shape"].clone()).unwrap();
+            let [a, b]: [usize; 2] = serde_json::from_value(v["data_offsets"].clone()).unwrap();
+            (name.clone(), (shape, data[a..b].to_vec()))
+        })
+        .collect()
 }
 
 /// Stops after 6 updates (last checkpoint at 4), resumes, and compares every line with an
@@ -267,17 +413,17 @@ fn resume_is_exact(objective: &str) {
 }
 
 #[test]
-fn issue12_online_resume_is_exact() {
+fn online_resume_is_exact() {
     resume_is_exact("online");
 }
 
 #[test]
-fn issue12_electra_resume_is_exact() {
+fn electra_resume_is_exact() {
     resume_is_exact("electra");
 }
 
 #[test]
-fn issue12_bad_inputs_get_clear_errors() {
+fn online_and_electra_bad_inputs_get_clear_errors() {
     let d = demo_data();
     // An auxiliary model of another vocabulary.
     let other = work().join("aux-1000");
@@ -291,6 +437,51 @@ fn issue12_bad_inputs_get_clear_errors() {
     assert!(
         e.contains("config.json: field vocab_size: expected 30522") && e.contains("found 1000"),
         "{e}"
+    );
+    // The schedule's flags outside fp32's range are refused by name before any work.
+    for (flag, v) in [("--t0", "1e39"), ("--tau", "1e-45"), ("--k", "4e38")] {
+        let (dir, out) = train("online", "bad-fp32", &[flag, v, "--max-steps", "1"]);
+        let e = err(out);
+        assert!(
+            e.contains(&format!(
+                "{flag}: expected a positive number within fp32's range"
+            )),
+            "{e}"
+        );
+        assert!(!dir.exists(), "nothing written");
+    }
+    // Auxiliary logits holding a NaN: an error naming the sequence and the position, which is
+    // a masked position of that sequence (the dumped epoch 0 masks with the same keys).
+    let nan = work().join("aux-nan");
+    save_tiny_aux(&nan, 30522, None);
+    let weights = nan.join("model.safetensors");
+    let mut tensors = tch::Tensor::read_safetensors(&weights).unwrap();
+    let (_, bias) = tensors
+        .iter_mut()
+        .find(|(n, t)| n.ends_with("lm_head.bias") && t.size() == [30522])
+        .expect("the decoder bias");
+    let _ = bias.get(1000).fill_(f64::NAN);
+    tch::Tensor::write_safetensors(&tensors, &weights).unwrap();
+    let (_, out) = train(
+        "online",
+        "nan-aux",
+        &["--aux-model", s(&nan), "--max-steps", "2"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let e = stderr(&out);
+    assert!(!e.contains("panicked") && e.contains("found NaN"), "{e}");
+    let words: Vec<&str> = e
+        .split("the auxiliary model's logits at sequence_id ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no sequence named: {e}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(words[1], "position", "{e}");
+    let (id, pos): (u64, i32) = (words[0].parse().unwrap(), words[2].parse().unwrap());
+    let masked = &dumped_rows(&d.epoch(0))[&id].2;
+    assert!(
+        masked.contains(&pos),
+        "sequence {id}: position {pos} is not masked ({masked:?})"
     );
     // Objectives on the wrong kind of folder say which folders they take.
     let epoch = d.epoch(0);

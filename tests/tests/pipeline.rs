@@ -1,4 +1,4 @@
-//! Issue 6: the pipeline of `scripts/demo`, end to end through the real binaries, at tiny scale.
+//! The pipeline of `scripts/demo`, end to end through the real binaries, at tiny scale.
 //!
 //! Stages 1-3 are the suite's cached fixture `support::fixtures::demo_data` (made once for the
 //! whole suite, about a minute on 2 cores): a slice of the shared corpus (16 State of the Union
@@ -246,7 +246,7 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 #[test]
-fn issue6_every_manifest_is_complete_and_consistent() {
+fn every_manifest_is_complete_and_consistent() {
     let p = pipeline();
     let tokenizer_sha = sha256_file(&bert_tokenizer()).unwrap();
     let aux_sha = shared::model::checkpoint_fingerprint(&p.aux()).unwrap();
@@ -378,7 +378,7 @@ fn issue6_every_manifest_is_complete_and_consistent() {
 }
 
 #[test]
-fn issue6_temperature_follows_equation_2_and_the_replaced_fraction_falls_with_it() {
+fn temperature_follows_equation_2_and_the_replaced_fraction_falls_with_it() {
     let p = pipeline();
     let mut temps = vec![];
     let mut replaced = vec![];
@@ -419,7 +419,7 @@ fn issue6_temperature_follows_equation_2_and_the_replaced_fraction_falls_with_it
 }
 
 #[test]
-fn issue6_discriminator_beats_the_all_original_baseline_on_validation() {
+fn discriminator_beats_the_all_original_baseline_on_validation() {
     let p = pipeline();
     let run = p.run("disc-lr1e-3");
     let v: EpochManifest = read_manifest(&p.validation()).unwrap();
@@ -472,7 +472,7 @@ json.dump({"class": type(model).__name__,
 "#;
 
 #[test]
-fn issue6_export_loads_in_transformers_with_the_rust_models_logits() {
+fn export_loads_in_transformers_with_the_rust_models_logits() {
     let p = pipeline();
     let export = p.run("disc-lr1e-3/export");
     // Validation rows of different lengths: Python runs each alone, Rust one padded batch.
@@ -550,7 +550,7 @@ fn issue6_export_loads_in_transformers_with_the_rust_models_logits() {
 }
 
 #[test]
-fn issue6_second_run_read_the_same_shards_and_wrote_nothing_into_them() {
+fn second_run_read_the_same_shards_and_wrote_nothing_into_them() {
     let p = pipeline();
     // Nothing under data/ changed: the same files, bytes and modification times.
     assert!(p.before_first.len() > 10, "{} files", p.before_first.len());

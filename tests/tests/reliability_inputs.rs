@@ -1,4 +1,4 @@
-//! Issue 10, the readers' half: bad input reaches every reader of shards (`preprocess --epoch`,
+//! The readers under bad input: bad input reaches every reader of shards (`preprocess --epoch`,
 //! `trainer` with rtd and mlm, `trainer loader-bench`) and each refuses it with an error naming
 //! the file, and where it is a row the row group, row and field; nothing panics. On the suite's
 //! `demo_data` fixture: its validation token folder (54 rows of at most 64 tokens, one shard) and
@@ -10,7 +10,9 @@
 //!   `max_seq_len` or than the model's positions, an empty row, a missing `[CLS]`, a `[SEP]` inside)
 //!   written consistently (the manifest lists the edited file), so only the per-row check can tell;
 //! - seeded fuzzing: flipped bytes, zeroed ranges and truncations of a token and an epoch shard
-//!   read with `--no-verify-shards`: every reader ends with an error or succeeds, never a panic.
+//!   read with `--no-verify-shards`: every reader ends with an error or succeeds, never a panic;
+//! - a folder a writer holds (`tokenize --overwrite` rewriting it) is refused by every reader at
+//!   once, and a writer is refused on a folder a trainer reads (readers hold its lock shared).
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::OnceLock;
@@ -21,6 +23,7 @@ use e2e_tests::support::fixtures::demo_data;
 use e2e_tests::support::shards::{rewrite_epoch_shard, rewrite_token_shard};
 use e2e_tests::{expect_err as err, expect_ok as ok, run, stderr};
 use shared::corruption::rng::CounterRng;
+use shared::files::lock::FolderLock;
 use shared::format::shard_reader::ShardFile;
 
 const SHARD: &str = "part-00000.parquet";
@@ -134,7 +137,7 @@ fn no_panic(out: &Output) -> String {
 }
 
 #[test]
-fn issue10_token_shard_changed_behind_its_manifest_is_refused_before_work() {
+fn token_shard_changed_behind_its_manifest_is_refused_before_work() {
     let t = tokens("flipped");
     let path = t.join(SHARD);
     let mut bytes = std::fs::read(&path).unwrap();
@@ -158,7 +161,7 @@ fn issue10_token_shard_changed_behind_its_manifest_is_refused_before_work() {
 }
 
 #[test]
-fn issue10_no_verify_shards_is_explicit_and_recorded() {
+fn no_verify_shards_is_explicit_and_recorded() {
     let t = tokens("unverified");
     let (out, o) = corrupt(&t, &["--no-verify-shards"]);
     let e = stderr(&ok(o));
@@ -181,7 +184,7 @@ fn issue10_no_verify_shards_is_explicit_and_recorded() {
 }
 
 #[test]
-fn issue10_manifest_vocabulary_disagreeing_with_the_shards_is_refused() {
+fn manifest_vocabulary_disagreeing_with_the_shards_is_refused() {
     let t = tokens("vocab");
     edit_manifest(&t, |m| m["tokenizer"]["vocab_size"] = 30000.into());
     let want = [
@@ -202,7 +205,7 @@ fn with_row5(name: &str, row: impl FnOnce(&[i32]) -> Vec<i32>) -> PathBuf {
 }
 
 #[test]
-fn issue10_bad_token_rows_are_refused_by_every_reader_naming_the_row() {
+fn bad_token_rows_are_refused_by_every_reader_naming_the_row() {
     let at = "part-00000.parquet: row group 0, row 5 (row 5 of the file, sequence_id 5): \
               column input_ids";
     let cases: Vec<(&str, PathBuf, &str)> = vec![
@@ -258,7 +261,7 @@ fn issue10_bad_token_rows_are_refused_by_every_reader_naming_the_row() {
 }
 
 #[test]
-fn issue10_bad_epoch_rows_are_refused_by_the_trainer() {
+fn bad_epoch_rows_are_refused_by_the_trainer() {
     let e = epoch("epoch-long");
     rewrite_epoch_shard(&e, SHARD, |rows| {
         let r = &mut rows[3];
@@ -321,7 +324,7 @@ fn fuzz_once(dir: &Path, src: &[u8], rng: &mut CounterRng, readers: &[Reader]) {
 }
 
 #[test]
-fn issue10_fuzzed_shards_end_in_an_error_or_success_never_a_panic() {
+fn fuzzed_shards_end_in_an_error_or_success_never_a_panic() {
     let mut rng = CounterRng::new(10, &[1]);
     let token_src = std::fs::read(tokens("fuzz-src").join(SHARD)).unwrap();
     let epoch_src = std::fs::read(epoch("fuzz-epoch-src").join(SHARD)).unwrap();
@@ -351,11 +354,100 @@ fn issue10_fuzzed_shards_end_in_an_error_or_success_never_a_panic() {
 }
 
 #[test]
-fn issue10_loader_bench_refuses_a_zero_batch() {
+fn loader_bench_refuses_a_zero_batch() {
     let t = demo_data().tokens().join("validation");
     let e = err(load("mlm", &t, &["--batch-size", "0"]));
     assert!(
         e.contains("--batch-size: expected a positive number, found 0"),
         "{e}"
     );
+}
+
+#[test]
+fn a_folder_is_not_read_while_rewritten_nor_rewritten_while_read() {
+    // A writer at work on a token folder (the lock `preprocess tokenize --overwrite` holds):
+    // every reader is refused at once, naming it, and reads nothing.
+    let t = tokens("rewritten");
+    let held = FolderLock::folder(&t, "preprocess tokenize --overwrite (the test's)").unwrap();
+    let pid = format!("pid {} ", std::process::id());
+    let want = [
+        "being written right now",
+        &pid,
+        "tokenize --overwrite (the test's)",
+    ];
+    let started = std::time::Instant::now();
+    refused(train("mlm", &t, &[]), &want);
+    refused(load("mlm", &t, &[]), &want);
+    let (out, o) = corrupt(&t, &[]);
+    refused(o, &want);
+    assert!(!out.exists(), "nothing written");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "refused at once: {:?}",
+        started.elapsed()
+    );
+    drop(held);
+
+    // A trainer reading the folder: `preprocess tokenize --overwrite` on it is refused, naming
+    // a reader; once the reader is gone (even killed), the writer runs.
+    let run_dir = t.with_extension("reader-run");
+    let mut reader = std::process::Command::new(e2e_tests::binary("trainer"))
+        .args([
+            "--objective",
+            "mlm",
+            "--shards",
+            s(&t),
+            "--run-dir",
+            s(&run_dir),
+            "--model",
+            "tiny",
+            "--batch-size",
+            "4",
+            "--max-steps",
+            "100000",
+            "--repeat-last-epoch",
+            "--log-every",
+            "1",
+            "--device",
+            "cpu",
+        ])
+        .env("OMP_WAIT_POLICY", "passive")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = run_dir.join("metrics.jsonl");
+    while !std::fs::read_to_string(&metrics).is_ok_and(|m| !m.is_empty()) {
+        assert!(reader.try_wait().unwrap().is_none(), "the reader ended");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let d = demo_data();
+    let tokenize = || {
+        run(
+            "preprocess",
+            &[
+                "tokenize",
+                "--input",
+                s(&d.corpus()),
+                "--tokenizer",
+                s(&e2e_tests::bert_tokenizer()),
+                "--out",
+                s(&t),
+                "--max-seq-len",
+                "64",
+                "--overwrite",
+            ],
+        )
+    };
+    let e = refused(
+        tokenize(),
+        &["in use by another writer", "a reader of the folder"],
+    );
+    assert!(e.contains(s(&t)), "{e}");
+    assert!(
+        reader.try_wait().unwrap().is_none(),
+        "the reader still reads"
+    );
+    let _ = reader.kill();
+    let _ = reader.wait();
+    ok(tokenize());
 }

@@ -1,18 +1,18 @@
-//! Issue 10, "Nothing silent, nothing torn": the writers of output folders under faults.
+//! "Nothing silent, nothing torn": the writers of output folders under faults.
 //! - One writer per folder: a second `preprocess tokenize`, `preprocess --epoch` or `trainer`
 //!   on a folder in use is refused at once, naming the folder and the first one's process id
 //!   and host; a lock left by a killed process does not block; `--part` runs of one epoch run
 //!   side by side.
 //! - A re-run of a complete folder whose listed shard was deleted or truncated makes it again,
 //!   byte-identical to the intact folder, and says so.
-//! - Killed with SIGKILL at a random moment, a tokenize run, an epoch and a training run finish
+//! - Killed with SIGKILL at a random moment of the run, provably before its end (as a random shard
+//!   or metrics line appears, with more to come), a tokenize run, an epoch and a training run finish
 //!   byte-identical (also `tokenize.rs`, `interrupted_run_leaves_no_manifest_and_a_rerun_finishes`,
 //!   and `corrupt.rs`, `killed_mid_epoch_resumes_to_the_same_shards`).
 //! - The trainer never checkpoints or exports non-finite weights, and refuses float flags
 //!   outside fp32's range; a run folder holding only a stale temporary `run.json` can be
 //!   started and resumed.
-//! - A full disk (a 1 MiB tmpfs in a user namespace, where the machine allows one) fails
-//!   cleanly, and the re-run with room finishes.
+//! - A full disk: `full_disk.rs`.
 //!
 //! Data: small slices of the shared corpus, the suite's cached fixtures (`moby_tokens`,
 //! `demo_data`), tiny models. Needs `cargo build --release --bins` first.
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use e2e_tests::support::binaries::binary;
 use e2e_tests::support::corpus::write_sotu;
 use e2e_tests::support::data::s;
-use e2e_tests::support::files::{copy_dir, tree};
+use e2e_tests::support::files::{copy_dir, parquet_files, tree};
 use e2e_tests::support::fixtures::{demo_data, moby_tokens};
 use e2e_tests::support::runs::metrics;
 use e2e_tests::{bert_tokenizer, expect_err as err, expect_ok as ok, run, stderr};
@@ -167,21 +167,48 @@ fn tokenize_one_writer_and_reruns_repair_damaged_shards() {
     let noop = stderr(&ok(run("preprocess", &strs(&tokenize_args(&jsonl, &out)))));
     assert!(noop.contains("nothing to do"), "{noop}");
 
-    // SIGKILL at a random moment of a run (startup, tokenizing, writing), then the re-run
-    // finishes it byte-identical (the dead run's lock does not block).
+    // SIGKILL provably mid-run: as a random one of its first shards appears, with more to come,
+    // so the manifest (written last) is absent; the re-run finishes it byte-identical (the dead
+    // run's lock does not block). 20 addresses: a run long enough to be caught mid-way.
+    let big_dir = tmp.path().join("big");
+    std::fs::create_dir(&big_dir).unwrap();
+    let big = write_sotu(&big_dir, 20);
+    let big_reference = tmp.path().join("big-reference");
+    ok(run(
+        "preprocess",
+        &strs(&tokenize_args(&big, &big_reference)),
+    ));
+    let shards = parquet_files(&big_reference).len();
+    assert!(shards >= 8, "{shards} shards");
     let killed = tmp.path().join("killed");
     let mut child = spawn(
         "preprocess",
-        &strs(&tokenize_args(&jsonl, &killed)),
+        &strs(&tokenize_args(&big, &killed)),
         &tmp.path().join("killed.log"),
     );
-    let delay = random_below(900);
-    std::thread::sleep(Duration::from_millis(delay));
+    let k = random_below(shards as u64 / 2);
+    let shard = killed.join(format!("part-{k:05}.parquet"));
+    while !shard.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "tokenize ended before its shard {k} appeared"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let _ = child.kill();
     let status = child.wait().unwrap();
-    eprintln!("tokenize: killed {delay} ms after its start ({status})");
-    ok(run("preprocess", &strs(&tokenize_args(&jsonl, &killed))));
-    assert_eq!(tree(&killed), expected, "not byte-identical after the kill");
+    eprintln!("tokenize: killed as shard {k} of {shards} appeared ({status})");
+    assert!(!status.success(), "the run ended before the kill");
+    assert!(
+        !killed.join("manifest.json").exists(),
+        "the kill landed after the run's end"
+    );
+    ok(run("preprocess", &strs(&tokenize_args(&big, &killed))));
+    assert_eq!(
+        tree(&killed),
+        tree(&big_reference),
+        "not byte-identical after the kill"
+    );
 
     // `preprocess term-frequency` writes into the token folder: the same lock.
     let held = FolderLock::folder(&out, "the test's writer").unwrap();
@@ -304,26 +331,44 @@ fn epoch_one_writer_parts_side_by_side_repairs_and_sigkill() {
         "not byte-identical to the intact epoch"
     );
 
-    // SIGKILL at a random moment, then the re-run finishes it (the dead run's lock does not
-    // block), byte-identical.
+    // SIGKILL provably mid-run: after its lock is taken, at a random one of three moments
+    // (before any shard, as shard 0 or shard 1 of 4 appears), with shards still to come, so the
+    // manifest is absent; the re-run finishes it (the dead run's lock does not block),
+    // byte-identical.
     let killed = tmp.path().join("killed");
     let log = tmp.path().join("killed.log");
     let mut child = spawn("preprocess", &strs(&epoch_args(&killed, &[])), &log);
     let kdir = killed.join("epoch-001");
     let pid = child.id();
-    let locked = wait_for(&kdir.join(FOLDER_LOCK), &format!("pid={pid}"), &mut child);
-    let delay = random_below(1500);
-    std::thread::sleep(Duration::from_millis(delay));
+    assert!(
+        wait_for(&kdir.join(FOLDER_LOCK), &format!("pid={pid}"), &mut child),
+        "the epoch never took its lock: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    let moment = random_below(3);
+    if moment > 0 {
+        let shard = kdir.join(format!("part-{:05}.parquet", moment - 1));
+        while !shard.exists() {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the epoch ended before {} appeared",
+                shard.display()
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
     let _ = child.kill();
     let status = child.wait().unwrap();
-    eprintln!("epoch: killed after {delay} ms past its lock ({status})");
-    if locked && !kdir.join("manifest.json").exists() {
-        // Killed before the end (not in its exit, after it released the lock).
-        assert!(
-            kdir.join(FOLDER_LOCK).exists(),
-            "the killed run's lock file is left"
-        );
-    }
+    eprintln!("epoch: killed at moment {moment} (0: after its lock, k: as shard k - 1 appeared) ({status})");
+    assert!(!status.success(), "the run ended before the kill");
+    assert!(
+        !kdir.join("manifest.json").exists(),
+        "the kill landed after the run's end"
+    );
+    assert!(
+        kdir.join(FOLDER_LOCK).exists(),
+        "the killed run's lock file is left"
+    );
     ok(run("preprocess", &strs(&epoch_args(&killed, &[]))));
     assert!(
         epoch_tree(&kdir) == expected,
@@ -537,71 +582,4 @@ fn a_stale_temporary_run_json_neither_blocks_a_start_nor_a_resume() {
         assert!(!dir.join(name).exists() && dir.join("run.json").exists());
         assert!(dir.join("export/model.safetensors").exists());
     }
-}
-
-/// Whether this machine lets an unprivileged process mount a tmpfs in a user namespace.
-fn can_mount_tmpfs() -> bool {
-    Command::new("unshare")
-        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=1m none /mnt"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-#[test]
-fn tokenize_on_a_full_disk_fails_cleanly_and_the_rerun_with_room_finishes() {
-    if !can_mount_tmpfs() {
-        eprintln!("skipped: this machine does not allow a tmpfs in a user namespace (unshare -rm)");
-        return;
-    }
-    let tmp = tempfile::tempdir().unwrap();
-    let jsonl = write_sotu(tmp.path(), 6);
-    let reference = tmp.path().join("reference");
-    ok(run("preprocess", &strs(&tokenize_args(&jsonl, &reference))));
-    let mnt = tmp.path().join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
-    let out = mnt.join("tokens");
-    let copy = tmp.path().join("copy");
-    let args = tokenize_args(&jsonl, &out).join(" ");
-    let bin = binary("preprocess");
-    // In one mount namespace: a 32 KiB tmpfs (smaller than the shards), the failing run,
-    // more room, the re-run, a copy of the result out of the namespace.
-    let script = format!(
-        "mount -t tmpfs -o size=32k none {mnt} || exit 90; \
-         {bin} {args} 2> {tmp}/full.log; echo $? > {tmp}/full.rc; \
-         ls -a {out} > {tmp}/full.ls; \
-         mount -o remount,size=16m {mnt} || exit 91; \
-         {bin} {args} 2> {tmp}/room.log || exit 92; cp -r {out} {copy}",
-        mnt = s(&mnt),
-        bin = s(&bin),
-        tmp = s(tmp.path()),
-        out = s(&out),
-        copy = s(&copy),
-    );
-    let st = Command::new("unshare")
-        .args(["-rm", "sh", "-c", &script])
-        .env("OMP_WAIT_POLICY", "passive")
-        .status()
-        .unwrap();
-    let read = |n: &str| std::fs::read_to_string(tmp.path().join(n)).unwrap_or_default();
-    assert!(
-        st.success(),
-        "{st}: {}\n{}",
-        read("full.log"),
-        read("room.log")
-    );
-    let full = read("full.log");
-    assert_eq!(read("full.rc").trim(), "1", "{full}");
-    assert!(
-        full.contains("No space left on device")
-            && full.contains(s(&out))
-            && !full.contains("panicked"),
-        "{full}"
-    );
-    assert!(
-        !read("full.ls").contains("manifest.json"),
-        "{}",
-        read("full.ls")
-    );
-    assert_eq!(tree(&copy), tree(&reference));
 }

@@ -1,4 +1,4 @@
-//! `trainer` end to end (issue 5): the real binaries on a slice of the shared corpus. The data is
+//! `trainer` end to end: the real binaries on a slice of the shared corpus. The data is
 //! the suite's cached fixture `support::fixtures::demo_data` (tokens of 16 SOTU addresses and the
 //! start of Moby-Dick, a tiny masked LM trained with `trainer --objective mlm` whose export is the
 //! `preprocess --aux-model`, three corrupted epochs and a validation epoch); these tests train
@@ -47,7 +47,7 @@ fn rtd_args<'a>(shards: &'a [PathBuf], run_dir: &'a Path, extra: &[&'a str]) -> 
 }
 
 #[test]
-fn issue5_mlm_export_is_an_aux_model_for_preprocess() {
+fn mlm_export_is_an_aux_model_for_preprocess() {
     let d = fixture();
     let export = d.aux();
     let cfg: Value =
@@ -72,7 +72,7 @@ fn issue5_mlm_export_is_an_aux_model_for_preprocess() {
 /// PyTorch + transformers' ElectraForPreTraining with the same data and settings also stays at
 /// the prior for its first 200 updates.
 #[test]
-fn issue5_rtd_loss_falls_and_validation_reaches_the_all_original_baseline() {
+fn rtd_loss_falls_and_validation_reaches_the_all_original_baseline() {
     let d = fixture();
     let before = snapshot(&d.data());
     let run_dir = work().join("runs/learn");
@@ -136,7 +136,7 @@ fn issue5_rtd_loss_falls_and_validation_reaches_the_all_original_baseline() {
 }
 
 #[test]
-fn issue5_stop_and_resume_gives_the_same_losses() {
+fn stop_and_resume_gives_the_same_losses() {
     let common = [
         "--lr",
         "2e-3",
@@ -185,7 +185,7 @@ fn issue5_stop_and_resume_gives_the_same_losses() {
 }
 
 #[test]
-fn issue5_bad_inputs_get_clear_errors() {
+fn bad_training_inputs_get_clear_errors() {
     let bad = work().join("bad");
     let [e1, e0] = epochs();
     let fresh = |name: &str| work().join("runs").join(name);
@@ -298,7 +298,7 @@ fn issue5_bad_inputs_get_clear_errors() {
 }
 
 #[test]
-fn issue5_cost_table() {
+fn cost_prints_the_main_and_aux_rows() {
     let out = ok(run(
         "trainer",
         &[

@@ -1,4 +1,4 @@
-//! `trainer` outputs (issue 15): without `--run-dir` a run gets a new folder
+//! `trainer` outputs: without `--run-dir` a run gets a new folder
 //! `runs/<objective>-<model>-<UTC time>` under the current directory; validation records carry
 //! `auc` and `f1` (RTD) or null (MLM); `--resume` needs `--run-dir`; a token folder given to the
 //! RTD objective is refused naming both kinds. Uses the suite's cached `demo_data` fixture (tokens,
@@ -48,7 +48,7 @@ fn assert_default_name(dir: &Path, prefix: &str) {
 }
 
 #[test]
-fn issue15_mlm_without_run_dir_makes_a_default_folder() {
+fn mlm_without_run_dir_makes_a_default_folder() {
     let d = demo_data();
     let cwd = tempfile::tempdir().unwrap();
     let out = expect_ok(trainer_in(
@@ -99,7 +99,7 @@ fn issue15_mlm_without_run_dir_makes_a_default_folder() {
 }
 
 #[test]
-fn issue15_rtd_without_run_dir_reports_auc_and_f1() {
+fn rtd_without_run_dir_reports_auc_and_f1() {
     let d = demo_data();
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path().to_path_buf();
@@ -162,7 +162,7 @@ fn issue15_rtd_without_run_dir_reports_auc_and_f1() {
 }
 
 #[test]
-fn issue15_a_token_folder_is_refused_for_rtd_naming_the_kinds() {
+fn a_token_folder_is_refused_for_rtd_naming_the_kinds() {
     let d = demo_data();
     let tmp = tempfile::tempdir().unwrap();
     let cwd = tmp.path().to_path_buf();

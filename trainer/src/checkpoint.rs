@@ -83,12 +83,17 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing {}", tmp.display()))?;
     }
     std::fs::create_dir(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-    write_tensors(
+    let written = write_tensors(
         &tmp.join("model.safetensors"),
         &vs.variables().into_iter().collect::<Vec<_>>(),
-    )?;
-    write_tensors(&tmp.join("optimizer.safetensors"), optimizer)?;
-    shared::files::atomic::write_json_atomic(&tmp.join("state.json"), state)?;
+    )
+    .and_then(|()| write_tensors(&tmp.join("optimizer.safetensors"), optimizer))
+    .and_then(|()| shared::files::atomic::write_json_atomic(&tmp.join("state.json"), state));
+    if let Err(e) = written {
+        // A full disk: give the space back; the earlier checkpoints stay as they were.
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
     if dest.exists() {
         std::fs::remove_dir_all(&dest).with_context(|| format!("removing {}", dest.display()))?;
     }

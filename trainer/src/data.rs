@@ -1,6 +1,9 @@
 //! Opens the `--shards` folders, checks that they belong together, and memory-maps their
-//! shards. Nothing is ever written into these folders (many runs may read them at once).
+//! shards. Each folder is held for reading (its `.lock` shared, `shared::files::lock`) while the
+//! run reads it: many runs read a folder at once, and none reads one that a writer is
+//! rewriting. Nothing else is written into these folders.
 use anyhow::bail;
+use shared::files::lock::FolderLock;
 use shared::format::epoch_meta::open_epoch_dir;
 use shared::format::epoch_shards::EpochRows;
 use shared::format::manifest::{EpochManifest, TokenManifest, TokenizerInfo};
@@ -60,6 +63,8 @@ pub struct Folder {
     pub epoch_manifest: Option<EpochManifest>,
     /// What every row must satisfy (data-spec), checked as rows are decoded.
     pub rules: RowRules,
+    /// The folder held for reading (its `.lock` shared) while it is read.
+    pub lock: Option<FolderLock>,
 }
 
 impl Folder {
@@ -89,6 +94,7 @@ fn manifest_path(dir: &Path) -> PathBuf {
 
 /// Opens an epoch folder (RTD).
 pub fn open_epoch_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
+    let lock = FolderLock::reader(dir, "trainer (reading)")?;
     let (m, paths): (EpochManifest, Vec<PathBuf>) = open_epoch_dir(dir)?;
     let mpath = manifest_path(dir);
     let expect = ShardExpectation::epoch(&m);
@@ -104,11 +110,13 @@ pub fn open_epoch_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
         shards,
         rules: RowRules::epoch(&m),
         epoch_manifest: Some(m),
+        lock,
     })
 }
 
 /// Opens a token folder (MLM).
 pub fn open_token_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
+    let lock = FolderLock::reader(dir, "trainer (reading)")?;
     let (m, paths): (TokenManifest, Vec<PathBuf>) = open_token_dir(dir)?;
     let mpath = manifest_path(dir);
     let expect = ShardExpectation::tokens(&m);
@@ -124,6 +132,7 @@ pub fn open_token_folder(dir: &Path, verify: bool) -> anyhow::Result<Folder> {
         manifest_sha256: shared::files::hash::sha256_file(&mpath)?,
         shards,
         epoch_manifest: None,
+        lock,
     })
 }
 
@@ -331,10 +340,13 @@ pub struct ShardDecoder {
     /// Per loader epoch, its rows' rules.
     pub rules: Vec<RowRules>,
     pub kind: DataKind,
+    /// The folders held for reading as long as their shards are read.
+    _locks: Vec<FolderLock>,
 }
 
 impl ShardDecoder {
-    /// Takes the shards of `folders` (one loader epoch each), leaving them empty.
+    /// Takes the shards of `folders` (one loader epoch each) and their read locks, leaving them
+    /// empty.
     pub fn take(folders: &mut [Folder], kind: DataKind) -> Self {
         Self {
             shards: folders
@@ -343,6 +355,7 @@ impl ShardDecoder {
                 .collect(),
             rules: folders.iter().map(|f| f.rules.clone()).collect(),
             kind,
+            _locks: folders.iter_mut().filter_map(|f| f.lock.take()).collect(),
         }
     }
 }

@@ -237,7 +237,7 @@ impl AdamW {
                     let _ = m.lerp_(&g, 1.0 - c.beta1);
                     let mut u = slice(&self.exp_avg_sq);
                     let grown = (&u * c.beta2).maximum(&(g.abs() + c.eps));
-                    let _ = u.copy_(&grown);
+                    u.copy_(&grown);
                     let step = lr / (1.0 - c.beta1.powi(self.step as i32));
                     let _ = p.g_sub_(&(&m / &u * step));
                     continue;

@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use shared::corruption::batch::Keys;
 use shared::corruption::distributions::{AuxSetup, Setup};
 use shared::corruption::masking::SpecialIds;
+use shared::files::lock::FolderLock;
 use shared::format::epoch_meta::{EpochSettings, META_SETTINGS, META_SETTINGS_FINGERPRINT};
 use shared::format::epoch_record::Corruption;
 use shared::format::manifest::{AuxModelInfo, EpochManifest, TokenManifest};
@@ -43,6 +44,8 @@ pub struct Plan {
     /// Listed shards of a complete folder found missing or resized (file name, what was
     /// found): made again.
     pub redo: Vec<(String, String)>,
+    /// The token folder held for reading (its `.lock` shared) until the epoch is written.
+    _tokens_lock: Option<FolderLock>,
 }
 
 /// What the output folder holds.
@@ -86,6 +89,9 @@ pub fn settings_of(
 }
 
 pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
+    // Held for reading until the epoch is written: no writer rewrites the tokens meanwhile.
+    let tokens_lock = FolderLock::reader(&config.tokens, "preprocess --epoch (reading)")
+        .with_context(|| format!("--tokens {}", config.tokens.display()))?;
     let (tokens, token_paths) = shared::format::token_shards::open_token_dir(&config.tokens)
         .with_context(|| {
             format!(
@@ -140,6 +146,7 @@ pub fn plan(config: CorruptConfig) -> anyhow::Result<Plan> {
         complete: false,
         stale: Vec::new(),
         redo: Vec::new(),
+        _tokens_lock: tokens_lock,
     };
     plan.scan_output()?;
     verify_sources(&plan.config, &plan.tokens, &plan.token_paths, &plan.todo)?;

@@ -389,4 +389,46 @@ mod tests {
         assert_eq!(s.ids.len(), n as usize);
         assert!(s.ids.iter().chain(&s.top1).all(|&i| (0..1000).contains(&i)));
     }
+
+    #[test]
+    fn dropout_rates_reach_the_loaded_model_up_to_gamma_one() {
+        // A folder of a random tiny masked LM, loaded as `preprocess` loads it for the dropout
+        // augmentations.
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = ModelConfig::aux_preset("tiny", 1000).unwrap();
+        tch::manual_seed(2);
+        let lm = init_masked_lm(&cfg, Architecture::ElectraForMaskedLM, Device::Cpu).unwrap();
+        crate::model::save_pretrained(&lm.vs, &lm.config, lm.architecture, dir.path()).unwrap();
+        let inputs = tiny_inputs(1000);
+        let logits = |rates: DropoutRates, seed: i64| {
+            let m = AuxModel::load_with_dropout(dir.path(), Device::Cpu, rates).unwrap();
+            tch::manual_seed(seed);
+            m.logits(&inputs).narrow(1, 0, 1000)
+        };
+        let plain = logits(None, 0);
+        // Without dropout the model is deterministic; with it, the masks act (other logits,
+        // and other ones under another seed).
+        assert!(plain.equal(&logits(None, 1)));
+        for rates in [Some((0.3, 0.0)), Some((0.0, 0.3))] {
+            let a = logits(rates, 0);
+            assert!(!a.equal(&plain), "{rates:?}: no dropout acted");
+            assert!(a.equal(&logits(rates, 0)), "{rates:?}: seeded masks repeat");
+            assert!(!a.equal(&logits(rates, 1)), "{rates:?}");
+        }
+        // gamma = 1 of `dropout`: every hidden state is dropped, so every masked position gets
+        // the same logits, whatever its sequence; of `drop-attention`: no position reads any
+        // other, and the logits stay finite.
+        let all = logits(Some((1.0, 0.0)), 0);
+        let spread = (&all - all.get(0).unsqueeze(0))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert_eq!(
+            spread, 0.0,
+            "logits depend on the input at hidden dropout 1"
+        );
+        let alone = logits(Some((0.0, 1.0)), 0);
+        assert!(alone.isfinite().all().int64_value(&[]) == 1);
+        assert!(!alone.equal(&plain));
+    }
 }

@@ -441,6 +441,137 @@ mod tests {
     }
 
     #[test]
+    fn chi_square_on_the_real_vocabulary() {
+        // BERT's 30,522 ids with its special ids as `preprocess` passes them ([CLS], [SEP],
+        // [PAD], [MASK]), Zipf-like counts over a shuffled rank with 2,522 ids never seen. The
+        // draws are binned into about 50 runs of ids of equal expected mass.
+        const VOCAB: usize = 30_522;
+        let special = [101, 102, 0, 103];
+        let is_special = |i: usize| special.contains(&(i as i32));
+        let counts: Vec<u64> = (0..VOCAB)
+            .map(|i| {
+                let rank = (i * 7919) % VOCAB;
+                if rank >= 28_000 {
+                    0
+                } else {
+                    2_000_000 / (1 + rank as u64)
+                }
+            })
+            .collect();
+        let total: f64 = (0..VOCAB)
+            .filter(|&i| !is_special(i))
+            .map(|i| counts[i] as f64)
+            .sum();
+        let n_ok = (VOCAB - special.len()) as f64;
+        for (d, gamma) in [
+            (Distribution::Uniform, 1.0),
+            (Distribution::TermFrequency, 1.0),
+            (Distribution::SmoothedOneHot, 0.0),
+            (Distribution::UnfSoh, 0.6),
+            (Distribution::TfSoh, 0.6),
+        ] {
+            // The registry's entry, as `preprocess` makes it.
+            let setup = Setup {
+                keys: crate::corruption::batch::Keys {
+                    seed: 0,
+                    epoch: 0,
+                    mask_rate: 0.15,
+                    special: crate::corruption::masking::SpecialIds {
+                        pad: 0,
+                        cls: 101,
+                        sep: 102,
+                        mask: 103,
+                    },
+                },
+                vocab_size: VOCAB,
+                tokens: std::path::Path::new("tokens"),
+                alpha: Some(0.35),
+                gamma,
+                temperature: 1.0,
+                term_frequency: Some(&counts),
+                unk: None,
+                aux: None,
+            };
+            let t = entry(d).table(&setup).unwrap();
+            for original in [1996usize, 29_999] {
+                let unf = |_: usize| 1.0 / n_ok;
+                let tf = |i: usize| counts[i] as f64 / total;
+                let soh = |i: usize| {
+                    if i == original {
+                        0.65
+                    } else {
+                        0.35 / (n_ok - 1.0)
+                    }
+                };
+                let raw: Vec<f64> = (0..VOCAB)
+                    .map(|i| {
+                        if is_special(i) {
+                            return 0.0;
+                        }
+                        let a = match d {
+                            Distribution::Uniform | Distribution::UnfSoh => unf(i),
+                            _ => tf(i),
+                        };
+                        let g = match d {
+                            Distribution::Uniform | Distribution::TermFrequency => 1.0,
+                            Distribution::SmoothedOneHot => 0.0,
+                            _ => gamma,
+                        };
+                        a.powf(g) * soh(i).powf(1.0 - g)
+                    })
+                    .collect();
+                let z: f64 = raw.iter().sum();
+                let p: Vec<f64> = raw.iter().map(|x| x / z).collect();
+                for (i, (a, b)) in t.probabilities(original).iter().zip(&p).enumerate() {
+                    assert!(
+                        (a - b).abs() < 1e-12,
+                        "{d:?} o {original}: id {i}: {a} vs {b}"
+                    );
+                }
+                // Bins: consecutive ids until about 1/50 of the mass.
+                let mut bin = vec![0usize; VOCAB];
+                let (mut k, mut mass) = (0usize, 0.0);
+                for i in 0..VOCAB {
+                    bin[i] = k;
+                    mass += p[i];
+                    if mass >= 0.02 {
+                        k += 1;
+                        mass = 0.0;
+                    }
+                }
+                let bins = k + 1;
+                let mut expected = vec![0.0f64; bins];
+                for i in 0..VOCAB {
+                    expected[bin[i]] += p[i];
+                }
+                let n = 200_000u64;
+                let mut observed = vec![0u64; bins];
+                for s in 0..n {
+                    let id = t.sample(original, position_uniform(11, 0, s, original as u32));
+                    assert!(p[id] > 0.0, "{d:?}: id {id} of probability 0 drawn");
+                    observed[bin[id]] += 1;
+                }
+                let (mut x2, mut df) = (0.0, 0i64 - 1);
+                for (o, e) in observed.iter().zip(&expected) {
+                    if *e > 0.0 {
+                        let e = e * n as f64;
+                        x2 += (*o as f64 - e).powi(2) / e;
+                        df += 1;
+                    }
+                }
+                // The upper 0.999 quantile by Wilson-Hilferty (z = 3.09).
+                let df = df as f64;
+                let c = 2.0 / (9.0 * df);
+                let q999 = df * (1.0 - c + 3.09 * c.sqrt()).powi(3);
+                assert!(
+                    x2 < q999,
+                    "{d:?} gamma {gamma} o {original}: chi2 {x2} over {df} df (0.999: {q999})"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn special_tokens_are_never_drawn_and_soh_keeps_the_original_at_one_minus_alpha() {
         let soh = table(Distribution::SmoothedOneHot, 0.0);
         let n = 100_000;

@@ -30,16 +30,21 @@ pub fn commit(tmp: &Path, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to `path` atomically. On failure (a full disk) the temporary file is removed,
+/// giving its space back, and `path` is as it was.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = temp_path(path);
-    {
-        let mut f =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(bytes)
-            .with_context(|| format!("writing {}", tmp.display()))?;
+    let written = std::fs::File::create(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))
+        .and_then(|mut f| {
+            f.write_all(bytes)
+                .with_context(|| format!("writing {}", tmp.display()))
+        })
+        .and_then(|()| commit(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
     }
-    commit(&tmp, path)
+    written
 }
 
 /// Writes `value` as pretty JSON to `path` atomically.

@@ -1,4 +1,5 @@
-//! Advisory locks on output folders: one writer per folder (data-spec/README.md, "Locks").
+//! Advisory locks on shard and run folders: one writer per folder, and no reading while it
+//! is written (data-spec/README.md, "Locks").
 //!
 //! A writer holds an OS file lock (`flock`, through std's [`File::try_lock`]) on a lock file
 //! inside the folder for its whole run: [`FOLDER_LOCK`] (`.lock`) for a whole folder, or
@@ -8,6 +9,11 @@
 //! is informational only: the lock itself is the OS's, released when the holder's process ends
 //! however it ends, so a lock file left by a killed process never blocks (its stale text is
 //! overwritten by the next holder).
+//!
+//! Readers of a complete folder (the trainer's `--shards` and `--validation`, `preprocess
+//! --epoch`'s `--tokens`, `trainer loader-bench`) hold `.lock` shared for as long as they read
+//! ([`FolderLock::reader`]): readers coexist, and a writer and a reader exclude each other, so
+//! a folder is never read while `preprocess tokenize --overwrite` (or any writer) rewrites it.
 //!
 //! An exclusive holder removes the lock file when it is done (while still holding the lock), so
 //! a clean run leaves nothing behind; a taker checks after locking that the file it locked is
@@ -120,9 +126,39 @@ fn holders(dir: &Path, first: &Path) -> String {
         }
     }
     if found.is_empty() {
-        "another process (its lock file names none)".into()
+        "a reader of the folder (readers hold it shared and name no one) or another process \
+         whose lock file names none"
+            .into()
     } else {
         found.join(", ")
+    }
+}
+
+/// Who takes a lock: a writer of the folder, or a reader of a complete one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Writer,
+    Reader,
+}
+
+/// The error of a lock that another process holds.
+fn refused(dir: &Path, path: &Path, role: Role) -> anyhow::Error {
+    match role {
+        Role::Writer => anyhow::anyhow!(
+            "{}: in use by another writer: {} holds {}; wait for it to finish or stop it, or \
+             write elsewhere (a lock left by a process that died does not block)",
+            dir.display(),
+            holders(dir, path),
+            path.display()
+        ),
+        Role::Reader => anyhow::anyhow!(
+            "{}: being written right now: {} holds {}; read it once that writer has finished \
+             (a folder is never read while it is written or rewritten, e.g. by `preprocess \
+             tokenize --overwrite`)",
+            dir.display(),
+            holders(dir, path),
+            path.display()
+        ),
     }
 }
 
@@ -131,6 +167,59 @@ impl FolderLock {
     /// waiting; `command` says who holds it (written into the file by an exclusive holder).
     /// Refused at once, naming the folder and the holder, when another process holds it.
     pub fn acquire(dir: &Path, name: &str, mode: Mode, command: &str) -> anyhow::Result<Self> {
+        Self::take(dir, name, mode, command, Role::Writer)
+    }
+
+    /// Takes a complete folder `dir` for reading: its [`FOLDER_LOCK`] shared, for as long as
+    /// the reader reads it. Readers coexist; a writer (which holds the lock exclusively while
+    /// it writes, e.g. `preprocess tokenize --overwrite` rewriting a token folder) and a reader
+    /// exclude each other, so the reader is refused at once, naming the writer, and a writer
+    /// started while a folder is read is refused. Without a folder there is nothing to lock
+    /// (`None`: the reader names what is missing). In a folder this process cannot write (a
+    /// read-only mount) an existing lock file is taken read-only, and without one the folder
+    /// is read unlocked (`None`).
+    pub fn reader(dir: &Path, command: &str) -> anyhow::Result<Option<Self>> {
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let path = dir.join(FOLDER_LOCK);
+        let writable = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path);
+        match writable {
+            Ok(_) => Self::take(dir, FOLDER_LOCK, Mode::Shared, command, Role::Reader).map(Some),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+                ) =>
+            {
+                let Ok(file) = File::open(&path) else {
+                    return Ok(None);
+                };
+                match file.try_lock_shared() {
+                    Ok(()) => Ok(Some(Self {
+                        file: Some(file),
+                        path,
+                        mode: Mode::Shared,
+                    })),
+                    Err(TryLockError::WouldBlock) => Err(refused(dir, &path, Role::Reader)),
+                    Err(TryLockError::Error(e)) => Err(e).with_context(|| {
+                        format!(
+                            "locking {}: expected a file system with file locks (flock)",
+                            path.display()
+                        )
+                    }),
+                }
+            }
+            Err(e) => Err(e).with_context(|| format!("opening the lock file {}", path.display())),
+        }
+    }
+
+    fn take(dir: &Path, name: &str, mode: Mode, command: &str, role: Role) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let path = dir.join(name);
         // A few tries: the holder may remove the file between our open and our lock.
@@ -148,13 +237,7 @@ impl FolderLock {
             };
             match locked {
                 Ok(()) => {}
-                Err(TryLockError::WouldBlock) => bail!(
-                    "{}: in use by another writer: {} holds {}; wait for it to finish or stop \
-                     it, or write elsewhere (a lock left by a process that died does not block)",
-                    dir.display(),
-                    holders(dir, &path),
-                    path.display()
-                ),
+                Err(TryLockError::WouldBlock) => return Err(refused(dir, &path, role)),
                 Err(TryLockError::Error(e)) => {
                     return Err(e).with_context(|| {
                         format!(
@@ -345,6 +428,46 @@ mod tests {
         assert!(!tmp.path().join(FOLDER_LOCK).exists());
         assert!(is_lock_file(".lock") && is_lock_file(".lock-part-0-of-2"));
         assert!(held_by(tmp.path(), FOLDER_LOCK).is_none());
+    }
+
+    #[test]
+    fn readers_coexist_and_exclude_a_writer_both_ways() {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path();
+        // A writer at work: a reader is refused at once, naming it.
+        let w = FolderLock::folder(d, "preprocess tokenize --overwrite").unwrap();
+        let e = format!("{:#}", FolderLock::reader(d, "trainer").unwrap_err());
+        assert!(
+            e.contains(&d.display().to_string())
+                && e.contains("being written right now")
+                && e.contains(&format!("pid {}", std::process::id()))
+                && e.contains("preprocess tokenize --overwrite"),
+            "{e}"
+        );
+        drop(w);
+        // Readers share the folder; a writer is refused while any reads, naming readers.
+        let r1 = FolderLock::reader(d, "trainer").unwrap().expect("a lock");
+        let r2 = FolderLock::reader(d, "preprocess --epoch")
+            .unwrap()
+            .expect("a lock");
+        let e = format!("{:#}", FolderLock::folder(d, "tokenize").unwrap_err());
+        assert!(
+            e.contains("in use by another writer") && e.contains("a reader of the folder"),
+            "{e}"
+        );
+        drop(r1);
+        assert!(FolderLock::folder(d, "tokenize").is_err(), "r2 still reads");
+        drop(r2);
+        assert!(
+            !d.join(FOLDER_LOCK).exists(),
+            "the last reader removes the file"
+        );
+        drop(FolderLock::folder(d, "tokenize").unwrap());
+        // No folder: nothing to lock, and nothing is created.
+        assert!(FolderLock::reader(&d.join("missing"), "trainer")
+            .unwrap()
+            .is_none());
+        assert!(!d.join("missing").exists());
     }
 
     #[test]

@@ -51,16 +51,25 @@ pub(crate) fn residual(branch: Tensor, x: &Tensor, omega: Option<&Tensor>) -> Te
     }
 }
 
-/// Sets every `admin_omega` of `encoder` by the profiling pass (no gradient, no dropout).
-/// Does nothing for an encoder without Admin.
+/// Sets every `admin_omega` of `encoder` by the profiling pass (no gradient, no dropout) on
+/// uniform random ids from torch's generator. Does nothing for an encoder without Admin.
 pub fn initialize(encoder: &Encoder, vocab_size: i64, device: tch::Device) {
     if encoder.layers.iter().all(|l| l.omega.is_none()) {
         return;
     }
+    let ids = Tensor::randint(vocab_size, [8, 128], (Kind::Int64, device));
+    initialize_on(encoder, &ids);
+}
+
+/// [`initialize`] on the profiling batch `ids` `[B, S]` (every token real).
+pub fn initialize_on(encoder: &Encoder, ids: &Tensor) {
+    if encoder.layers.iter().all(|l| l.omega.is_none()) {
+        return;
+    }
     tch::no_grad(|| {
-        let ids = Tensor::randint(vocab_size, [8, 128], (Kind::Int64, device));
-        let mask = Tensor::ones([8, 128], (Kind::Int64, device));
-        let mut x = encoder.embed(&ids, false);
+        let mask = Tensor::ones(ids.size(), (Kind::Int64, ids.device()));
+        let device = ids.device();
+        let mut x = encoder.embed(ids, false);
         let mask = encoder.attention_mask(&mask, device);
         let mut total = x.var(false).double_value(&[]);
         let set = |w: Option<&Tensor>, total: f64| {
@@ -86,4 +95,121 @@ pub fn initialize(encoder: &Encoder, vocab_size: i64, device: tch::Device) {
             total += f.var(false).double_value(&[]);
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::positions::relative_bias;
+    use crate::model::ModelConfig;
+    use tch::{nn::VarStore, Device};
+
+    /// A tensor of the store by name.
+    fn var(vs: &VarStore, name: &str) -> Tensor {
+        vs.variables()
+            .remove(name)
+            .unwrap_or_else(|| panic!("no variable {name}"))
+    }
+
+    fn layer_norm(x: &Tensor, vs: &VarStore, name: &str, eps: f64) -> Tensor {
+        let (w, b) = (
+            var(vs, &format!("{name}.weight")),
+            var(vs, &format!("{name}.bias")),
+        );
+        let mean = x.mean_dim(-1, true, Kind::Float);
+        let centred = x - &mean;
+        let var = centred.square().mean_dim(-1, true, Kind::Float);
+        centred / (var + eps).sqrt() * w + b
+    }
+
+    fn dense(x: &Tensor, vs: &VarStore, name: &str) -> Tensor {
+        x.matmul(&var(vs, &format!("{name}.weight")).tr()) + var(vs, &format!("{name}.bias"))
+    }
+
+    /// Population variance of every element, in fp64.
+    fn variance(t: &Tensor) -> f64 {
+        let t = t.to_kind(Kind::Double);
+        (&t - t.mean(Kind::Double))
+            .square()
+            .mean(Kind::Double)
+            .double_value(&[])
+    }
+
+    #[test]
+    fn omegas_follow_the_formula_on_a_fixed_profile_batch() {
+        // omega_i = sqrt(Var x_0 + sum_{j < i} Var f_j), recomputed here from the weights with
+        // plain tensor algebra (embedding lookup, LayerNorm, softmax attention with the relative
+        // bias, erf GELU), not through the model's modules.
+        let cfg = ModelConfig::preset("tiny-rel-admin", 300).unwrap();
+        tch::manual_seed(11);
+        let vs = VarStore::new(Device::Cpu);
+        let model = crate::model::Discriminator::new(&vs.root(), &cfg).unwrap();
+        let (b, s) = (3i64, 40i64);
+        let ids = Tensor::from_slice(&(0..b * s).map(|i| (i * 37 + 5) % 300).collect::<Vec<_>>())
+            .view([b, s]);
+        initialize_on(&model.encoder, &ids);
+        let eps = cfg.layer_norm_eps;
+        let e = "electra.embeddings";
+        let words =
+            var(&vs, &format!("{e}.word_embeddings.weight")).index_select(0, &ids.view([-1]));
+        let types = var(&vs, &format!("{e}.token_type_embeddings.weight")).get(0);
+        let mut x = layer_norm(
+            &(words.view([b, s, -1]) + types),
+            &vs,
+            &format!("{e}.LayerNorm"),
+            eps,
+        );
+        let (h, heads) = (cfg.hidden_size, cfg.num_attention_heads);
+        let table = var(&vs, "electra.encoder.relative_attention_bias.weight");
+        let bias = relative_bias(&table, s, 32, 128); // [1, heads, s, s]
+        let mut total = variance(&x);
+        let check = |name: &str, want: f64| {
+            let omega = var(&vs, name);
+            let (lo, hi) = (omega.min().double_value(&[]), omega.max().double_value(&[]));
+            assert!(
+                (lo - want).abs() <= 1e-5 * want && (hi - want).abs() <= 1e-5 * want,
+                "{name} in [{lo}, {hi}], expected {want}"
+            );
+        };
+        for i in 0..cfg.num_hidden_layers {
+            let l = format!("electra.encoder.layer.{i}");
+            // Attention block: f = output projection of softmax(q k^T / sqrt(d) + bias) v.
+            let split = |t: Tensor| t.view([b, s, heads, h / heads]).transpose(1, 2);
+            let q = split(dense(&x, &vs, &format!("{l}.attention.self.query")));
+            let k = split(dense(&x, &vs, &format!("{l}.attention.self.key")));
+            let v = split(dense(&x, &vs, &format!("{l}.attention.self.value")));
+            let scores = q.matmul(&k.transpose(-1, -2)) / ((h / heads) as f64).sqrt() + &bias;
+            let ctx = scores
+                .softmax(-1, Kind::Float)
+                .matmul(&v)
+                .transpose(1, 2)
+                .contiguous()
+                .view([b, s, h]);
+            let f = dense(&ctx, &vs, &format!("{l}.attention.output.dense"));
+            let omega = total.sqrt();
+            check(&format!("{l}.attention.output.admin_omega"), omega);
+            let a = layer_norm(
+                &(&f + &x * omega),
+                &vs,
+                &format!("{l}.attention.output.LayerNorm"),
+                eps,
+            );
+            total += variance(&f);
+            // Feed-forward block: g = output(GELU(intermediate(a))).
+            let g = dense(
+                &dense(&a, &vs, &format!("{l}.intermediate.dense")).gelu("none"),
+                &vs,
+                &format!("{l}.output.dense"),
+            );
+            let omega = total.sqrt();
+            check(&format!("{l}.output.admin_omega"), omega);
+            x = layer_norm(
+                &(&g + &a * omega),
+                &vs,
+                &format!("{l}.output.LayerNorm"),
+                eps,
+            );
+            total += variance(&g);
+        }
+    }
 }

@@ -85,3 +85,136 @@ impl Attention {
         &self.output_layer_norm
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    const H: i64 = 64;
+
+    /// An attention block of the tiny model (64 wide, 2 heads) with the given dropout rates,
+    /// whose scores are all 0 (zero query and key weights: uniform probabilities) and whose
+    /// value and output projections are the identity: its branch returns the attention-weighted
+    /// inputs, i.e. shows the attention probabilities it used.
+    fn see_through(hidden: f64, attention: f64) -> (nn::VarStore, Attention) {
+        let mut cfg = ModelConfig::preset("tiny", 50).unwrap();
+        cfg.hidden_dropout_prob = hidden;
+        cfg.attention_probs_dropout_prob = attention;
+        let vs = nn::VarStore::new(Device::Cpu);
+        let a = Attention::new(vs.root() / "attention", &cfg);
+        tch::no_grad(|| {
+            for (name, v) in vs.variables() {
+                let value = if name.ends_with("value.weight") || name.ends_with("dense.weight") {
+                    Tensor::eye(H, (Kind::Float, Device::Cpu))
+                } else {
+                    Tensor::zeros_like(&v)
+                };
+                v.shallow_clone().copy_(&value);
+            }
+        });
+        (vs, a)
+    }
+
+    fn all_real(b: i64, s: i64) -> Tensor {
+        Tensor::ones([b, 1, 1, s], (Kind::Bool, Device::Cpu))
+    }
+
+    /// The values of `t`, flattened.
+    fn values(t: &Tensor) -> Vec<f32> {
+        Vec::<f32>::try_from(t.contiguous().view([-1])).unwrap()
+    }
+
+    /// Asserts that a fraction `rate` of `n` Bernoulli draws is within 4.5 standard errors of
+    /// `gamma`.
+    fn assert_rate(dropped: usize, n: usize, gamma: f64, what: &str) {
+        let rate = dropped as f64 / n as f64;
+        let se = (gamma * (1.0 - gamma) / n as f64).sqrt();
+        assert!(
+            (rate - gamma).abs() <= 4.5 * se,
+            "{what}: dropped {rate} of {n}, expected {gamma} (standard error {se})"
+        );
+    }
+
+    #[test]
+    fn attention_dropout_drops_the_probabilities_at_its_rate() {
+        // One-hot inputs (key j is the unit vector j) make entry [i, j] of the output the
+        // probability with which query i attends to key j (in the head that holds dimension j):
+        // 1/64 each, 0 where dropped, 1 / (64 (1 - gamma)) where kept.
+        let gamma = 0.3;
+        let (_vs, a) = see_through(0.0, gamma);
+        tch::manual_seed(5);
+        let x = Tensor::eye(H, (Kind::Float, Device::Cpu))
+            .unsqueeze(0)
+            .repeat([8, 1, 1]);
+        let out = a.branch(&x, &all_real(8, H), true);
+        let v = values(&out);
+        let kept = 1.0 / (H as f64 * (1.0 - gamma));
+        let dropped = v.iter().filter(|&&p| p == 0.0).count();
+        assert!(
+            v.iter()
+                .all(|&p| p == 0.0 || (p as f64 - kept).abs() < 1e-6),
+            "entries other than 0 and {kept}"
+        );
+        assert_rate(dropped, v.len(), gamma, "attention probabilities");
+        // Without training, nothing is dropped.
+        let eval = values(&a.branch(&x, &all_real(8, H), false));
+        assert!(eval
+            .iter()
+            .all(|&p| (p as f64 - 1.0 / H as f64).abs() < 1e-6));
+    }
+
+    #[test]
+    fn hidden_dropout_drops_hidden_states_and_attention_dropout_does_not() {
+        // Every key holds the same all-ones vector: whatever the probabilities, each query
+        // reads a multiple of it in each head (the sum of that head's probabilities), so
+        // attention dropout scales each head's 32 dimensions as a whole and never zeroes single
+        // entries; hidden-state dropout zeroes single entries of the output at its rate and
+        // scales the others by 1 / (1 - gamma).
+        let gamma = 0.3;
+        let x = Tensor::ones([8, 32, H], (Kind::Float, Device::Cpu));
+        tch::manual_seed(6);
+        let (_vs, hidden) = see_through(gamma, 0.0);
+        let v = values(&hidden.branch(&x, &all_real(8, 32), true));
+        let kept = 1.0 / (1.0 - gamma);
+        assert!(v
+            .iter()
+            .all(|&h| h == 0.0 || (h as f64 - kept).abs() < 1e-5));
+        let dropped = v.iter().filter(|&&h| h == 0.0).count();
+        assert_rate(dropped, v.len(), gamma, "hidden states");
+
+        let (_vs, attention) = see_through(0.0, gamma);
+        let out = attention.branch(&x, &all_real(8, 32), true);
+        let rows = out.view([-1, 2, H / 2]);
+        let (lo, hi) = (rows.min_dim(2, false).0, rows.max_dim(2, false).0);
+        assert!(
+            values(&(&hi - &lo)).iter().all(|&d| d.abs() < 1e-6),
+            "a head's output under attention dropout is not a multiple of the input"
+        );
+        assert!(values(&lo).iter().all(|&m| m > 0.0), "an entry was zeroed");
+        let spread = values(&lo);
+        let (min, max) = spread
+            .iter()
+            .fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(
+            max - min > 0.1,
+            "rows are scaled by their kept probabilities: {min}..{max}"
+        );
+    }
+
+    #[test]
+    fn gamma_one_drops_everything_and_stays_finite() {
+        // gamma = 1 (the schedule's upper end): every hidden state, or every attention
+        // probability, is dropped: the branch reads nothing, and says 0, not NaN.
+        let x = Tensor::ones([2, 16, H], (Kind::Float, Device::Cpu));
+        for (hidden, attention) in [(1.0, 0.0), (0.0, 1.0)] {
+            let (_vs, a) = see_through(hidden, attention);
+            let v = values(&a.branch(&x, &all_real(2, 16), true));
+            assert!(
+                v.iter().all(|&h| h == 0.0),
+                "hidden {hidden}, attention {attention}: {:?}",
+                &v[..4]
+            );
+        }
+    }
+}

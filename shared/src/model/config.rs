@@ -249,8 +249,11 @@ impl ModelConfig {
                 self.attention_probs_dropout_prob,
             ),
         ] {
-            if !(0.0..1.0).contains(&p) {
-                bail!("field {field}: expected a probability in [0, 1), found {p}");
+            // 1 (PyTorch's upper end) drops everything: the gamma = 1 end of the auxiliary
+            // model's dropout augmentations (`preprocess --augmentation dropout` at epoch 0 of
+            // the default --gamma-max 1).
+            if !(0.0..=1.0).contains(&p) {
+                bail!("field {field}: expected a probability in [0, 1], found {p}");
             }
         }
         super::activation::Activation::parse(&self.hidden_act).context("field hidden_act")?;
@@ -334,5 +337,16 @@ mod tests {
         bad = cfg.clone();
         bad.num_attention_heads = 3;
         assert!(bad.validate().is_err());
+        // Dropout probabilities in [0, 1]: 1 drops everything (PyTorch's range).
+        let mut all = cfg.clone();
+        all.hidden_dropout_prob = 1.0;
+        all.attention_probs_dropout_prob = 1.0;
+        all.validate().unwrap();
+        all.hidden_dropout_prob = 1.5;
+        let e = all.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("field hidden_dropout_prob: expected a probability in [0, 1], found 1.5"),
+            "{e}"
+        );
     }
 }

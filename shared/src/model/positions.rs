@@ -149,6 +149,61 @@ mod tests {
     }
 
     #[test]
+    fn the_model_adds_the_bias_of_key_minus_query() {
+        // T5's bias is a function of memory - query = j - i. A table that favours j - i = +1
+        // (and nothing else) makes the attention of query i read position i + 1: with zero
+        // query and key weights the scores are the bias alone, and with identity value and
+        // output projections on one-hot inputs the attention branch returns what it read.
+        use crate::model::{encoder::Encoder, Architecture};
+        let mut cfg = ModelConfig::preset("tiny-rel", 50).unwrap();
+        cfg.num_hidden_layers = 1;
+        let vs = tch::nn::VarStore::new(tch::Device::Cpu);
+        let enc = Encoder::new(&vs.root(), &cfg, Architecture::ElectraForPreTraining).unwrap();
+        let h = cfg.hidden_size;
+        let plus_one = buckets(&[1], 32, 128)[0];
+        let vars = vs.variables();
+        let set = |name: &str, value: &Tensor| {
+            vars[name].shallow_clone().copy_(value);
+        };
+        let att = "electra.encoder.layer.0.attention";
+        tch::no_grad(|| {
+            let mut table = Tensor::full(
+                [32, cfg.num_attention_heads],
+                -20.0,
+                (Kind::Float, tch::Device::Cpu),
+            );
+            let _ = table.get(plus_one).fill_(20.0);
+            set("electra.encoder.relative_attention_bias.weight", &table);
+            table = Tensor::zeros([h, h], (Kind::Float, tch::Device::Cpu));
+            for m in ["self.query", "self.key"] {
+                set(&format!("{att}.{m}.weight"), &table);
+            }
+            for m in ["self.query", "self.key", "self.value", "output.dense"] {
+                set(
+                    &format!("{att}.{m}.bias"),
+                    &Tensor::zeros([h], (Kind::Float, tch::Device::Cpu)),
+                );
+            }
+            let eye = Tensor::eye(h, (Kind::Float, tch::Device::Cpu));
+            set(&format!("{att}.self.value.weight"), &eye);
+            set(&format!("{att}.output.dense.weight"), &eye);
+        });
+        let s = 16;
+        let x = Tensor::eye(h, (Kind::Float, tch::Device::Cpu))
+            .narrow(0, 0, s)
+            .unsqueeze(0);
+        let mask = enc.attention_mask(
+            &Tensor::ones([1, s], (Kind::Int64, tch::Device::Cpu)),
+            tch::Device::Cpu,
+        );
+        let out = tch::no_grad(|| enc.layers[0].attention().branch(&x, &mask, false));
+        let read = Vec::<i64>::try_from(out.argmax(-1, false).view([-1])).unwrap();
+        // The last query has no position after it (every key is equally unlikely).
+        let want: Vec<i64> = (1..s).collect();
+        assert_eq!(&read[..s as usize - 1], &want[..], "{read:?}");
+    }
+
+    #[test]
     fn config_round_trip_and_errors() {
         let mut cfg = ModelConfig::preset("tiny", 50).unwrap();
         assert_eq!(Positions::of(&cfg).unwrap(), Positions::Absolute);

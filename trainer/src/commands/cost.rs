@@ -114,33 +114,13 @@ pub fn run(args: &CostArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The paper's Table 1 layout: training GFLOPs per sequence and memory in GB per column.
+/// The paper's Table 1 as it lays it out: computation and memory of ELECTRA and Fast-ELECTRA
+/// (main, auxiliary, total) and their ratios (shared::cost::paper::PaperTable::render).
 fn print_paper(args: &CostArgs, main: &EncoderShape, aux: &EncoderShape) {
     let t = shared::cost::paper::table(main, aux, args.seq_len, args.batch_size);
     println!(
         "Table 1 accounting (Fast-ELECTRA paper): main model {} ({} layers, hidden {}), auxiliary model {} layers, seq len {}, vocab {}, batch {}",
         args.model, main.layers, main.hidden, aux.layers, args.seq_len, args.vocab, args.batch_size
     );
-    println!("{:<28} {:>14} {:>11}", "model", "train GFLOPs", "memory GB");
-    for (name, c) in [
-        ("main (trained)", &t.main),
-        ("aux, joint (ELECTRA)", &t.aux_joint),
-        ("aux, frozen (Fast-ELECTRA)", &t.aux_frozen),
-    ] {
-        println!(
-            "{name:<28} {:>14.1} {:>11}",
-            c.flops_per_sequence as f64 / 1e9,
-            paper_gb(c.memory_bytes())
-        );
-    }
-}
-
-/// Gigabytes as the paper prints them: one decimal, two below 1 GB.
-fn paper_gb(bytes: u64) -> String {
-    let gb = bytes as f64 / 1e9;
-    if gb < 1.0 {
-        format!("{gb:.2}")
-    } else {
-        format!("{gb:.1}")
-    }
+    print!("{}", t.render());
 }

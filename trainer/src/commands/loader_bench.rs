@@ -1,12 +1,15 @@
 //! `trainer loader-bench`: the loader alone (memory-mapped shards decoded on worker threads,
 //! shuffled, collated into padded batches; no model), in sequences and tokens per second.
 use crate::objectives::Objective;
+use anyhow::Context;
 use clap::Args;
-use std::path::PathBuf;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use crate::data::{self, ShardDecoder};
+use crate::loader::pipeline::Decoder;
 use crate::loader::{Cursor, EpochData, Loader, LoaderConfig};
 use crate::objectives::BatchContext;
 use crate::train::config::positive;
@@ -35,6 +38,10 @@ pub struct LoaderBenchArgs {
     /// still checked).
     #[arg(long)]
     pub no_verify_shards: bool,
+    /// Testing aid: first write every row as the loader decodes it, one JSON line
+    /// {sequence_id, ids, targets} per row in file and row-group order, to this file.
+    #[arg(long, hide = true)]
+    pub debug_dump_rows: Option<PathBuf>,
 }
 
 /// Runs the benchmark and prints one line of figures.
@@ -66,6 +73,9 @@ pub fn run(args: &LoaderBenchArgs) -> anyhow::Result<()> {
         max_seq_len: first.max_seq_len,
     });
     let decoder = ShardDecoder::take(&mut folders, spec.data);
+    if let Some(path) = &args.debug_dump_rows {
+        dump_rows(&decoder, &epochs, path)?;
+    }
     let want = args.rows.min(total) / args.batch_size as u64;
     let start = Instant::now();
     let loader = Loader::start(
@@ -100,4 +110,33 @@ pub fn run(args: &LoaderBenchArgs) -> anyhow::Result<()> {
         tokens as f64 / secs / 512.0 / threads as f64
     );
     Ok(())
+}
+
+/// `--debug-dump-rows`: every row as the loader decodes it (the trainer's decoder, row checks
+/// included), in file and row-group order.
+fn dump_rows(decoder: &ShardDecoder, epochs: &[EpochData], path: &Path) -> anyhow::Result<()> {
+    let mut w = std::io::BufWriter::new(
+        std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+    );
+    for (e, epoch) in epochs.iter().enumerate() {
+        for group in &epoch.groups {
+            let rows = decoder.decode(e, group)?;
+            for i in 0..rows.len() {
+                let (a, b) = (rows.offsets[i], rows.offsets[i + 1]);
+                let targets = if rows.targets.is_empty() {
+                    &[][..]
+                } else {
+                    &rows.targets[a..b]
+                };
+                let line = serde_json::json!({
+                    "sequence_id": rows.sequence_ids[i],
+                    "ids": &rows.ids[a..b],
+                    "targets": targets,
+                });
+                writeln!(w, "{line}").with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    w.flush()
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -19,6 +19,11 @@ impl Rows {
         self.sequence_ids.len()
     }
 
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.sequence_ids.is_empty()
+    }
+
     /// Token ids of row `i`.
     pub fn ids(&self, i: usize) -> &[i32] {
         &self.ids[self.offsets[i]..self.offsets[i + 1]]

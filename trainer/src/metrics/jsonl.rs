@@ -12,6 +12,8 @@ pub const METRICS_FILE: &str = "metrics.jsonl";
 pub struct MetricsWriter {
     path: PathBuf,
     file: std::fs::File,
+    /// The file's length: whole lines only.
+    len: u64,
 }
 
 impl MetricsWriter {
@@ -41,16 +43,24 @@ impl MetricsWriter {
             .append(true)
             .open(&path)
             .with_context(|| format!("opening {}", path.display()))?;
-        Ok(Self { path, file })
+        let len = file
+            .metadata()
+            .with_context(|| format!("reading the length of {}", path.display()))?
+            .len();
+        Ok(Self { path, file, len })
     }
 
-    /// Appends one record as a line.
+    /// Appends one record as a line. A line that cannot be written whole (a full disk) is
+    /// taken back: the file keeps whole lines only.
     pub fn write<T: Serialize>(&mut self, record: &T) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(record)?;
         line.push(b'\n');
-        self.file
-            .write_all(&line)
-            .with_context(|| format!("writing {}", self.path.display()))
+        if let Err(e) = self.file.write_all(&line) {
+            let _ = self.file.set_len(self.len);
+            return Err(e).with_context(|| format!("writing {}", self.path.display()));
+        }
+        self.len += line.len() as u64;
+        Ok(())
     }
 }
 

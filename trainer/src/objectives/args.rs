@@ -58,8 +58,9 @@ pub struct ObjectiveArgs {
     /// base, 50 for large).
     #[arg(long, default_value_t = 50.0)]
     pub rtd_weight: f64,
-    /// Testing aid (online): append every corrupted training row as a JSON line
-    /// {epoch, sequence_id, input_ids, targets} to this file.
+    /// Testing aid (online): append every corrupted training row as a JSON line {epoch,
+    /// temperature, sequence_id, input_ids, targets, masked_positions, original_ids} to this
+    /// file.
     #[arg(long, hide = true)]
     pub debug_dump_corrupted: Option<PathBuf>,
 }

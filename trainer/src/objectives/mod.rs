@@ -137,6 +137,9 @@ pub struct BenchInput<'a> {
     pub rows: &'a mut crate::loader::Rows,
 }
 
+/// Builds an objective for `trainer bench` on random rows.
+pub type BenchBuilder = fn(&mut BenchInput) -> anyhow::Result<Box<dyn TrainObjective>>;
+
 /// An objective before it has a model: everything the trainer knows of it by name.
 pub struct ObjectiveSpec {
     /// The `--objective` value (also the first word of a default run folder's name).
@@ -160,7 +163,7 @@ pub struct ObjectiveSpec {
     /// Builds the freshly initialised model(s); seed torch first.
     pub build: fn(&ObjectiveInit) -> anyhow::Result<Box<dyn TrainObjective>>,
     /// `trainer bench` (Table 7): builds it for random rows; None = not measured there.
-    pub bench: Option<fn(&mut BenchInput) -> anyhow::Result<Box<dyn TrainObjective>>>,
+    pub bench: Option<BenchBuilder>,
     /// Trains its auxiliary model jointly (original ELECTRA): the baseline of `trainer bench`'s
     /// ratios.
     pub joint: bool,
@@ -265,6 +268,14 @@ pub trait TrainObjective {
 
     /// Loss and counts of one micro-batch (`train` = dropout on).
     fn step(&self, batch: &DeviceBatch, train: bool) -> StepOutput;
+
+    /// Work on a micro-batch that can fail on bad input, done just before [`Self::step`],
+    /// [`Self::train_micro_batch`] or [`Self::evaluate`] uses it (`train` as theirs): the online
+    /// objective corrupts the batch here, so that non-finite auxiliary logits are an error
+    /// naming the sequence and position, not a panic. Nothing by default.
+    fn prepare(&self, _batch: &DeviceBatch, _train: bool) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// One training micro-batch: its loss times `scale` (detached) and counts, with the
     /// gradients of `scale` x loss added to the parameters' `.grad()`. By default

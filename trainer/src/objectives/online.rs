@@ -13,6 +13,7 @@ use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use shared::corruption::aux::AuxModel;
 use shared::corruption::batch::{apply, CorruptedRow};
+use shared::corruption::sampling::NonFiniteLogits;
 use shared::corruption::schedule::TemperatureSchedule;
 use shared::cost::EncoderShape;
 use shared::model::{init_discriminator, init_masked_lm, Architecture, Discriminator, Pretrained};
@@ -61,6 +62,10 @@ pub struct OnlineSettings {
 fn check(a: &ObjectiveArgs) -> anyhow::Result<()> {
     if a.aux_model.is_none() {
         bail!("--objective online: expected --aux-model DIR (the frozen auxiliary masked LM), found none");
+    }
+    // The schedule's parameters make the temperature the auxiliary logits are divided by in fp32.
+    for (flag, v) in [("--t0", a.t0), ("--tau", a.tau), ("--k", a.k)] {
+        crate::train::config::fp32_flag(flag, v, true)?;
     }
     a.schedule()?;
     if a.epochs == 0 {
@@ -188,6 +193,8 @@ pub struct Online {
     /// The temperature of the last training batch (validation corrupts at it).
     last_t: Cell<Option<f64>>,
     dump: RefCell<Option<std::io::BufWriter<std::fs::File>>>,
+    /// The next batch's inputs and targets, corrupted by [`TrainObjective::prepare`].
+    prepared: RefCell<Option<(Tensor, Tensor)>>,
 }
 
 /// The corrupted rows of a batch, laid out `[rows, len]` (pad id, target 0 on padding).
@@ -224,6 +231,7 @@ impl Online {
             update_u: Cell::new(0.0),
             last_t: Cell::new(None),
             dump: RefCell::new(None),
+            prepared: RefCell::new(None),
         })
     }
 
@@ -246,41 +254,53 @@ impl Online {
         Ok(apply(c.seqs.clone(), &sampled))
     }
 
-    /// The discriminator's inputs and targets `[B, L]` on the device.
-    fn inputs(&self, b: &DeviceBatch, train: bool) -> (Tensor, Tensor) {
+    /// Corrupts the batch: the discriminator's inputs and targets `[B, L]` on the device. Non-
+    /// finite auxiliary logits are an error naming the sequence and position (as `preprocess`
+    /// names them).
+    fn corrupted(&self, b: &DeviceBatch, train: bool) -> anyhow::Result<(Tensor, Tensor)> {
         let c = b.corrupt_rows();
         let t = self.temperature(c.epoch, train);
         if train {
             self.last_t.set(Some(t));
         }
-        // A sampling failure means a broken auxiliary model (NaN logits): nothing to train on.
-        let rows = self
-            .corrupt(c, t)
-            .unwrap_or_else(|e| panic!("online corruption failed: {e:#}"));
+        let rows = self.corrupt(c, t).map_err(|e| name_position(e, c))?;
         if train {
-            self.write_dump(c.epoch, &rows);
+            self.write_dump(c.epoch, t, &rows);
         }
         let shape = b.input_ids.size();
         let (ids, targets) = layout(&rows, shape[1] as usize, c.inputs.pad_id);
         let device = b.input_ids.device();
-        (
+        Ok((
             Tensor::from_slice(&ids)
                 .view([shape[0], shape[1]])
                 .to_device(device),
             Tensor::from_slice(&targets)
                 .view([shape[0], shape[1]])
                 .to_device(device),
-        )
+        ))
     }
 
-    fn write_dump(&self, epoch: u32, rows: &[CorruptedRow]) {
+    /// The batch [`TrainObjective::prepare`] corrupted, or (for a caller that does not prepare,
+    /// `trainer bench` on random rows) the batch corrupted now.
+    fn inputs(&self, b: &DeviceBatch, train: bool) -> (Tensor, Tensor) {
+        if let Some(prepared) = self.prepared.borrow_mut().take() {
+            return prepared;
+        }
+        self.corrupted(b, train)
+            .unwrap_or_else(|e| panic!("online corruption failed: {e:#}"))
+    }
+
+    fn write_dump(&self, epoch: u32, temperature: f64, rows: &[CorruptedRow]) {
         if let Some(w) = self.dump.borrow_mut().as_mut() {
             for r in rows {
                 let line = serde_json::json!({
                     "epoch": epoch,
+                    "temperature": temperature,
                     "sequence_id": r.sequence_id,
                     "input_ids": r.input_ids,
                     "targets": r.targets,
+                    "masked_positions": r.masked_positions,
+                    "original_ids": r.original_ids,
                 });
                 let _ = writeln!(w, "{line}");
             }
@@ -292,6 +312,12 @@ impl Online {
 impl TrainObjective for Online {
     fn vars(&self) -> &VarStore {
         &self.model.vs
+    }
+
+    fn prepare(&self, b: &DeviceBatch, train: bool) -> anyhow::Result<()> {
+        let inputs = self.corrupted(b, train)?;
+        *self.prepared.borrow_mut() = Some(inputs);
+        Ok(())
     }
 
     fn step(&self, b: &DeviceBatch, train: bool) -> StepOutput {
@@ -351,6 +377,25 @@ impl TrainObjective for Online {
             own: vec![],
         }
     }
+}
+
+/// Names the sequence and position of a masked position whose auxiliary logits are not finite.
+fn name_position(e: anyhow::Error, c: &CorruptRows) -> anyhow::Error {
+    let Some(bad) = e.downcast_ref::<NonFiniteLogits>() else {
+        return e;
+    };
+    let Some(&flat) = c.inputs.positions.get(bad.row) else {
+        return e;
+    };
+    let (b, s) = (
+        flat as usize / c.inputs.width,
+        flat as usize % c.inputs.width,
+    );
+    let id = c.seqs.get(b).map_or(0, |q| q.sequence_id);
+    e.context(format!(
+        "--objective online: the auxiliary model's logits at sequence_id {id} position {s} (pass {} over the token folder)",
+        c.epoch
+    ))
 }
 
 #[cfg(test)]

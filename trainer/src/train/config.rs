@@ -117,9 +117,9 @@ pub fn positive(flag: &str, v: u64) -> anyhow::Result<()> {
 }
 
 /// Checks a float flag that becomes an fp32 number on the device (learning rate, weight decay,
-/// clipping norm, loss weight): finite, `lo <= v`, and representable in fp32 without
+/// clipping norm, loss weight, the online objective's temperature schedule): finite, `lo <= v`, and representable in fp32 without
 /// overflowing to infinity or (for a non-zero value) flushing to zero or a subnormal.
-fn fp32_flag(flag: &str, v: f64, positive: bool) -> anyhow::Result<()> {
+pub fn fp32_flag(flag: &str, v: f64, positive: bool) -> anyhow::Result<()> {
     let what = if positive {
         "a positive number"
     } else {
@@ -356,6 +356,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("cannot be used with"), "{e}");
+    }
+
+    #[test]
+    fn the_online_schedule_is_refused_outside_fp32_by_flag() {
+        let online = |extra: &[&str]| {
+            let mut a = vec!["--objective", "online", "--aux-model", "models/aux"];
+            a.extend_from_slice(extra);
+            parse(&a)
+        };
+        assert!(online(&[]).is_ok());
+        for (flag, v) in [
+            ("--t0", "1e39"),
+            ("--tau", "1e39"),
+            ("--tau", "1e-45"),
+            ("--k", "4e38"),
+            ("--k", "1e-40"),
+        ] {
+            let e = online(&[flag, v]).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("{flag}: ")) && e.contains("within fp32's range"),
+                "{flag} {v}: {e}"
+            );
+        }
+        let e = online(&["--t0", "nan"]).unwrap_err().to_string();
+        assert!(
+            e.contains("--t0: expected a positive number, found NaN"),
+            "{e}"
+        );
+        // The largest and smallest normal fp32 values are accepted.
+        assert!(online(&["--t0", "3e38", "--tau", "1e-37"]).is_ok());
     }
 
     #[test]

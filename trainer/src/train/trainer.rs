@@ -272,6 +272,7 @@ impl Trainer {
             if self.runtime.debug.nan_at_step == Some(self.step + 1) {
                 scale = f64::NAN;
             }
+            self.objective.prepare(&batch, true)?;
             let out = shared::runtime::device::with_autocast(device, || {
                 self.objective.train_micro_batch(&batch, scale)
             });

@@ -85,6 +85,7 @@ pub fn run(
         let mut scores = Scores::default();
         for host in &set.batches {
             let batch = DeviceBatch::new(host, device);
+            objective.prepare(&batch, false)?;
             let out = shared::runtime::device::with_autocast(device, || objective.evaluate(&batch));
             let c = Counts::from_device(&out.step.counts)?;
             loss_sum += out.step.loss.to_kind(Kind::Double) * c.total;

@@ -124,4 +124,51 @@ mod tests {
         assert_eq!(drop_tokens(&mut none, &seqs, &KEYS, 0.0, UNK), 0);
         assert_eq!(none, clean);
     }
+
+    #[test]
+    fn drop_token_replaces_a_gamma_fraction_of_the_unmasked_inputs_and_all_at_gamma_one() {
+        let seqs: Vec<Seq> = (0..300u64)
+            .map(|s| {
+                let mut ids = vec![101];
+                ids.extend((0..40).map(|j| 1000 + ((s as i32 * 13 + j * 7) % 500)));
+                ids.push(102);
+                Seq::new(s as usize, s, &ids, &KEYS)
+            })
+            .collect();
+        let clean = build_inputs(&seqs, 42, &KEYS);
+        let eligible: usize = seqs.iter().map(|s| 40 - s.masked.len()).sum();
+        for gamma in [0.1, 0.5] {
+            let mut inputs = clean.clone();
+            let dropped = drop_tokens(&mut inputs, &seqs, &KEYS, gamma, UNK);
+            // Counted from the inputs, not from the return value.
+            let unk = inputs
+                .input_ids
+                .iter()
+                .zip(&clean.input_ids)
+                .filter(|(a, b)| a != b)
+                .count();
+            assert_eq!(unk, dropped);
+            let rate = unk as f64 / eligible as f64;
+            let se = (gamma * (1.0 - gamma) / eligible as f64).sqrt();
+            assert!(
+                (rate - gamma).abs() <= 4.5 * se,
+                "gamma {gamma}: dropped {rate} of {eligible} (standard error {se})"
+            );
+        }
+        // gamma = 1: every unmasked, non-special input token is [UNK]; the rest is untouched.
+        let mut all = clean.clone();
+        assert_eq!(drop_tokens(&mut all, &seqs, &KEYS, 1.0, UNK), eligible);
+        for (b, seq) in seqs.iter().enumerate() {
+            for (p, &id) in seq.ids.iter().enumerate() {
+                let got = all.input_ids[b * 42 + p];
+                if seq.masked.contains(&(p as i32)) {
+                    assert_eq!(got, KEYS.special.mask as i64);
+                } else if KEYS.special.is_special(id) {
+                    assert_eq!(got, id as i64);
+                } else {
+                    assert_eq!(got, UNK as i64);
+                }
+            }
+        }
+    }
 }
