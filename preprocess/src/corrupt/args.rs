@@ -381,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_readmes_epoch_3_exp_with_the_aux_model() {
+    fn the_flag_defaults_are_the_documented_ones() {
         let c = config(&["--epoch", "3", "--temperature-schedule", "exp"]).unwrap();
         assert_eq!(c.out_dir, PathBuf::from("data/epoch-003"));
         assert_eq!(c.tokens, PathBuf::from("data/tokens"));
