@@ -1,7 +1,9 @@
 //! The TFRecord framing of event files: each record is
 //!
-//!     u64 length (little-endian) | u32 masked CRC-32C of those 8 bytes | payload |
-//!     u32 masked CRC-32C of the payload
+//! ```text
+//! u64 length (little-endian) | u32 masked CRC-32C of those 8 bytes | payload |
+//! u32 masked CRC-32C of the payload
+//! ```
 //!
 //! where masked(c) = ((c >> 15) | (c << 17)) + 0xa282ead8 (TensorFlow's `crc32c::Mask`), all
 //! little-endian. CRC-32C (Castagnoli) comes from the `crc32c` crate.
