@@ -34,7 +34,7 @@ pub enum Command {
     /// GPU check of `--step fused` and the sampler kernel (scripts/gpu-check.sh): every kernel
     /// against the tch reference, the whole step's gradients against autograd, times.
     FusedCheck(crate::commands::fused_check::FusedCheckArgs),
-    // WIP /// Fine-tunes pre-trained encoders on a sentence or sentence-pair task (GLUE, mr, any file)
-    // WIP /// over a grid of hyper-parameters and seeds, and ranks them by the dev metric.
-    // WIP Finetune(crate::commands::finetune::FinetuneArgs),
+    /// Fine-tunes pre-trained encoders on a sentence or sentence-pair task (GLUE, mr, any file)
+    /// over a grid of hyper-parameters and seeds, and ranks them by the dev metric.
+    Finetune(crate::commands::finetune::FinetuneArgs),
 }

@@ -16,7 +16,7 @@ pub mod commands;
 pub mod data;
 pub mod dist;
 pub mod ext;
-// WIP pub mod finetune;
+pub mod finetune;
 pub mod fused;
 pub mod loader;
 pub mod lr;

@@ -9,6 +9,14 @@ use crate::finetune::train::Optimizer;
 
 #[derive(Debug, Clone, Args)]
 pub struct FinetuneArgs {
+    /// The models to fine-tune (a list compares them): a run folder, a checkpoint folder
+    /// (RUN/checkpoints/step-N), a Hugging Face folder, or a size preset (tiny, small, base,
+    /// large; random initialisation, needs --tokenizer).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub model: Vec<String>,
+    /// pretrained, random (the same architecture freshly initialised: the control), or both.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "pretrained")]
+    pub init: Vec<Init>,
     /// The task and its files.
     #[command(flatten)]
     pub task: crate::finetune::task::TaskArgs,

@@ -3,7 +3,7 @@
 pub mod bench;
 pub mod cost;
 pub mod dist_check;
-// WIP pub mod finetune;
+pub mod finetune;
 pub mod fused_check;
 pub mod loader_bench;
 
@@ -17,7 +17,7 @@ pub fn run(cli: &Cli) -> anyhow::Result<()> {
         Some(Command::Bench(args)) => bench::run(args),
         Some(Command::DistCheck(args)) => dist_check::run(args),
         Some(Command::FusedCheck(args)) => fused_check::run(args),
-        // WIP Some(Command::Finetune(args)) => finetune::run(args),
+        Some(Command::Finetune(args)) => finetune::run(args),
         None => crate::train::run(&cli.train),
     }
 }

@@ -211,7 +211,7 @@ pub fn finetune(
                 loss(output, &logits, labels)
             });
             l.backward();
-            opt.clip_and_step(sched.at(step), fixed.clip_norm)?;
+            let _norm = opt.clip_and_step(sched.at(step), fixed.clip_norm)?;
             opt.zero_grad();
             step += 1;
             let l = l.detach();
