@@ -401,12 +401,12 @@ pub(crate) mod tests {
             "{\"text\": \"x\", \"label\": 1}\n\n{\"text\": \"y\", \"label\": null, \"score\": 2.5}\n",
         );
         let t = read(&p).unwrap();
-        assert_eq!(t.columns, ["text", "label", "score"]);
+        assert_eq!(t.columns, ["label", "text", "score"], "each object's keys sorted");
         assert_eq!(
             values(&t),
             [
-                vec![Some("x"), Some("1"), None],
-                vec![Some("y"), None, Some("2.5")]
+                vec![Some("1"), Some("x"), None],
+                vec![None, Some("y"), Some("2.5")]
             ]
         );
         assert_eq!(t.rows[1].at, 3);

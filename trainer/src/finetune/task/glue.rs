@@ -288,3 +288,176 @@ fn parquet_split(spec: &Spec, name: &str, found: &[PathBuf], is_test: bool) -> a
         skipped: vec![],
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::files::tests::write;
+    use super::super::Label;
+    use super::*;
+    use arrow::array::{ArrayRef, Int32Array, Int64Array, StringArray};
+    use arrow::record_batch::RecordBatch;
+    use std::sync::Arc;
+
+    fn load_named(name: &str, dir: &Path) -> anyhow::Result<Task> {
+        load(spec(name).unwrap(), dir)
+    }
+
+    #[test]
+    fn names_metrics_and_label_maps() {
+        assert_eq!(spec("SST-2").unwrap().name, "sst2");
+        assert_eq!(spec("sts-b").unwrap().metric, Metric::Correlation);
+        assert!(spec("boolq").is_none());
+        assert_eq!(spec("mnli").unwrap().labels.unwrap(), ["entailment", "neutral", "contradiction"]);
+        assert_eq!(spec("cola").unwrap().metric.main_name(), "mcc");
+        assert_eq!(spec("mrpc").unwrap().metric.names(), ["accuracy", "f1"]);
+    }
+
+    #[test]
+    fn cola_tsv_has_no_header_but_its_test_has() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "train.tsv", "gj04\t1\t\tOur friends won't buy this analysis.\ngj04\t0\t*\tThey drank the pub.\n");
+        write(d.path(), "dev.tsv", "gj04\t1\t\tThe sailors rode the breeze.\n");
+        write(d.path(), "test.tsv", "index\tsentence\n0\tBill whistled past the house.\n1\t\"Quoted\" text.\n");
+        let t = load_named("cola", d.path()).unwrap();
+        assert_eq!(t.source, Source::Glue { layout: "glue-tsv" });
+        assert_eq!(t.train.examples.len(), 2);
+        assert_eq!(t.train.examples[1].text_a, "They drank the pub.");
+        assert_eq!(t.train.examples[1].label, Some(Label::Class(0)));
+        assert_eq!(t.dev[0].examples[0].label, Some(Label::Class(1)));
+        assert_eq!(t.test[0].examples[1].id, "1");
+        assert_eq!(t.test[0].examples[1].text_a, "\"Quoted\" text.");
+        assert_eq!(t.test[0].examples[1].label, None);
+        // A label outside GLUE's map names the file, line and column.
+        write(d.path(), "dev.tsv", "gj04\t1\t\tfine\ngj04\t2\t\tbad\n");
+        let e = format!("{:#}", load_named("cola", d.path()).unwrap_err());
+        assert!(e.contains("dev.tsv: line 2, column \"label\": unknown label \"2\""), "{e}");
+    }
+
+    #[test]
+    fn mnli_tsv_matched_and_mismatched() {
+        let d = tempfile::tempdir().unwrap();
+        let header = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\tlabel1\tgold_label\n";
+        write(d.path(), "train.tsv", &format!("{header}0\t1\t1e\tgov\tA \"p\".\tA h.\tneutral\tneutral\n1\t2\t2e\tgov\tB.\tC.\tcontradiction\tcontradiction\n"));
+        write(d.path(), "dev_matched.tsv", &format!("{header}7\t1\t1e\tgov\tA.\tB.\tentailment\tentailment\n"));
+        write(d.path(), "dev_mismatched.tsv", &format!("{header}8\t1\t1e\tgov\tA.\tB.\tneutral\tneutral\n"));
+        write(d.path(), "test_matched.tsv", "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\n3\t1\t1\tgov\tA.\tB.\n");
+        let t = load_named("mnli", d.path()).unwrap();
+        assert_eq!(t.train.examples[0].text_a, "A \"p\".");
+        assert_eq!(t.train.examples[0].text_b.as_deref(), Some("A h."));
+        assert_eq!(t.train.examples[1].label, Some(Label::Class(2)));
+        assert_eq!(t.dev.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["dev_matched", "dev_mismatched"]);
+        assert_eq!(t.dev[0].examples[0].id, "7");
+        assert_eq!(t.test.len(), 1, "test_mismatched.tsv is absent: no split");
+        assert_eq!(super::super::submission_file_name(&t, &t.test[0]), "MNLI-m.tsv");
+        std::fs::remove_file(d.path().join("dev_mismatched.tsv")).unwrap();
+        let e = format!("{:#}", load_named("mnli", d.path()).unwrap_err());
+        assert!(e.contains("dev_mismatched.tsv is missing"), "{e}");
+    }
+
+    #[test]
+    fn qqp_skips_and_counts_malformed_rows_others_fail() {
+        let d = tempfile::tempdir().unwrap();
+        let header = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n";
+        write(d.path(), "train.tsv", &format!("{header}0\t1\t2\tWhy?\tHow?\t0\n1\t3\t4\tbroken row\n2\t5\t6\tA?\tB?\t1\n"));
+        write(d.path(), "dev.tsv", &format!("{header}5\t1\t2\tWhy?\tHow?\t1\n"));
+        let t = load_named("qqp", d.path()).unwrap();
+        assert_eq!(t.train.examples.len(), 2);
+        assert_eq!(t.train.skipped.len(), 1);
+        assert!(t.train.skipped[0].ends_with("train.tsv: line 3"), "{:?}", t.train.skipped);
+        assert_eq!(t.record()["splits"][0]["skipped_malformed"], 1);
+        assert_eq!(t.train.examples[1].id, "2");
+        // RTE does not skip: the short row is an error naming it.
+        let r = tempfile::tempdir().unwrap();
+        write(r.path(), "train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n1\tA.\n");
+        write(r.path(), "dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tnot_entailment\n");
+        let e = format!("{:#}", load_named("rte", r.path()).unwrap_err());
+        assert!(e.contains("train.tsv: line 3, column \"sentence2\": missing value"), "{e}");
+    }
+
+    #[test]
+    fn stsb_and_mrpc_columns_by_header() {
+        let d = tempfile::tempdir().unwrap();
+        let header = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n";
+        write(d.path(), "train.tsv", &format!("{header}0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA plane.\tAn air plane.\t5.000\n"));
+        write(d.path(), "dev.tsv", &format!("{header}0\tmain-captions\tMSRvid\t2012test\t0001\tnone\tnone\tA man.\tA cat.\t0.5\n"));
+        let t = load_named("stsb", d.path()).unwrap();
+        assert_eq!(t.train.examples[0].label, Some(Label::Value(5.0)));
+        assert_eq!(t.dev[0].examples[0].text_b.as_deref(), Some("A cat."));
+        assert!(t.labels().is_none());
+        write(d.path(), "dev.tsv", &format!("{header}0\tg\tf\ty\to\tn\tn\tA.\tB.\tabout 3\n"));
+        let e = format!("{:#}", load_named("stsb", d.path()).unwrap_err());
+        assert!(e.contains("dev.tsv: line 2, column \"score\": regression label \"about 3\""), "{e}");
+
+        let m = tempfile::tempdir().unwrap();
+        let header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n";
+        write(m.path(), "train.tsv", &format!("{header}1\t702876\t702977\tAmrozi accused.\tReferring to him.\n"));
+        write(m.path(), "dev.tsv", &format!("{header}0\t1\t2\tA.\tB.\n"));
+        write(m.path(), "test.tsv", "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t1\t2\tC.\tD.\n");
+        let t = load_named("mrpc", m.path()).unwrap();
+        assert_eq!(t.train.examples[0].text_a, "Amrozi accused.");
+        assert_eq!(t.train.examples[0].label, Some(Label::Class(1)));
+        assert_eq!(t.test[0].examples[0].text_b.as_deref(), Some("D."));
+    }
+
+    fn parquet(path: &Path, cols: Vec<(&str, ArrayRef)>) {
+        let batch = RecordBatch::try_from_iter(cols).unwrap();
+        let f = std::fs::File::create(path).unwrap();
+        let mut w = parquet::arrow::ArrowWriter::try_new(f, batch.schema(), None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+    }
+
+    fn rte_parquet(path: &Path, labels: Vec<i64>) {
+        let n = labels.len();
+        let s = |p: &str| -> ArrayRef {
+            Arc::new(StringArray::from((0..n).map(|i| format!("{p} {i}")).collect::<Vec<_>>()))
+        };
+        parquet(
+            path,
+            vec![
+                ("sentence1", s("premise")),
+                ("sentence2", s("hypothesis")),
+                ("label", Arc::new(Int64Array::from(labels))),
+                ("idx", Arc::new(Int32Array::from((0..n as i32).collect::<Vec<_>>()))),
+            ],
+        );
+    }
+
+    #[test]
+    fn hugging_face_parquet_layout() {
+        let d = tempfile::tempdir().unwrap();
+        rte_parquet(&d.path().join("train-00000-of-00002.parquet"), vec![0, 1]);
+        rte_parquet(&d.path().join("train-00001-of-00002.parquet"), vec![1]);
+        rte_parquet(&d.path().join("validation-00000-of-00001.parquet"), vec![1, 0]);
+        rte_parquet(&d.path().join("test-00000-of-00001.parquet"), vec![-1, -1, -1]);
+        let t = load_named("rte", d.path()).unwrap();
+        assert_eq!(t.source, Source::Glue { layout: "hf-parquet" });
+        assert_eq!(t.train.files.len(), 2);
+        assert_eq!(t.train.examples.len(), 3);
+        assert_eq!(t.train.examples[1].label, Some(Label::Class(1)));
+        assert_eq!(t.train.examples[1].text_b.as_deref(), Some("hypothesis 1"));
+        assert_eq!(t.dev[0].examples[1].id, "1");
+        assert_eq!(t.test[0].examples.len(), 3);
+        assert!(t.test[0].examples.iter().all(|e| e.label.is_none()));
+        assert_eq!(t.labels().unwrap(), ["entailment", "not_entailment"]);
+        // -1 (unlabelled) in a dev split names the file, row and column.
+        rte_parquet(&d.path().join("validation-00000-of-00001.parquet"), vec![1, -1]);
+        let e = format!("{:#}", load_named("rte", d.path()).unwrap_err());
+        assert!(
+            e.contains("validation-00000-of-00001.parquet: row 2, column \"label\": label -1 out of range"),
+            "{e}"
+        );
+        // The wrong task's columns.
+        let e = format!("{:#}", load_named("qqp", d.path()).unwrap_err());
+        assert!(e.contains("missing column \"question1\""), "{e}");
+    }
+
+    #[test]
+    fn neither_layout_names_the_folder_and_what_was_expected() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "train.csv", "a,b\n");
+        let e = format!("{:#}", load_named("sst2", d.path()).unwrap_err());
+        assert!(e.contains(&format!("--data {}", d.path().display())), "{e}");
+        assert!(e.contains("train.tsv, dev.tsv") && e.contains("train-*.parquet"), "{e}");
+    }
+}
