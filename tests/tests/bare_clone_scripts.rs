@@ -28,10 +28,12 @@ const ARGUMENTS_ONLY: [&str; 6] = [
     "setup.sh",
 ];
 /// The fetch itself (`fetch_data.rs`) and its data files.
-const FETCH: [&str; 4] = [
+const FETCH: [&str; 6] = [
     "fetch-data",
     "fetch_corpus.py",
     "data.sha256",
+    "tasks.sha256",
+    "downloads.sha256",
     "requirements-test.txt",
 ];
 

