@@ -47,7 +47,9 @@ pub fn encode(
                     .tokenizer
                     .encode(s, false)
                     .map_err(|err| anyhow::anyhow!("{err}"))
-                    .with_context(|| format!("{what}: example {} (id {}): tokenizing", i + 1, e.id))?
+                    .with_context(|| {
+                        format!("{what}: example {} (id {}): tokenizing", i + 1, e.id)
+                    })?
                     .get_ids()
                     .to_vec())
             };
@@ -94,7 +96,11 @@ pub fn batch(
     pad: i64,
     device: Device,
 ) -> Batch {
-    let len = rows.iter().map(|&r| encoded[r].ids.len()).max().unwrap_or(0);
+    let len = rows
+        .iter()
+        .map(|&r| encoded[r].ids.len())
+        .max()
+        .unwrap_or(0);
     let n = rows.len();
     let mut ids = vec![pad; n * len];
     let mut types = vec![0i64; n * len];

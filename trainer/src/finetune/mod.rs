@@ -35,8 +35,16 @@ fn check(a: &FinetuneArgs) -> anyhow::Result<()> {
         }
         Ok(())
     };
-    positive("--lr", a.lr.iter().all(|&v| v.is_finite() && v > 0.0), format!("{:?}", a.lr))?;
-    positive("--epochs", a.epochs.iter().all(|&v| v > 0), format!("{:?}", a.epochs))?;
+    positive(
+        "--lr",
+        a.lr.iter().all(|&v| v.is_finite() && v > 0.0),
+        format!("{:?}", a.lr),
+    )?;
+    positive(
+        "--epochs",
+        a.epochs.iter().all(|&v| v > 0),
+        format!("{:?}", a.epochs),
+    )?;
     positive(
         "--batch-size",
         a.batch_size.iter().all(|&v| v > 0),
@@ -44,25 +52,45 @@ fn check(a: &FinetuneArgs) -> anyhow::Result<()> {
     )?;
     positive("--seeds", a.seeds > 0, a.seeds.to_string())?;
     if a.weight_decay.iter().any(|&v| !(v.is_finite() && v >= 0.0)) {
-        bail!("--weight-decay: expected numbers >= 0, found {:?}", a.weight_decay);
+        bail!(
+            "--weight-decay: expected numbers >= 0, found {:?}",
+            a.weight_decay
+        );
     }
-    if a.warmup_proportion.iter().any(|&v| !(0.0..=1.0).contains(&v)) {
+    if a.warmup_proportion
+        .iter()
+        .any(|&v| !(0.0..=1.0).contains(&v))
+    {
         bail!(
             "--warmup-proportion: expected numbers in [0, 1], found {:?}",
             a.warmup_proportion
         );
     }
     if !(0.0..1.0).contains(&a.dropout) {
-        bail!("--dropout: expected a probability in [0, 1), found {}", a.dropout);
+        bail!(
+            "--dropout: expected a probability in [0, 1), found {}",
+            a.dropout
+        );
     }
     if !(0.0..1.0).contains(&a.beta1) || !(0.0..1.0).contains(&a.beta2) {
-        bail!("--beta1, --beta2: expected numbers in [0, 1), found {} and {}", a.beta1, a.beta2);
+        bail!(
+            "--beta1, --beta2: expected numbers in [0, 1), found {} and {}",
+            a.beta1,
+            a.beta2
+        );
     }
     if !(a.eps.is_finite() && a.eps > 0.0) || !(a.clip_norm.is_finite() && a.clip_norm >= 0.0) {
-        bail!("--eps must be positive and --clip-norm >= 0, found {} and {}", a.eps, a.clip_norm);
+        bail!(
+            "--eps must be positive and --clip-norm >= 0, found {} and {}",
+            a.eps,
+            a.clip_norm
+        );
     }
     if a.max_seq_len < 3 {
-        bail!("--max-seq-len: expected at least 3, found {}", a.max_seq_len);
+        bail!(
+            "--max-seq-len: expected at least 3, found {}",
+            a.max_seq_len
+        );
     }
     Ok(())
 }
@@ -182,7 +210,10 @@ pub fn run(a: &FinetuneArgs) -> anyhow::Result<()> {
     let mut encodings: HashMap<PathBuf, Encoded> = HashMap::new();
     for s in &sources {
         if !encodings.contains_key(&s.tokenizer) {
-            encodings.insert(s.tokenizer.clone(), encode_task(&s.tokenizer, &task, a.max_seq_len)?);
+            encodings.insert(
+                s.tokenizer.clone(),
+                encode_task(&s.tokenizer, &task, a.max_seq_len)?,
+            );
         }
         let e = &encodings[&s.tokenizer];
         if e.tokenizer.info.vocab_size as i64 != s.choice.config.vocab_size {
@@ -348,7 +379,13 @@ fn report(
     shared::files::atomic::write_json_atomic(&out.join(results::RESULTS_JSON), &json)?;
     let md = results::markdown(&task.name, metric, &ranked, seeds);
     shared::files::atomic::write_atomic(&out.join(results::RESULTS_MD), md.as_bytes())?;
-    results::plot(&out.join(results::PLOT), &task.name, metric, &ranked, records)?;
+    results::plot(
+        &out.join(results::PLOT),
+        &task.name,
+        metric,
+        &ranked,
+        records,
+    )?;
     println!("{md}");
     Ok(())
 }

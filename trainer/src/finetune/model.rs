@@ -80,7 +80,9 @@ impl Classifier {
         let vs = VarStore::new(device);
         let encoder = Encoder::new(&vs.root(), config, Architecture::ElectraForPreTraining)?;
         match weights {
-            Weights::Random => shared::model::admin::initialize(&encoder, config.vocab_size, device),
+            Weights::Random => {
+                shared::model::admin::initialize(&encoder, config.vocab_size, device)
+            }
             Weights::HuggingFace(dir) => {
                 let files = shared::model::weight_files(dir)?;
                 load_weights_as(&vs, &files, &|name| encoder_name(name, ""))
@@ -218,15 +220,43 @@ mod tests {
     #[test]
     fn encoder_names_of_every_class() {
         for (file, prefix, want) in [
-            ("electra.encoder.layer.0.output.dense.weight", "", Some("electra.encoder.layer.0.output.dense.weight")),
-            ("bert.embeddings.word_embeddings.weight", "", Some("electra.embeddings.word_embeddings.weight")),
-            ("embeddings.LayerNorm.weight", "", Some("electra.embeddings.LayerNorm.weight")),
-            ("encoder.layer.1.attention.self.query.bias", "", Some("electra.encoder.layer.1.attention.self.query.bias")),
+            (
+                "electra.encoder.layer.0.output.dense.weight",
+                "",
+                Some("electra.encoder.layer.0.output.dense.weight"),
+            ),
+            (
+                "bert.embeddings.word_embeddings.weight",
+                "",
+                Some("electra.embeddings.word_embeddings.weight"),
+            ),
+            (
+                "embeddings.LayerNorm.weight",
+                "",
+                Some("electra.embeddings.LayerNorm.weight"),
+            ),
+            (
+                "encoder.layer.1.attention.self.query.bias",
+                "",
+                Some("electra.encoder.layer.1.attention.self.query.bias"),
+            ),
             ("discriminator_predictions.dense.weight", "", None),
             ("generator_lm_head.weight", "", None),
-            ("bert.pooler.dense.weight", "", Some("electra.pooler.dense.weight")),
-            ("discriminator.electra.embeddings.word_embeddings.weight", "discriminator.", Some("electra.embeddings.word_embeddings.weight")),
-            ("generator.electra.embeddings.word_embeddings.weight", "discriminator.", None),
+            (
+                "bert.pooler.dense.weight",
+                "",
+                Some("electra.pooler.dense.weight"),
+            ),
+            (
+                "discriminator.electra.embeddings.word_embeddings.weight",
+                "discriminator.",
+                Some("electra.embeddings.word_embeddings.weight"),
+            ),
+            (
+                "generator.electra.embeddings.word_embeddings.weight",
+                "discriminator.",
+                None,
+            ),
             ("embeddings.LayerNorm.weight", "discriminator.", None),
         ] {
             assert_eq!(encoder_name(file, prefix).as_deref(), want, "{file}");

@@ -159,7 +159,11 @@ pub fn best_per_model(points: &[Point]) -> Vec<Point> {
             None => best.push(p.clone()),
         }
     }
-    best.sort_by(|a, b| b.median.total_cmp(&a.median).then(b.mean.total_cmp(&a.mean)));
+    best.sort_by(|a, b| {
+        b.median
+            .total_cmp(&a.median)
+            .then(b.mean.total_cmp(&a.mean))
+    });
     best
 }
 

@@ -40,7 +40,9 @@ pub struct Source {
 }
 
 /// Whether `--init` takes the weights or only the architecture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Init {
     /// The pre-trained weights.
@@ -50,8 +52,10 @@ pub enum Init {
 }
 
 fn file_name(p: &Path) -> String {
-    p.file_name()
-        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// The tokenizer of a Hugging Face folder: `tokenizer.json` beside the weights, else `given`.
@@ -80,7 +84,11 @@ fn run_export(run: &Path, objective: &str) -> (PathBuf, &'static str) {
 }
 
 /// The tokenizer of a run: its export's copy, else the data's (the manifest's path).
-fn run_tokenizer(run: &Path, rec: &run_record::RunRecord, given: Option<&Path>) -> anyhow::Result<PathBuf> {
+fn run_tokenizer(
+    run: &Path,
+    rec: &run_record::RunRecord,
+    given: Option<&Path>,
+) -> anyhow::Result<PathBuf> {
     if let Some(t) = given {
         return Ok(t.to_path_buf());
     }
@@ -181,7 +189,14 @@ pub fn resolve(
         };
         let config = ModelConfig::preset(given, vocab_from_tokenizer(tok)?)?;
         let fp = shared::files::hash::sha256_hex(serde_json::to_string(&config)?.as_bytes());
-        (given.to_string(), config, Weights::Random, tok.to_path_buf(), None, fp)
+        (
+            given.to_string(),
+            config,
+            Weights::Random,
+            tok.to_path_buf(),
+            None,
+            fp,
+        )
     } else {
         bail!(
             "--model {given}: expected a run folder (with {RUN_FILE}), a checkpoint folder (with state.json), a Hugging Face folder (with {CONFIG_FILE}) or a size preset (tiny, small, base, large)"

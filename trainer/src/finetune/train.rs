@@ -203,7 +203,10 @@ pub fn finetune(
             tch::manual_seed(crate::rng::torch_seed(seed, step));
             let b = encode::batch(&data.train, examples, rows, data.pad_id, device);
             let Some(labels) = &b.labels else {
-                bail!("{what}: task {}: a training example has no label", task.name);
+                bail!(
+                    "{what}: task {}: a training example has no label",
+                    task.name
+                );
             };
             let l = shared::runtime::device::with_autocast(device, || {
                 let logits =

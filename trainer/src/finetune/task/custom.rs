@@ -14,7 +14,10 @@ use super::{Columns, LabelKind, Metric, Source, Split, Task, TaskArgs};
 /// A split's name: `train`, `dev`/`test` for one file, else `dev-STEM`/`test-STEM`.
 fn split_name(kind: &str, file: &Path, several: bool) -> String {
     if several {
-        let stem = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let stem = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         format!("{kind}-{stem}")
     } else {
         kind.to_string()
@@ -25,7 +28,10 @@ fn split_name(kind: &str, file: &Path, several: bool) -> String {
 fn label_map(table: &Table, field: &str, given: &[String]) -> anyhow::Result<Vec<String>> {
     if !given.is_empty() {
         let distinct: BTreeSet<&String> = given.iter().collect();
-        ensure!(distinct.len() == given.len(), "--labels {given:?}: a label is given twice");
+        ensure!(
+            distinct.len() == given.len(),
+            "--labels {given:?}: a label is given twice"
+        );
         return Ok(given.to_vec());
     }
     let c = table.column(field)?;
@@ -55,11 +61,16 @@ pub fn load(a: &TaskArgs) -> anyhow::Result<Task> {
              rte, wnli; mr, mr-rating): give its files with --train, --dev and --text-fields"
         );
     };
-    ensure!(!a.dev.is_empty(), "--task {name}: --dev FILE[,FILE] is required");
+    ensure!(
+        !a.dev.is_empty(),
+        "--task {name}: --dev FILE[,FILE] is required"
+    );
     let (text_a, text_b) = match a.text_fields.as_slice() {
         [x] => (x.as_str(), None),
         [x, y] => (x.as_str(), Some(y.as_str())),
-        other => bail!("--text-fields: expected one field or two (a sentence pair), found {other:?}"),
+        other => {
+            bail!("--text-fields: expected one field or two (a sentence pair), found {other:?}")
+        }
     };
     ensure!(
         !(a.regression && !a.labels.is_empty()),
@@ -83,7 +94,11 @@ pub fn load(a: &TaskArgs) -> anyhow::Result<Task> {
         text_b,
         label: labelled.then_some(label),
     };
-    let read = |file: &PathBuf, split: String, labelled: bool, table: Option<Table>| -> anyhow::Result<Split> {
+    let read = |file: &PathBuf,
+                split: String,
+                labelled: bool,
+                table: Option<Table>|
+     -> anyhow::Result<Split> {
         let table = match table {
             Some(t) => t,
             None => files::read(file)?,
@@ -156,7 +171,10 @@ mod tests {
         let r = t.record();
         assert_eq!(r["label_map"]["10"], 1);
         assert_eq!(r["splits"][0]["rows"], 3);
-        assert_eq!(r["splits"][1]["files"][0]["sha256"].as_str().unwrap().len(), 64);
+        assert_eq!(
+            r["splits"][1]["files"][0]["sha256"].as_str().unwrap().len(),
+            64
+        );
 
         write(d.path(), "s.tsv", "text\tlabel\nfine\tpos\nbad\tneg\n");
         write(d.path(), "sd.tsv", "text\tlabel\nok\tpos\n");
@@ -189,7 +207,10 @@ mod tests {
         let t = a.load().unwrap();
         assert_eq!(t.train.examples[0].text_b.as_deref(), Some("b"));
         assert_eq!(t.train.examples[1].id, "q2");
-        assert_eq!(t.dev.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["dev-d1", "dev-d2"]);
+        assert_eq!(
+            t.dev.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["dev-d1", "dev-d2"]
+        );
         assert_eq!(t.test[0].examples[0].label, None);
     }
 
@@ -201,7 +222,12 @@ mod tests {
         let mut a = args(d.path(), "t.csv", "d.csv");
         a.regression = true;
         let e = err(&a);
-        assert!(e.contains("d.csv: line 3, column \"label\": regression label \"high\" is not a finite number"), "{e}");
+        assert!(
+            e.contains(
+                "d.csv: line 3, column \"label\": regression label \"high\" is not a finite number"
+            ),
+            "{e}"
+        );
         write(d.path(), "d.csv", "text,label\nc,0.25\n");
         let t = a.load().unwrap();
         assert_eq!(t.train.examples[1].label, Some(Label::Value(-2.0)));
@@ -216,7 +242,10 @@ mod tests {
         // A dev label not in the training labels.
         write(d.path(), "d.tsv", "text\tlabel\nc\tpos\nd\tneutral\n");
         let e = err(&args(d.path(), "t.tsv", "d.tsv"));
-        assert!(e.contains("d.tsv: line 3, column \"label\": unknown label \"neutral\""), "{e}");
+        assert!(
+            e.contains("d.tsv: line 3, column \"label\": unknown label \"neutral\""),
+            "{e}"
+        );
         // A missing column.
         write(d.path(), "d.tsv", "sentence\tlabel\nc\tpos\n");
         let e = err(&args(d.path(), "t.tsv", "d.tsv"));
@@ -224,10 +253,20 @@ mod tests {
         // A missing value (short row; JSONL null).
         write(d.path(), "d.tsv", "text\tlabel\nc\n");
         let e = err(&args(d.path(), "t.tsv", "d.tsv"));
-        assert!(e.contains("d.tsv: line 2, column \"label\": missing value"), "{e}");
-        write(d.path(), "d.jsonl", "{\"text\": null, \"label\": \"pos\"}\n");
+        assert!(
+            e.contains("d.tsv: line 2, column \"label\": missing value"),
+            "{e}"
+        );
+        write(
+            d.path(),
+            "d.jsonl",
+            "{\"text\": null, \"label\": \"pos\"}\n",
+        );
         let e = err(&args(d.path(), "t.tsv", "d.jsonl"));
-        assert!(e.contains("d.jsonl: line 1, column \"text\": missing value (null)"), "{e}");
+        assert!(
+            e.contains("d.jsonl: line 1, column \"text\": missing value (null)"),
+            "{e}"
+        );
         // An empty split.
         write(d.path(), "d.tsv", "text\tlabel\n");
         let e = err(&args(d.path(), "t.tsv", "d.tsv"));

@@ -46,13 +46,16 @@ fn unit(path: &Path) -> &'static str {
 impl Table {
     /// The index of `column`, or an error naming the file and the columns it has.
     pub fn column(&self, column: &str) -> anyhow::Result<usize> {
-        self.columns.iter().position(|c| c == column).with_context(|| {
-            format!(
-                "{}: missing column \"{column}\" (the file has {:?})",
-                self.path.display(),
-                self.columns
-            )
-        })
+        self.columns
+            .iter()
+            .position(|c| c == column)
+            .with_context(|| {
+                format!(
+                    "{}: missing column \"{column}\" (the file has {:?})",
+                    self.path.display(),
+                    self.columns
+                )
+            })
     }
 
     /// `FILE: line N, column "C"` (or `row N` for Parquet), for errors.
@@ -352,7 +355,11 @@ pub(crate) mod tests {
     #[test]
     fn tsv_has_no_quoting_and_keeps_lines() {
         let d = tempfile::tempdir().unwrap();
-        let p = write(d.path(), "a.tsv", "s\tlabel\r\n\"it's\" a \"film\tpositive\r\n\r\nb\tnegative\n");
+        let p = write(
+            d.path(),
+            "a.tsv",
+            "s\tlabel\r\n\"it's\" a \"film\tpositive\r\n\r\nb\tnegative\n",
+        );
         let t = read(&p).unwrap();
         assert_eq!(t.columns, ["s", "label"]);
         assert_eq!(
@@ -389,7 +396,10 @@ pub(crate) mod tests {
         assert_eq!(t.rows.iter().map(|r| r.at).collect::<Vec<_>>(), [2, 3, 5]);
         let bad = write(d.path(), "b.csv", "text,label\n\"open,1\n");
         let e = read(&bad).unwrap_err().to_string();
-        assert!(e.contains("b.csv: line 2: a quoted field is not closed"), "{e}");
+        assert!(
+            e.contains("b.csv: line 2: a quoted field is not closed"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -401,7 +411,11 @@ pub(crate) mod tests {
             "{\"text\": \"x\", \"label\": 1}\n\n{\"text\": \"y\", \"label\": null, \"score\": 2.5}\n",
         );
         let t = read(&p).unwrap();
-        assert_eq!(t.columns, ["label", "text", "score"], "each object's keys sorted");
+        assert_eq!(
+            t.columns,
+            ["label", "text", "score"],
+            "each object's keys sorted"
+        );
         assert_eq!(
             values(&t),
             [

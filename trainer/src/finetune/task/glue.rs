@@ -70,8 +70,22 @@ const PAIR: (&str, Option<&str>) = ("sentence1", Some("sentence2"));
 
 /// The 9 tasks.
 pub const TASKS: [Spec; 9] = [
-    new("cola", "CoLA", Some(BINARY), Metric::Matthews, ("sentence", None, "label"), ("sentence", None)),
-    new("sst2", "SST-2", Some(BINARY), Metric::Accuracy, ("sentence", None, "label"), ("sentence", None)),
+    new(
+        "cola",
+        "CoLA",
+        Some(BINARY),
+        Metric::Matthews,
+        ("sentence", None, "label"),
+        ("sentence", None),
+    ),
+    new(
+        "sst2",
+        "SST-2",
+        Some(BINARY),
+        Metric::Accuracy,
+        ("sentence", None, "label"),
+        ("sentence", None),
+    ),
     new(
         "mrpc",
         "MRPC",
@@ -91,7 +105,14 @@ pub const TASKS: [Spec; 9] = [
             ("question1", Some("question2")),
         )
     },
-    new("stsb", "STS-B", None, Metric::Correlation, ("sentence1", Some("sentence2"), "score"), PAIR),
+    new(
+        "stsb",
+        "STS-B",
+        None,
+        Metric::Correlation,
+        ("sentence1", Some("sentence2"), "score"),
+        PAIR,
+    ),
     Spec {
         matched: true,
         ..new(
@@ -103,9 +124,30 @@ pub const TASKS: [Spec; 9] = [
             ("premise", Some("hypothesis")),
         )
     },
-    new("qnli", "QNLI", Some(NLI2), Metric::Accuracy, ("question", Some("sentence"), "label"), ("question", Some("sentence"))),
-    new("rte", "RTE", Some(NLI2), Metric::Accuracy, ("sentence1", Some("sentence2"), "label"), PAIR),
-    new("wnli", "WNLI", Some(BINARY), Metric::Accuracy, ("sentence1", Some("sentence2"), "label"), PAIR),
+    new(
+        "qnli",
+        "QNLI",
+        Some(NLI2),
+        Metric::Accuracy,
+        ("question", Some("sentence"), "label"),
+        ("question", Some("sentence")),
+    ),
+    new(
+        "rte",
+        "RTE",
+        Some(NLI2),
+        Metric::Accuracy,
+        ("sentence1", Some("sentence2"), "label"),
+        PAIR,
+    ),
+    new(
+        "wnli",
+        "WNLI",
+        Some(BINARY),
+        Metric::Accuracy,
+        ("sentence1", Some("sentence2"), "label"),
+        PAIR,
+    ),
 ];
 
 /// The GLUE task named `name` (case-insensitive; `sst-2`, `sts-b` too).
@@ -138,7 +180,10 @@ fn parquet_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|p| {
-            let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
             name == format!("{prefix}.parquet")
                 || (name.starts_with(&format!("{prefix}-")) && name.ends_with(".parquet"))
         })
@@ -149,12 +194,13 @@ fn parquet_files(dir: &Path, prefix: &str) -> Vec<PathBuf> {
 
 /// Reads GLUE task `spec` from `dir`, in whichever layout it holds.
 pub fn load(spec: &Spec, dir: &Path) -> anyhow::Result<Task> {
-    let layout = if dir.join("train.tsv").is_file() {
-        "glue-tsv"
-    } else if !parquet_files(dir, "train").is_empty() {
-        "hf-parquet"
-    } else {
-        bail!(
+    let layout =
+        if dir.join("train.tsv").is_file() {
+            "glue-tsv"
+        } else if !parquet_files(dir, "train").is_empty() {
+            "hf-parquet"
+        } else {
+            bail!(
             "--data {}: expected GLUE's TSV files of {} (train.tsv, {}) or the Hugging Face glue \
              dataset's Parquet files (train-*.parquet, {}), found neither",
             dir.display(),
@@ -166,7 +212,7 @@ pub fn load(spec: &Spec, dir: &Path) -> anyhow::Result<Task> {
                 "validation-*.parquet"
             }
         );
-    };
+        };
     let mut train = None;
     let (mut dev, mut test) = (vec![], vec![]);
     for (name, hf) in splits(spec) {
@@ -177,7 +223,12 @@ pub fn load(spec: &Spec, dir: &Path) -> anyhow::Result<Task> {
                 if is_test {
                     continue;
                 }
-                bail!("--data {}: {} is missing ({} in GLUE's TSV layout)", dir.display(), file.display(), spec.name);
+                bail!(
+                    "--data {}: {} is missing ({} in GLUE's TSV layout)",
+                    dir.display(),
+                    file.display(),
+                    spec.name
+                );
             }
             tsv_split(spec, name, &file, is_test)?
         } else {
@@ -217,7 +268,9 @@ pub fn load(spec: &Spec, dir: &Path) -> anyhow::Result<Task> {
         dev,
         test,
         metric: spec.metric,
-        label_names: spec.labels.map(|l| l.iter().map(|s| s.to_string()).collect()),
+        label_names: spec
+            .labels
+            .map(|l| l.iter().map(|s| s.to_string()).collect()),
         source: Source::Glue { layout },
     })
 }
@@ -237,8 +290,15 @@ fn tsv_split(spec: &Spec, name: &str, file: &Path, is_test: bool) -> anyhow::Res
             ok
         });
     }
-    let id = ["index", "id"].into_iter().find(|c| table.columns.iter().any(|h| h == c));
-    let names: Vec<String> = spec.labels.unwrap_or_default().iter().map(|s| s.to_string()).collect();
+    let id = ["index", "id"]
+        .into_iter()
+        .find(|c| table.columns.iter().any(|h| h == c));
+    let names: Vec<String> = spec
+        .labels
+        .unwrap_or_default()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let examples = super::examples(
         &table,
         name,
@@ -261,7 +321,12 @@ fn tsv_split(spec: &Spec, name: &str, file: &Path, is_test: bool) -> anyhow::Res
     })
 }
 
-fn parquet_split(spec: &Spec, name: &str, found: &[PathBuf], is_test: bool) -> anyhow::Result<Split> {
+fn parquet_split(
+    spec: &Spec,
+    name: &str,
+    found: &[PathBuf],
+    is_test: bool,
+) -> anyhow::Result<Split> {
     let mut examples = vec![];
     for file in found {
         let table: Table = files::read(file)?;
@@ -307,7 +372,10 @@ mod tests {
         assert_eq!(spec("SST-2").unwrap().name, "sst2");
         assert_eq!(spec("sts-b").unwrap().metric, Metric::Correlation);
         assert!(spec("boolq").is_none());
-        assert_eq!(spec("mnli").unwrap().labels.unwrap(), ["entailment", "neutral", "contradiction"]);
+        assert_eq!(
+            spec("mnli").unwrap().labels.unwrap(),
+            ["entailment", "neutral", "contradiction"]
+        );
         assert_eq!(spec("cola").unwrap().metric.main_name(), "mcc");
         assert_eq!(spec("mrpc").unwrap().metric.names(), ["accuracy", "f1"]);
     }
@@ -315,9 +383,21 @@ mod tests {
     #[test]
     fn cola_tsv_has_no_header_but_its_test_has() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), "train.tsv", "gj04\t1\t\tOur friends won't buy this analysis.\ngj04\t0\t*\tThey drank the pub.\n");
-        write(d.path(), "dev.tsv", "gj04\t1\t\tThe sailors rode the breeze.\n");
-        write(d.path(), "test.tsv", "index\tsentence\n0\tBill whistled past the house.\n1\t\"Quoted\" text.\n");
+        write(
+            d.path(),
+            "train.tsv",
+            "gj04\t1\t\tOur friends won't buy this analysis.\ngj04\t0\t*\tThey drank the pub.\n",
+        );
+        write(
+            d.path(),
+            "dev.tsv",
+            "gj04\t1\t\tThe sailors rode the breeze.\n",
+        );
+        write(
+            d.path(),
+            "test.tsv",
+            "index\tsentence\n0\tBill whistled past the house.\n1\t\"Quoted\" text.\n",
+        );
         let t = load_named("cola", d.path()).unwrap();
         assert_eq!(t.source, Source::Glue { layout: "glue-tsv" });
         assert_eq!(t.train.examples.len(), 2);
@@ -330,7 +410,10 @@ mod tests {
         // A label outside GLUE's map names the file, line and column.
         write(d.path(), "dev.tsv", "gj04\t1\t\tfine\ngj04\t2\t\tbad\n");
         let e = format!("{:#}", load_named("cola", d.path()).unwrap_err());
-        assert!(e.contains("dev.tsv: line 2, column \"label\": unknown label \"2\""), "{e}");
+        assert!(
+            e.contains("dev.tsv: line 2, column \"label\": unknown label \"2\""),
+            "{e}"
+        );
     }
 
     #[test]
@@ -338,17 +421,35 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let header = "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\tlabel1\tgold_label\n";
         write(d.path(), "train.tsv", &format!("{header}0\t1\t1e\tgov\tA \"p\".\tA h.\tneutral\tneutral\n1\t2\t2e\tgov\tB.\tC.\tcontradiction\tcontradiction\n"));
-        write(d.path(), "dev_matched.tsv", &format!("{header}7\t1\t1e\tgov\tA.\tB.\tentailment\tentailment\n"));
-        write(d.path(), "dev_mismatched.tsv", &format!("{header}8\t1\t1e\tgov\tA.\tB.\tneutral\tneutral\n"));
-        write(d.path(), "test_matched.tsv", "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\n3\t1\t1\tgov\tA.\tB.\n");
+        write(
+            d.path(),
+            "dev_matched.tsv",
+            &format!("{header}7\t1\t1e\tgov\tA.\tB.\tentailment\tentailment\n"),
+        );
+        write(
+            d.path(),
+            "dev_mismatched.tsv",
+            &format!("{header}8\t1\t1e\tgov\tA.\tB.\tneutral\tneutral\n"),
+        );
+        write(
+            d.path(),
+            "test_matched.tsv",
+            "index\tpromptID\tpairID\tgenre\tsentence1\tsentence2\n3\t1\t1\tgov\tA.\tB.\n",
+        );
         let t = load_named("mnli", d.path()).unwrap();
         assert_eq!(t.train.examples[0].text_a, "A \"p\".");
         assert_eq!(t.train.examples[0].text_b.as_deref(), Some("A h."));
         assert_eq!(t.train.examples[1].label, Some(Label::Class(2)));
-        assert_eq!(t.dev.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["dev_matched", "dev_mismatched"]);
+        assert_eq!(
+            t.dev.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+            ["dev_matched", "dev_mismatched"]
+        );
         assert_eq!(t.dev[0].examples[0].id, "7");
         assert_eq!(t.test.len(), 1, "test_mismatched.tsv is absent: no split");
-        assert_eq!(super::super::submission_file_name(&t, &t.test[0]), "MNLI-m.tsv");
+        assert_eq!(
+            super::super::submission_file_name(&t, &t.test[0]),
+            "MNLI-m.tsv"
+        );
         std::fs::remove_file(d.path().join("dev_mismatched.tsv")).unwrap();
         let e = format!("{:#}", load_named("mnli", d.path()).unwrap_err());
         assert!(e.contains("dev_mismatched.tsv is missing"), "{e}");
@@ -358,20 +459,43 @@ mod tests {
     fn qqp_skips_and_counts_malformed_rows_others_fail() {
         let d = tempfile::tempdir().unwrap();
         let header = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n";
-        write(d.path(), "train.tsv", &format!("{header}0\t1\t2\tWhy?\tHow?\t0\n1\t3\t4\tbroken row\n2\t5\t6\tA?\tB?\t1\n"));
-        write(d.path(), "dev.tsv", &format!("{header}5\t1\t2\tWhy?\tHow?\t1\n"));
+        write(
+            d.path(),
+            "train.tsv",
+            &format!("{header}0\t1\t2\tWhy?\tHow?\t0\n1\t3\t4\tbroken row\n2\t5\t6\tA?\tB?\t1\n"),
+        );
+        write(
+            d.path(),
+            "dev.tsv",
+            &format!("{header}5\t1\t2\tWhy?\tHow?\t1\n"),
+        );
         let t = load_named("qqp", d.path()).unwrap();
         assert_eq!(t.train.examples.len(), 2);
         assert_eq!(t.train.skipped.len(), 1);
-        assert!(t.train.skipped[0].ends_with("train.tsv: line 3"), "{:?}", t.train.skipped);
+        assert!(
+            t.train.skipped[0].ends_with("train.tsv: line 3"),
+            "{:?}",
+            t.train.skipped
+        );
         assert_eq!(t.record()["splits"][0]["skipped_malformed"], 1);
         assert_eq!(t.train.examples[1].id, "2");
         // RTE does not skip: the short row is an error naming it.
         let r = tempfile::tempdir().unwrap();
-        write(r.path(), "train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n1\tA.\n");
-        write(r.path(), "dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tnot_entailment\n");
+        write(
+            r.path(),
+            "train.tsv",
+            "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tentailment\n1\tA.\n",
+        );
+        write(
+            r.path(),
+            "dev.tsv",
+            "index\tsentence1\tsentence2\tlabel\n0\tA.\tB.\tnot_entailment\n",
+        );
         let e = format!("{:#}", load_named("rte", r.path()).unwrap_err());
-        assert!(e.contains("train.tsv: line 3, column \"sentence2\": missing value"), "{e}");
+        assert!(
+            e.contains("train.tsv: line 3, column \"sentence2\": missing value"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -384,15 +508,30 @@ mod tests {
         assert_eq!(t.train.examples[0].label, Some(Label::Value(5.0)));
         assert_eq!(t.dev[0].examples[0].text_b.as_deref(), Some("A cat."));
         assert!(t.labels().is_none());
-        write(d.path(), "dev.tsv", &format!("{header}0\tg\tf\ty\to\tn\tn\tA.\tB.\tabout 3\n"));
+        write(
+            d.path(),
+            "dev.tsv",
+            &format!("{header}0\tg\tf\ty\to\tn\tn\tA.\tB.\tabout 3\n"),
+        );
         let e = format!("{:#}", load_named("stsb", d.path()).unwrap_err());
-        assert!(e.contains("dev.tsv: line 2, column \"score\": regression label \"about 3\""), "{e}");
+        assert!(
+            e.contains("dev.tsv: line 2, column \"score\": regression label \"about 3\""),
+            "{e}"
+        );
 
         let m = tempfile::tempdir().unwrap();
         let header = "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n";
-        write(m.path(), "train.tsv", &format!("{header}1\t702876\t702977\tAmrozi accused.\tReferring to him.\n"));
+        write(
+            m.path(),
+            "train.tsv",
+            &format!("{header}1\t702876\t702977\tAmrozi accused.\tReferring to him.\n"),
+        );
         write(m.path(), "dev.tsv", &format!("{header}0\t1\t2\tA.\tB.\n"));
-        write(m.path(), "test.tsv", "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t1\t2\tC.\tD.\n");
+        write(
+            m.path(),
+            "test.tsv",
+            "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t1\t2\tC.\tD.\n",
+        );
         let t = load_named("mrpc", m.path()).unwrap();
         assert_eq!(t.train.examples[0].text_a, "Amrozi accused.");
         assert_eq!(t.train.examples[0].label, Some(Label::Class(1)));
@@ -410,7 +549,9 @@ mod tests {
     fn rte_parquet(path: &Path, labels: Vec<i64>) {
         let n = labels.len();
         let s = |p: &str| -> ArrayRef {
-            Arc::new(StringArray::from((0..n).map(|i| format!("{p} {i}")).collect::<Vec<_>>()))
+            Arc::new(StringArray::from(
+                (0..n).map(|i| format!("{p} {i}")).collect::<Vec<_>>(),
+            ))
         };
         parquet(
             path,
@@ -418,7 +559,10 @@ mod tests {
                 ("sentence1", s("premise")),
                 ("sentence2", s("hypothesis")),
                 ("label", Arc::new(Int64Array::from(labels))),
-                ("idx", Arc::new(Int32Array::from((0..n as i32).collect::<Vec<_>>()))),
+                (
+                    "idx",
+                    Arc::new(Int32Array::from((0..n as i32).collect::<Vec<_>>())),
+                ),
             ],
         );
     }
@@ -428,10 +572,21 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         rte_parquet(&d.path().join("train-00000-of-00002.parquet"), vec![0, 1]);
         rte_parquet(&d.path().join("train-00001-of-00002.parquet"), vec![1]);
-        rte_parquet(&d.path().join("validation-00000-of-00001.parquet"), vec![1, 0]);
-        rte_parquet(&d.path().join("test-00000-of-00001.parquet"), vec![-1, -1, -1]);
+        rte_parquet(
+            &d.path().join("validation-00000-of-00001.parquet"),
+            vec![1, 0],
+        );
+        rte_parquet(
+            &d.path().join("test-00000-of-00001.parquet"),
+            vec![-1, -1, -1],
+        );
         let t = load_named("rte", d.path()).unwrap();
-        assert_eq!(t.source, Source::Glue { layout: "hf-parquet" });
+        assert_eq!(
+            t.source,
+            Source::Glue {
+                layout: "hf-parquet"
+            }
+        );
         assert_eq!(t.train.files.len(), 2);
         assert_eq!(t.train.examples.len(), 3);
         assert_eq!(t.train.examples[1].label, Some(Label::Class(1)));
@@ -441,10 +596,15 @@ mod tests {
         assert!(t.test[0].examples.iter().all(|e| e.label.is_none()));
         assert_eq!(t.labels().unwrap(), ["entailment", "not_entailment"]);
         // -1 (unlabelled) in a dev split names the file, row and column.
-        rte_parquet(&d.path().join("validation-00000-of-00001.parquet"), vec![1, -1]);
+        rte_parquet(
+            &d.path().join("validation-00000-of-00001.parquet"),
+            vec![1, -1],
+        );
         let e = format!("{:#}", load_named("rte", d.path()).unwrap_err());
         assert!(
-            e.contains("validation-00000-of-00001.parquet: row 2, column \"label\": label -1 out of range"),
+            e.contains(
+                "validation-00000-of-00001.parquet: row 2, column \"label\": label -1 out of range"
+            ),
             "{e}"
         );
         // The wrong task's columns.
@@ -458,6 +618,9 @@ mod tests {
         write(d.path(), "train.csv", "a,b\n");
         let e = format!("{:#}", load_named("sst2", d.path()).unwrap_err());
         assert!(e.contains(&format!("--data {}", d.path().display())), "{e}");
-        assert!(e.contains("train.tsv, dev.tsv") && e.contains("train-*.parquet"), "{e}");
+        assert!(
+            e.contains("train.tsv, dev.tsv") && e.contains("train-*.parquet"),
+            "{e}"
+        );
     }
 }

@@ -128,7 +128,10 @@ pub fn score(
         let mut y = Vec::with_capacity(preds.len());
         for (e, p) in examples.iter().zip(preds) {
             let (Some(Label::Value(g)), Prediction::Value(v)) = (e.label, p) else {
-                bail!("example {}: expected a labelled regression example and value", e.id);
+                bail!(
+                    "example {}: expected a labelled regression example and value",
+                    e.id
+                );
             };
             x.push(*v);
             y.push(g);
@@ -139,7 +142,10 @@ pub fn score(
     let mut gold = Vec::with_capacity(preds.len());
     for (e, p) in examples.iter().zip(preds) {
         let (Some(Label::Class(g)), Prediction::Class(c)) = (e.label, p) else {
-            bail!("example {}: expected a labelled class example and a class", e.id);
+            bail!(
+                "example {}: expected a labelled class example and a class",
+                e.id
+            );
         };
         pred.push(*c);
         gold.push(g);

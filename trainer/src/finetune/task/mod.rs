@@ -198,7 +198,9 @@ impl Task {
     }
 
     fn splits(&self) -> impl Iterator<Item = &Split> {
-        std::iter::once(&self.train).chain(&self.dev).chain(&self.test)
+        std::iter::once(&self.train)
+            .chain(&self.dev)
+            .chain(&self.test)
     }
 
     /// What results.json records of the task: name, kind, label map, metric, every split's files
@@ -306,7 +308,11 @@ pub(crate) struct Columns<'a> {
 }
 
 /// Reads one label field.
-pub(crate) fn parse_label(raw: &str, kind: LabelKind, at: &dyn Fn() -> String) -> anyhow::Result<Label> {
+pub(crate) fn parse_label(
+    raw: &str,
+    kind: LabelKind,
+    at: &dyn Fn() -> String,
+) -> anyhow::Result<Label> {
     let v = raw.trim();
     match kind {
         LabelKind::Names(names) => match names.iter().position(|n| n == v) {
@@ -316,7 +322,11 @@ pub(crate) fn parse_label(raw: &str, kind: LabelKind, at: &dyn Fn() -> String) -
         LabelKind::Ids(n) => match v.parse::<i64>() {
             Ok(i) if (0..n as i64).contains(&i) => Ok(Label::Class(i as usize)),
             Ok(i) => bail!("{}: label {i} out of range (expected 0..{})", at(), n - 1),
-            Err(_) => bail!("{}: label {v:?} is not a class id (expected 0..{})", at(), n - 1),
+            Err(_) => bail!(
+                "{}: label {v:?} is not a class id (expected 0..{})",
+                at(),
+                n - 1
+            ),
         },
         LabelKind::Value => match v.parse::<f64>() {
             Ok(x) if x.is_finite() => Ok(Label::Value(x)),
@@ -408,7 +418,10 @@ mod tests {
     #[test]
     fn score_dev_main_is_the_first_split_and_all_are_named() {
         let c = Label::Class;
-        let t = task(Metric::Accuracy, vec![vec![c(0), c(1)], vec![c(1), c(1), c(0), c(0)]]);
+        let t = task(
+            Metric::Accuracy,
+            vec![vec![c(0), c(1)], vec![c(1), c(1), c(0), c(0)]],
+        );
         let p = Prediction::Class;
         let s = score_dev(&t, &[vec![p(0), p(0)], vec![p(1), p(1), p(1), p(0)]]).unwrap();
         assert_eq!(s.main, 0.5);
@@ -425,15 +438,39 @@ mod tests {
     fn labels_of_every_kind() {
         let at = || "f.tsv: line 3, column \"label\"".to_string();
         let names = ["neg".to_string(), "pos".to_string()];
-        assert_eq!(parse_label("pos", LabelKind::Names(&names), &at).unwrap(), Label::Class(1));
-        let e = parse_label("neutral", LabelKind::Names(&names), &at).unwrap_err().to_string();
-        assert!(e.contains("f.tsv: line 3, column \"label\": unknown label \"neutral\""), "{e}");
-        assert_eq!(parse_label("2", LabelKind::Ids(3), &at).unwrap(), Label::Class(2));
-        let e = parse_label("3", LabelKind::Ids(3), &at).unwrap_err().to_string();
-        assert!(e.contains("line 3, column \"label\": label 3 out of range"), "{e}");
-        assert_eq!(parse_label("3.8", LabelKind::Value, &at).unwrap(), Label::Value(3.8));
-        let e = parse_label("high", LabelKind::Value, &at).unwrap_err().to_string();
-        assert!(e.contains("column \"label\": regression label \"high\" is not a finite"), "{e}");
+        assert_eq!(
+            parse_label("pos", LabelKind::Names(&names), &at).unwrap(),
+            Label::Class(1)
+        );
+        let e = parse_label("neutral", LabelKind::Names(&names), &at)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f.tsv: line 3, column \"label\": unknown label \"neutral\""),
+            "{e}"
+        );
+        assert_eq!(
+            parse_label("2", LabelKind::Ids(3), &at).unwrap(),
+            Label::Class(2)
+        );
+        let e = parse_label("3", LabelKind::Ids(3), &at)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("line 3, column \"label\": label 3 out of range"),
+            "{e}"
+        );
+        assert_eq!(
+            parse_label("3.8", LabelKind::Value, &at).unwrap(),
+            Label::Value(3.8)
+        );
+        let e = parse_label("high", LabelKind::Value, &at)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("column \"label\": regression label \"high\" is not a finite"),
+            "{e}"
+        );
         assert!(parse_label("nan", LabelKind::Value, &at).is_err());
     }
 

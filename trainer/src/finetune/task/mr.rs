@@ -97,7 +97,11 @@ pub fn split_indices(n: usize) -> anyhow::Result<(Vec<usize>, Vec<usize>, Vec<us
 /// beside the repository (the working directory's or the one this binary was built in), the
 /// fetch cache (`$FAST_ELECTRA_DATA_CACHE`, else `.cache/data` in the repository).
 pub fn data_folders() -> Vec<PathBuf> {
-    let env = |n: &str| std::env::var_os(n).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let env = |n: &str| {
+        std::env::var_os(n)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let mut roots: Vec<PathBuf> = vec![];
     if let Ok(cwd) = std::env::current_dir() {
         roots.push(cwd);
@@ -125,7 +129,10 @@ pub fn find(data: Option<&Path>) -> anyhow::Result<PathBuf> {
         bail!(
             "--data {}: expected {FILE} in it or in its {}",
             dir.display(),
-            Path::new(DATA_PATH).parent().map(|p| p.display().to_string()).unwrap_or_default()
+            Path::new(DATA_PATH)
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
         );
     }
     let folders = data_folders();
@@ -138,7 +145,10 @@ pub fn find(data: Option<&Path>) -> anyhow::Result<PathBuf> {
     bail!(
         "the mr data ({DATA_PATH}) is in none of {:?}: run scripts/fetch-data (it fetches it), or \
          pass --data DIR",
-        folders.iter().map(|f| f.display().to_string()).collect::<Vec<_>>()
+        folders
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
     )
 }
 
@@ -146,14 +156,16 @@ pub fn find(data: Option<&Path>) -> anyhow::Result<PathBuf> {
 pub fn load(name: &str, data: Option<&Path>) -> anyhow::Result<Task> {
     let path = find(data)?;
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let text = String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))?;
+    let text =
+        String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8", path.display()))?;
     build(name, &path, &text)
 }
 
 /// The task `name` from the file's `text`.
 pub fn build(name: &str, path: &Path, text: &str) -> anyhow::Result<Task> {
     let rows = parse(path, text)?;
-    let (train, dev, test) = split_indices(rows.len()).with_context(|| path.display().to_string())?;
+    let (train, dev, test) =
+        split_indices(rows.len()).with_context(|| path.display().to_string())?;
     let rating = name == "mr-rating";
     let split = |split: &str, idx: &[usize]| Split {
         name: split.to_string(),
@@ -199,8 +211,16 @@ mod tests {
     fn synthetic(n: usize) -> String {
         (1..=n)
             .map(|i| {
-                let rating = if i % 10 == 0 { 0.0 } else { (i % 9) as f64 - 4.5 };
-                let text = if i == 5 { "sentence 3".to_string() } else { format!("sentence {i}") };
+                let rating = if i % 10 == 0 {
+                    0.0
+                } else {
+                    (i % 9) as f64 - 4.5
+                };
+                let text = if i == 5 {
+                    "sentence 3".to_string()
+                } else {
+                    format!("sentence {i}")
+                };
                 format!("{i}\t{rating}\t{text}\r\n")
             })
             .collect()
@@ -210,13 +230,22 @@ mod tests {
     fn parse_strips_crlf_drops_zeros_and_repeats() {
         let rows = parse(Path::new("f.txt"), &synthetic(30)).unwrap();
         assert_eq!(rows.len(), 30 - 3 - 1);
-        assert!(rows.iter().all(|r| r.rating != 0.0 && !r.text.ends_with('\r')));
+        assert!(rows
+            .iter()
+            .all(|r| r.rating != 0.0 && !r.text.ends_with('\r')));
         assert_eq!(rows[2].id, "3");
         assert_eq!(rows[3].id, "4", "row 5 repeats row 3");
-        let e = parse(Path::new("f.txt"), "1\tx\ttext\r\n").unwrap_err().to_string();
+        let e = parse(Path::new("f.txt"), "1\tx\ttext\r\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("f.txt: line 1, column \"rating\""), "{e}");
-        let e = parse(Path::new("f.txt"), "1\t2.0\r\n").unwrap_err().to_string();
-        assert!(e.contains("f.txt: line 1: expected id, rating and sentence"), "{e}");
+        let e = parse(Path::new("f.txt"), "1\t2.0\r\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("f.txt: line 1: expected id, rating and sentence"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -226,7 +255,10 @@ mod tests {
         let mut all: Vec<usize> = train.iter().chain(&dev).chain(&test).copied().collect();
         all.sort_unstable();
         assert_eq!(all, (0..5000).collect::<Vec<_>>(), "disjoint and complete");
-        assert_eq!(split_indices(5000).unwrap(), (train.clone(), dev.clone(), test));
+        assert_eq!(
+            split_indices(5000).unwrap(),
+            (train.clone(), dev.clone(), test)
+        );
         assert!(dev.windows(2).all(|w| w[0] < w[1]), "file order");
         assert!(split_indices(2000).is_err());
     }
@@ -260,9 +292,18 @@ mod tests {
             return;
         };
         let t = load("mr", Some(path.parent().unwrap())).unwrap();
-        let sizes = (t.train.examples.len(), t.dev[0].examples.len(), t.test[0].examples.len());
+        let sizes = (
+            t.train.examples.len(),
+            t.dev[0].examples.len(),
+            t.test[0].examples.len(),
+        );
         assert_eq!(sizes, (8566, 1000, 1000));
-        let ids = |s: &Split| s.examples.iter().map(|e| e.id.clone()).collect::<HashSet<_>>();
+        let ids = |s: &Split| {
+            s.examples
+                .iter()
+                .map(|e| e.id.clone())
+                .collect::<HashSet<_>>()
+        };
         let (a, b, c) = (ids(&t.train), ids(&t.dev[0]), ids(&t.test[0]));
         assert!(a.is_disjoint(&b) && a.is_disjoint(&c) && b.is_disjoint(&c));
         let positive = t
@@ -272,6 +313,10 @@ mod tests {
             .filter(|e| e.label == Some(Label::Class(1)))
             .count();
         assert!((4000..4600).contains(&positive), "{positive}");
-        assert_eq!(t, load("mr", Some(path.parent().unwrap())).unwrap(), "deterministic");
+        assert_eq!(
+            t,
+            load("mr", Some(path.parent().unwrap())).unwrap(),
+            "deterministic"
+        );
     }
 }

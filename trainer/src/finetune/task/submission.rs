@@ -91,12 +91,22 @@ mod tests {
     #[test]
     fn glue_names_and_label_strings() {
         let nli = ["entailment", "neutral", "contradiction"];
-        let t = task("mnli", Some(&nli), vec![split("test_matched", 2), split("test_mismatched", 2)]);
+        let t = task(
+            "mnli",
+            Some(&nli),
+            vec![split("test_matched", 2), split("test_mismatched", 2)],
+        );
         assert_eq!(submission_file_name(&t, &t.test[0]), "MNLI-m.tsv");
         assert_eq!(submission_file_name(&t, &t.test[1]), "MNLI-mm.tsv");
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("MNLI-m.tsv");
-        write_submission(&t, &t.test[0], &[Prediction::Class(2), Prediction::Class(0)], &p).unwrap();
+        write_submission(
+            &t,
+            &t.test[0],
+            &[Prediction::Class(2), Prediction::Class(0)],
+            &p,
+        )
+        .unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
             "index\tprediction\n10\tcontradiction\n11\tentailment\n"
@@ -104,7 +114,10 @@ mod tests {
         let s = task("stsb", None, vec![split("test", 1)]);
         assert_eq!(submission_file_name(&s, &s.test[0]), "STS-B.tsv");
         write_submission(&s, &s.test[0], &[Prediction::Value(3.14159)], &p).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "index\tprediction\n10\t3.142\n");
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "index\tprediction\n10\t3.142\n"
+        );
         let c = task("cola", Some(&["0", "1"]), vec![split("test", 1)]);
         assert_eq!(submission_file_name(&c, &c.test[0]), "CoLA.tsv");
         assert!(write_submission(&c, &c.test[0], &[], &p).is_err());
