@@ -475,6 +475,26 @@ mod tests {
     }
 
     #[test]
+    fn the_flags_parse_lists() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct W {
+            #[command(flatten)]
+            t: TaskArgs,
+        }
+        let w = W::try_parse_from([
+            "w", "--task", "nli", "--train", "t.csv", "--dev", "a.csv,b.csv", "--text-fields",
+            "p,h", "--labels", "yes,no",
+        ])
+        .unwrap();
+        assert_eq!(w.t.dev, [PathBuf::from("a.csv"), PathBuf::from("b.csv")]);
+        assert_eq!(w.t.text_fields, ["p", "h"]);
+        assert_eq!(w.t.labels, ["yes", "no"]);
+        assert_eq!(w.t.label_field, "label");
+        assert!(!w.t.regression);
+    }
+
+    #[test]
     fn built_in_tasks_refuse_the_flags_of_other_tasks() {
         let a = TaskArgs {
             task: "rte".into(),
