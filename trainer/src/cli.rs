@@ -36,5 +36,5 @@ pub enum Command {
     FusedCheck(crate::commands::fused_check::FusedCheckArgs),
     /// Fine-tunes pre-trained encoders on a sentence or sentence-pair task (GLUE, mr, any file)
     /// over a grid of hyper-parameters and seeds, and ranks them by the dev metric.
-    Finetune(crate::commands::finetune::FinetuneArgs),
+    Finetune(Box<crate::commands::finetune::FinetuneArgs>),
 }

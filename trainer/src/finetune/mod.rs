@@ -79,7 +79,8 @@ fn check(a: &FinetuneArgs) -> anyhow::Result<()> {
             a.beta2
         );
     }
-    if !(a.eps.is_finite() && a.eps > 0.0) || !(a.clip_norm.is_finite() && a.clip_norm >= 0.0) {
+    let eps_ok = a.eps.is_finite() && a.eps > 0.0;
+    if !(eps_ok && a.clip_norm.is_finite() && a.clip_norm >= 0.0) {
         bail!(
             "--eps must be positive and --clip-norm >= 0, found {} and {}",
             a.eps,

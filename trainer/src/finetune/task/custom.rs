@@ -73,7 +73,7 @@ pub fn load(a: &TaskArgs) -> anyhow::Result<Task> {
         }
     };
     ensure!(
-        !(a.regression && !a.labels.is_empty()),
+        !a.regression || a.labels.is_empty(),
         "--labels is for classification, not --regression"
     );
     let label = a.label_field.as_str();

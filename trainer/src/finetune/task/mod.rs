@@ -483,8 +483,17 @@ mod tests {
             t: TaskArgs,
         }
         let w = W::try_parse_from([
-            "w", "--task", "nli", "--train", "t.csv", "--dev", "a.csv,b.csv", "--text-fields",
-            "p,h", "--labels", "yes,no",
+            "w",
+            "--task",
+            "nli",
+            "--train",
+            "t.csv",
+            "--dev",
+            "a.csv,b.csv",
+            "--text-fields",
+            "p,h",
+            "--labels",
+            "yes,no",
         ])
         .unwrap();
         assert_eq!(w.t.dev, [PathBuf::from("a.csv"), PathBuf::from("b.csv")]);

@@ -113,10 +113,10 @@ mod tests {
         );
         let s = task("stsb", None, vec![split("test", 1)]);
         assert_eq!(submission_file_name(&s, &s.test[0]), "STS-B.tsv");
-        write_submission(&s, &s.test[0], &[Prediction::Value(3.14159)], &p).unwrap();
+        write_submission(&s, &s.test[0], &[Prediction::Value(3.24681)], &p).unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
-            "index\tprediction\n10\t3.142\n"
+            "index\tprediction\n10\t3.247\n"
         );
         let c = task("cola", Some(&["0", "1"]), vec![split("test", 1)]);
         assert_eq!(submission_file_name(&c, &c.test[0]), "CoLA.tsv");
