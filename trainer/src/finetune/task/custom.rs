@@ -278,6 +278,10 @@ mod tests {
         write(d.path(), "one.tsv", "text\tlabel\na\tpos\n");
         let e = err(&args(d.path(), "one.tsv", "t.tsv"));
         assert!(e.contains("expected at least 2 distinct labels"), "{e}");
+        // --data is for the built-in tasks.
+        let mut a = args(d.path(), "t.tsv", "t.tsv");
+        a.data = Some(d.path().to_path_buf());
+        assert!(err(&a).contains("--data is for the built-in tasks"));
         // Not a built-in task and no files.
         let e = err(&TaskArgs {
             task: "boolq".into(),
