@@ -65,6 +65,10 @@ pub fn load(a: &TaskArgs) -> anyhow::Result<Task> {
         !a.dev.is_empty(),
         "--task {name}: --dev FILE[,FILE] is required"
     );
+    ensure!(
+        a.data.is_none(),
+        "--task {name}: --data is for the built-in tasks (GLUE, mr); give files with --train, --dev"
+    );
     let (text_a, text_b) = match a.text_fields.as_slice() {
         [x] => (x.as_str(), None),
         [x, y] => (x.as_str(), Some(y.as_str())),
