@@ -1,8 +1,8 @@
 //! The tasks `trainer finetune` fine-tunes on (docs/finetune.md): the 9 GLUE tasks by name in
-//! either layout users have ([`glue`]), the built-in `mr` and `mr-rating` ([`mr`]), and any other
-//! task from JSONL, CSV, TSV or Parquet files ([`custom`]), `uci-sentiment` ([`uci`]: `mr` with
-//! out-of-domain dev splits); read by [`files`], scored by
-//! [`metrics`] as GLUE reports them, predictions written as GLUE submissions ([`submission`]).
+//! either layout users have ([`glue`]), the built-in `mr` and `mr-rating` ([`mr`]),
+//! `uci-sentiment` ([`uci`]: `mr` with out-of-domain dev splits), and any other task from JSONL,
+//! CSV, TSV or Parquet files ([`custom`]); read by [`files`], scored by [`metrics`] as GLUE
+//! reports them, predictions written as GLUE submissions ([`submission`]).
 //!
 //! Bad input is an error naming the file, the row (line) and the column: a missing column, a
 //! label not in the task's label map, a regression label that is not a number, an empty split.
