@@ -66,10 +66,19 @@ pub struct FinetuneArgs {
     /// finished runs are skipped.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Also write the test split's predictions of the best model in GLUE's submission format
-    /// (OUT/best/predictions/).
+    /// Also write the best model's predictions under OUT/best/predictions/: the test split's in
+    /// GLUE's submission format, and the logits of every dev and test example
+    /// (`<split>.logits.jsonl`).
     #[arg(long)]
     pub predict: bool,
+    /// TensorBoard event files: one folder per run under DIR, `train/loss` and every dev metric
+    /// (`dev/accuracy`, `dev_mismatched/accuracy`, ...) after each epoch, the step being the
+    /// update [default: OUT/tensorboard].
+    #[arg(long, value_name = "DIR")]
+    pub tensorboard_dir: Option<PathBuf>,
+    /// Write no TensorBoard event files.
+    #[arg(long, conflicts_with = "tensorboard_dir")]
+    pub no_tensorboard: bool,
     /// Device: auto (CUDA in bf16 when available), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto")]
     pub device: String,

@@ -227,6 +227,11 @@ pub fn run(a: &FinetuneArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let tensorboard = match (&a.tensorboard_dir, a.no_tensorboard) {
+        (_, true) => None,
+        (Some(dir), false) => Some(dir.clone()),
+        (None, false) => Some(out.join("tensorboard")),
+    };
     let recipes = grid(a);
     let total = sources.len() * recipes.len() * a.seeds as usize;
     let mut records: Vec<RunRecord> = vec![];
@@ -266,7 +271,20 @@ pub fn run(a: &FinetuneArgs) -> anyhow::Result<()> {
                     records.push(r);
                     continue;
                 }
-                let o = train::finetune(&s.choice, &data, recipe, seed, &fixed, device, &what)?;
+                let events = tensorboard.as_ref().map(|dir| {
+                    dir.join(tensorboard_name(&s.label))
+                        .join(tensorboard_run(recipe, seed, &key))
+                });
+                let o = train::finetune(
+                    &s.choice,
+                    &data,
+                    recipe,
+                    seed,
+                    &fixed,
+                    device,
+                    &what,
+                    events.as_deref(),
+                )?;
                 let score = o
                     .epochs
                     .last()
@@ -299,6 +317,29 @@ pub fn run(a: &FinetuneArgs) -> anyhow::Result<()> {
     report(&out, &task, &records, a.seeds as usize, best.as_ref())
 }
 
+/// A model's TensorBoard folder: its label, path separators and spaces replaced (`disc`,
+/// `disc-random`, `run_step-500`).
+fn tensorboard_name(label: &str) -> String {
+    label
+        .replace(" (random init)", "-random")
+        .replace(['/', '\\', ' '], "_")
+}
+
+/// A run's TensorBoard folder inside its model's: the grid point, the seed and 8 hex digits of
+/// the run's key (two commands with other fixed settings never share a folder).
+fn tensorboard_run(r: &Recipe, seed: u64, key: &RunKey) -> String {
+    let hash = key.file_name().unwrap_or_default();
+    format!(
+        "lr{:e}-ep{}-bs{}-wd{}-wu{}-seed{seed}-{}",
+        r.lr,
+        r.epochs,
+        r.batch_size,
+        r.weight_decay,
+        r.warmup_proportion,
+        hash.get(..8).unwrap_or("")
+    )
+}
+
 /// The record of the run exported under `OUT/best/`, if any.
 fn read_best(out: &Path) -> anyhow::Result<Option<RunRecord>> {
     let path = out.join(BEST).join("run.json");
@@ -311,7 +352,8 @@ fn read_best(out: &Path) -> anyhow::Result<Option<RunRecord>> {
 }
 
 /// Exports `model` as the best so far: `OUT/best/` (an `ElectraForSequenceClassification`
-/// folder with tokenizer.json, its run record, and with `--predict` the test predictions),
+/// folder with tokenizer.json, its run record, and with `--predict` the logits of every dev
+/// and test example and the test split's submission file),
 /// built beside it and renamed into place.
 fn save_best(
     out: &Path,
@@ -331,18 +373,24 @@ fn save_best(
         .with_context(|| format!("copying {} into {}", e.tokenizer.info.path, tmp.display()))?;
     if predict {
         let dir = tmp.join("predictions");
-        std::fs::create_dir_all(&dir)?;
-        for (split, encoded) in task.test.iter().zip(&e.test) {
-            let preds = train::predict(
-                model,
-                encoded,
-                &split.examples,
-                e.tokenizer.info.special_tokens.pad as i64,
-                64,
-                device,
-            );
-            let file = dir.join(task::submission_file_name(task, split));
-            task::write_submission(task, split, &preds, &file)?;
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let pad = e.tokenizer.info.special_tokens.pad as i64;
+        let splits = task
+            .dev
+            .iter()
+            .zip(&e.dev)
+            .chain(task.test.iter().zip(&e.test));
+        for (k, (split, encoded)) in splits.enumerate() {
+            let z = train::logits(model, encoded, &split.examples, pad, 64, device);
+            write_logits(&dir.join(format!("{}.logits.jsonl", split.name)), split, &z)?;
+            if k >= task.dev.len() {
+                let preds: Vec<_> = z
+                    .iter()
+                    .map(|z| train::prediction(model.output, z))
+                    .collect();
+                let file = dir.join(task::submission_file_name(task, split));
+                task::write_submission(task, split, &preds, &file)?;
+            }
         }
     }
     shared::files::atomic::write_json_atomic(&tmp.join("run.json"), record)?;
@@ -355,6 +403,16 @@ fn save_best(
     std::fs::rename(&tmp, &dest).with_context(|| format!("renaming into {}", dest.display()))?;
     let _ = std::fs::remove_dir_all(&old);
     Ok(())
+}
+
+/// Writes a split's logits, one JSON line per example in file order: `{"id", "logits"}`.
+fn write_logits(path: &Path, split: &task::Split, logits: &[Vec<f32>]) -> anyhow::Result<()> {
+    let mut text = String::new();
+    for (example, z) in split.examples.iter().zip(logits) {
+        text += &serde_json::json!({ "id": example.id, "logits": z }).to_string();
+        text.push('\n');
+    }
+    shared::files::atomic::write_atomic(path, text.as_bytes())
 }
 
 /// Writes `results.json`, `results.md` and the plots, and prints the table.

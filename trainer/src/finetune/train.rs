@@ -2,10 +2,12 @@
 //! pre-training loop: for each epoch, a seeded order of the training examples, micro-batches
 //! padded to their longest row, forward, loss (cross-entropy, or MSE for regression),
 //! backward, clipping, the optimizer's step on the linear schedule (warm-up over a proportion of
-//! the updates, then decay to 0); after each epoch, the task's metric on every dev split.
-use anyhow::bail;
+//! the updates, then decay to 0); after each epoch, the task's metric on every dev split, also
+//! written as TensorBoard scalars when asked.
+use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
 use shared::corruption::rng::CounterRng;
+use std::path::Path;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -14,6 +16,7 @@ use super::model::{Classifier, Output, Weights};
 use super::task::{Example, Prediction, Scores, Split, Task};
 use crate::lr::LinearSchedule;
 use crate::optim::{AdamW, AdamWConfig, Rule};
+use crate::tensorboard::{wall_time_now, EventWriter};
 use shared::model::ModelConfig;
 
 /// Domain word of the training order's stream: `CounterRng(seed, [ORDER_DOMAIN, epoch])`
@@ -122,6 +125,48 @@ fn loss(output: Output, logits: &Tensor, labels: &Tensor) -> Tensor {
     }
 }
 
+/// Runs the model over `encoded` (no dropout, no gradient) and returns its logits, `[N]` per
+/// example (N classes, or 1 value for regression), in fp32.
+pub fn logits(
+    model: &Classifier,
+    encoded: &[Encoded],
+    examples: &[Example],
+    pad_id: i64,
+    batch_size: usize,
+    device: Device,
+) -> Vec<Vec<f32>> {
+    let rows: Vec<usize> = (0..encoded.len()).collect();
+    let width = model.output.width() as usize;
+    let mut out = Vec::with_capacity(encoded.len());
+    for chunk in rows.chunks(batch_size.max(1)) {
+        let b = encode::batch(encoded, examples, chunk, pad_id, device);
+        let z = tch::no_grad(|| {
+            shared::runtime::device::with_autocast(device, || {
+                model.forward_t(&b.input_ids, &b.token_type_ids, &b.attention_mask, false)
+            })
+        });
+        let flat = Vec::<f32>::try_from(z.to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
+        out.extend(flat.chunks(width).map(<[f32]>::to_vec));
+    }
+    out
+}
+
+/// The prediction of one example's logits: the first largest class, or the value.
+pub fn prediction(output: Output, logits: &[f32]) -> Prediction {
+    match output {
+        Output::Classes(_) => {
+            let mut best = 0;
+            for (i, &z) in logits.iter().enumerate() {
+                if z > logits[best] {
+                    best = i;
+                }
+            }
+            Prediction::Class(best)
+        }
+        Output::Regression => Prediction::Value(logits.first().copied().unwrap_or(f32::NAN) as f64),
+    }
+}
+
 /// Runs the model over `encoded` (no dropout, no gradient) and returns its predictions.
 pub fn predict(
     model: &Classifier,
@@ -131,28 +176,10 @@ pub fn predict(
     batch_size: usize,
     device: Device,
 ) -> Vec<Prediction> {
-    let rows: Vec<usize> = (0..encoded.len()).collect();
-    let mut out = Vec::with_capacity(encoded.len());
-    for chunk in rows.chunks(batch_size.max(1)) {
-        let b = encode::batch(encoded, examples, chunk, pad_id, device);
-        let logits = tch::no_grad(|| {
-            shared::runtime::device::with_autocast(device, || {
-                model.forward_t(&b.input_ids, &b.token_type_ids, &b.attention_mask, false)
-            })
-        });
-        match model.output {
-            Output::Classes(_) => {
-                let ids = Vec::<i64>::try_from(logits.argmax(-1, false)).unwrap_or_default();
-                out.extend(ids.into_iter().map(|c| Prediction::Class(c as usize)));
-            }
-            Output::Regression => {
-                let v = Vec::<f64>::try_from(logits.squeeze_dim(-1).to_kind(Kind::Double))
-                    .unwrap_or_default();
-                out.extend(v.into_iter().map(Prediction::Value));
-            }
-        }
-    }
-    out
+    logits(model, encoded, examples, pad_id, batch_size, device)
+        .iter()
+        .map(|z| prediction(model.output, z))
+        .collect()
 }
 
 /// Fine-tunes `choice` on `data` with `recipe` and `seed`; `what` names the run in errors.
@@ -164,8 +191,20 @@ pub fn finetune(
     fixed: &Fixed,
     device: Device,
     what: &str,
+    tensorboard: Option<&Path>,
 ) -> anyhow::Result<Outcome> {
     let started = Instant::now();
+    let mut events = match tensorboard {
+        Some(dir) => {
+            // Events of an unfinished earlier try of this run are stale: start the folder anew.
+            if dir.exists() {
+                std::fs::remove_dir_all(dir)
+                    .with_context(|| format!("removing {}", dir.display()))?;
+            }
+            Some(EventWriter::create(dir, None)?)
+        }
+        None => None,
+    };
     let task = data.task;
     let output = output_of(task);
     tch::manual_seed(crate::rng::init_seed(seed));
@@ -241,6 +280,12 @@ pub fn finetune(
             })
             .collect();
         let dev = super::task::score_dev(task, &preds)?;
+        if let Some(w) = events.as_mut() {
+            let mut scalars = vec![("train/loss".to_string(), train_loss)];
+            scalars.extend(dev.all.iter().map(|(k, v)| (k.clone(), *v)));
+            w.scalars(step, wall_time_now(), &scalars)?;
+            w.flush()?;
+        }
         epochs.push(EpochScores {
             epoch: epoch + 1,
             train_loss,
