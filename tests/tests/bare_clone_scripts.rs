@@ -19,9 +19,11 @@ use e2e_tests::support::files::copy_dir;
 /// be added to one list: run here, or shown to take its data only as arguments.
 const RUN_HERE: [&str; 4] = ["ablation", "demo", "gpu-check.sh", "test"];
 /// Take every path as an argument from the scripts above (or use random data: `bench/`).
-const ARGUMENTS_ONLY: [&str; 6] = [
+const ARGUMENTS_ONLY: [&str; 8] = [
     "ablation_plots.py",
     "summary.py",
+    "bench/finetune_speed.py",
+    "bench/reference_finetune.py",
     "bench/reference_corrupt.py",
     "bench/reference_rtd_step.py",
     "bench/sampler_ops.py",
@@ -209,9 +211,14 @@ fn demo_and_test_find_the_data_in_a_bare_clone() {
     );
     assert_eq!(
         calls.iter().filter(|c| c.starts_with("trainer")).count(),
-        3,
+        4,
         "{calls:#?}"
     );
+    let finetune = calls
+        .iter()
+        .find(|c| c.starts_with("trainer finetune --task mr"))
+        .expect("the demo ends downstream");
+    assert!(finetune.contains("--init pretrained,random"), "{finetune}");
 
     let out = b.run("test", &[]);
     ok("test", &out);
