@@ -140,9 +140,15 @@ fn single(a: &[String]) -> Output {
 
 /// `torchrun --standalone --nproc-per-node N --no-python PROGRAM ARGS` (a free port each time).
 fn torchrun_cmd(n: usize, program: &Path, a: &[String]) -> Command {
+    torchrun_with(n, &[], program, a)
+}
+
+/// [`torchrun_cmd`] with more of torchrun's own options (`--max-restarts=1`).
+fn torchrun_with(n: usize, launcher: &[&str], program: &Path, a: &[String]) -> Command {
     let mut c = Command::new("python3");
     c.args(["-m", "torch.distributed.run", "--standalone"])
         .arg(format!("--nproc-per-node={n}"))
+        .args(launcher)
         .args(["--no-python", s(program)])
         .args(a)
         .env("OMP_WAIT_POLICY", "passive");
@@ -237,6 +243,88 @@ fn two_ranks_train_the_same_weights_as_one_process_and_across_resumes() {
         &two_accum,
         "2 ranks x 4 vs 1 x 8, 2 micro-batches per update",
     );
+}
+
+/// The tensors of a checkpoint's `model.safetensors` (the last checkpoint of `run_dir`).
+fn last_checkpoint_weights(run_dir: &Path) -> Vec<(String, tch::Tensor)> {
+    let dir = run_dir.join("checkpoints");
+    let last = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("step-"))
+        .max()
+        .unwrap_or_else(|| panic!("no checkpoint in {}", dir.display()));
+    let mut t = tch::Tensor::read_safetensors(dir.join(last).join("model.safetensors")).unwrap();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+/// Elastic restarts: `--resume auto` and one command line for every attempt. Under
+/// `torchrun --max-restarts 1`, rank 1 SIGKILLs itself as update 8 starts (the last checkpoint
+/// is at 5); the agent restarts the group, which resumes the run folder and finishes with the
+/// same weights (bit for bit) and the same losses and gradient norms in metrics.jsonl as an
+/// uninterrupted 2-rank run. A relaunch with a different world size (1 process stopped after 6
+/// updates, then 2 ranks with `--resume auto`) matches it within `SAME`; a folder holding
+/// another run is refused.
+#[test]
+fn a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_exactly() {
+    let d = fixture();
+    let runs = d.join("runs-elastic");
+    let steps = ["--max-steps", "12", "--resume", "auto"];
+    // Uninterrupted (--resume auto on a new folder starts the run).
+    let reference = runs.join("reference");
+    let out = ok(torchrun(2, &args(&reference, "8", &steps)));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("holds no run: starting it"), "{log}");
+
+    // Killed once at update 8, restarted by the agent with the same command line.
+    let elastic = runs.join("elastic");
+    let out = torchrun_with(
+        2,
+        &["--max-restarts=1"],
+        &binary("trainer"),
+        &args(&elastic, "8", &steps),
+    )
+    .env("FAST_ELECTRA_TEST_DIE_AT_UPDATE", "8")
+    .output()
+    .expect("running torchrun");
+    let log = ok(out).stderr;
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("rank 1: SIGKILL at update 8"), "{log}");
+    assert!(elastic.join(".test-died-at-update-8").exists());
+    assert!(
+        log.contains("holds a run: continuing it") && log.contains("at step 5"),
+        "{log}"
+    );
+    assert_eq!(updates(&elastic), updates(&reference));
+    assert_eq!(updates(&elastic).len(), 12);
+    let (a, b) = (
+        last_checkpoint_weights(&reference),
+        last_checkpoint_weights(&elastic),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after the restart");
+    }
+
+    // Another run in the folder is refused, --resume auto or not.
+    let other = [&steps[..], &["--weight-decay", "0.02"]].concat();
+    let e = err(single(&args(&elastic, "16", &other)));
+    assert!(e.contains("run.json") && e.contains("weight_decay"), "{e}");
+
+    // A relaunch on another world size: 1 process stops after 6 updates (checkpoint at 5),
+    // 2 ranks continue with the same --resume auto.
+    let relaunch = runs.join("one-then-two");
+    let stop = [&steps[..], &["--debug-stop-after", "6"]].concat();
+    ok(single(&args(&relaunch, "16", &stop)));
+    ok(torchrun(2, &args(&relaunch, "8", &steps)));
+    assert_same(
+        &reference,
+        &relaunch,
+        "--resume auto: 1 process then 2 ranks",
+    );
+    std::fs::remove_dir_all(&runs).unwrap();
 }
 
 /// A free TCP port on the loopback interface.

@@ -93,9 +93,12 @@ pub struct TrainArgs {
     /// Seed of initialisation, shuffling, dropout and MLM masking.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Continue the run in --run-dir (required then) from its latest checkpoint.
-    #[arg(long)]
-    pub resume: bool,
+    /// Continue the run in --run-dir (required then) from its latest checkpoint. `--resume auto`:
+    /// continue it when the folder holds a run (the same run: run.json must match), start it
+    /// when the folder is new or empty; one command line for the first launch and every
+    /// relaunch (`torchrun --max-restarts N`, a requeued job).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "always", value_name = "auto")]
+    pub resume: Option<ResumeMode>,
     /// When the updates need more rows than the epochs hold, pass over the last epoch again
     /// (reshuffled) instead of failing.
     #[arg(long)]
@@ -140,6 +143,16 @@ pub struct TrainArgs {
     pub debug_nan_at_step: Option<u64>,
     #[command(flatten)]
     pub objective_args: crate::objectives::args::ObjectiveArgs,
+}
+
+/// `--resume` (always: the folder must hold the run) or `--resume auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResumeMode {
+    /// `--resume`: continue the run the folder holds.
+    #[value(hide = true)]
+    Always,
+    /// `--resume auto`: continue the run the folder holds, or start it in a new or empty folder.
+    Auto,
 }
 
 /// The format of a run's export (`--export-format`).

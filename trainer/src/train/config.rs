@@ -27,7 +27,14 @@ pub struct DebugFlags {
     pub stop_after: Option<u64>,
     /// Make the loss of this update (1-based) NaN.
     pub nan_at_step: Option<u64>,
+    /// `FAST_ELECTRA_TEST_DIE_AT_UPDATE=K` (environment, so that a restarted group sees the
+    /// same command line): rank 1 SIGKILLs itself as update K starts, once per run folder
+    /// (a marker file in the run folder remembers it), to test elastic restarts.
+    pub die_at_update: Option<u64>,
 }
+
+/// The environment variable behind [`DebugFlags::die_at_update`].
+pub const DIE_AT_UPDATE_ENV: &str = "FAST_ELECTRA_TEST_DIE_AT_UPDATE";
 
 /// Where the TensorBoard event files go (`--tensorboard-dir`, `--no-tensorboard`).
 #[derive(Debug, Clone, PartialEq)]
@@ -99,7 +106,8 @@ pub struct TrainConfig {
     /// Check every shard's SHA-256 against its manifest before training.
     pub verify_shards: bool,
     pub run_dir: RunDirChoice,
-    pub resume: bool,
+    /// `--resume` / `--resume auto` (None: a fresh run).
+    pub resume: Option<crate::train::args::ResumeMode>,
     /// `--max-steps`; None: as many updates as one pass over the data gives.
     pub max_steps: Option<u64>,
     pub hyper: Hyper,
@@ -192,10 +200,10 @@ impl TryFrom<&TrainArgs> for TrainConfig {
         let launch = crate::dist::launch_from_env()?;
         let run_dir = match (&a.run_dir, a.resume) {
             (Some(d), _) => RunDirChoice::Given(d.clone()),
-            (None, true) => bail!(
+            (None, Some(_)) => bail!(
                 "--resume: expected --run-dir naming the run to continue, found none (a default run folder is always a new one)"
             ),
-            (None, false) => RunDirChoice::Default,
+            (None, None) => RunDirChoice::Default,
         };
         Ok(Self {
             objective: a.objective,
@@ -245,6 +253,14 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 debug: DebugFlags {
                     stop_after: a.debug_stop_after,
                     nan_at_step: a.debug_nan_at_step,
+                    die_at_update: match std::env::var(DIE_AT_UPDATE_ENV) {
+                        Ok(v) => Some(v.trim().parse().map_err(|_| {
+                            anyhow::anyhow!(
+                                "environment variable {DIE_AT_UPDATE_ENV}={v:?}: expected an update number"
+                            )
+                        })?),
+                        Err(_) => None,
+                    },
                 },
             },
             objective_args: a.objective_args.clone(),
@@ -292,7 +308,7 @@ mod tests {
         assert_eq!(c.runtime.device, Device::Cpu);
         assert_eq!(c.runtime.peak_flops, None);
         assert_eq!(c.runtime.tensorboard, TensorBoardDir::InRun);
-        assert!(c.verify_shards && !c.resume);
+        assert!(c.verify_shards && c.resume.is_none());
         let c = parse(&[
             "--run-dir",
             "r",
@@ -392,6 +408,21 @@ mod tests {
     fn resume_needs_a_run_dir() {
         let e = parse(&["--resume"]).unwrap_err().to_string();
         assert!(e.contains("--resume: expected --run-dir"), "{e}");
-        assert!(parse(&["--resume", "--run-dir", "runs/a"]).unwrap().resume);
+        use crate::train::args::ResumeMode;
+        let mode = |extra: &[&str]| parse(extra).unwrap().resume;
+        assert_eq!(
+            mode(&["--resume", "--run-dir", "runs/a"]),
+            Some(ResumeMode::Always)
+        );
+        assert_eq!(
+            mode(&["--run-dir", "runs/a", "--resume"]),
+            Some(ResumeMode::Always)
+        );
+        assert_eq!(
+            mode(&["--resume", "auto", "--run-dir", "runs/a"]),
+            Some(ResumeMode::Auto)
+        );
+        let e = parse(&["--resume", "auto"]).unwrap_err().to_string();
+        assert!(e.contains("--resume: expected --run-dir"), "{e}");
     }
 }

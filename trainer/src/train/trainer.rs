@@ -242,6 +242,7 @@ impl Trainer {
     /// (seed, step)), then clipping, the AdamW step and the schedule. Losses and gradient norms
     /// stay on the device until the next sync.
     pub fn train_step(&mut self) -> anyhow::Result<()> {
+        self.maybe_die();
         let k = self.run.hyper.grad_accum;
         let device = self.runtime.device;
         // Dropout masks (both steps): rank 0 keeps the single-process rule, the other ranks
@@ -304,6 +305,33 @@ impl Trainer {
         self.interval.grad_norms.push(norm);
         self.bar.set_position(self.step);
         Ok(())
+    }
+
+    /// Testing aid ([`super::config::DebugFlags::die_at_update`]): rank 1 SIGKILLs itself as
+    /// update K starts, the first time only (a marker file in the run folder).
+    fn maybe_die(&self) {
+        let Some(k) = self.runtime.debug.die_at_update else {
+            return;
+        };
+        if self.parallel.rank != 1 || self.step + 1 != k {
+            return;
+        }
+        let marker = self.outputs.dir().join(format!(".test-died-at-update-{k}"));
+        if marker.exists() {
+            return;
+        }
+        if std::fs::write(&marker, b"").is_err() {
+            return;
+        }
+        eprintln!(
+            "trainer: rank 1: SIGKILL at update {k} ({})",
+            super::config::DIE_AT_UPDATE_ENV
+        );
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
+        std::thread::sleep(Duration::from_secs(60));
     }
 
     /// Syncs the interval (stopping on a non-finite loss or norm) and writes its metrics line.
