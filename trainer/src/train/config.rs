@@ -64,6 +64,9 @@ pub struct Runtime {
     pub peak_flops: Option<f64>,
     /// `--step`: autograd or the hand-written step.
     pub step: crate::fused::StepKind,
+    /// `--bucket-mb` in bytes (0: one all-reduce after the backward pass), `--grad-comm bf16`,
+    /// `--comm-timing`.
+    pub buckets: crate::ext::ReducerOptions,
     /// Where the TensorBoard event files go.
     pub tensorboard: TensorBoardDir,
     pub debug: DebugFlags,
@@ -194,6 +197,12 @@ impl TryFrom<&TrainArgs> for TrainConfig {
         if a.shards.is_empty() {
             bail!("--shards: expected at least one folder, found none");
         }
+        if !(a.bucket_mb.is_finite() && a.bucket_mb >= 0.0) {
+            bail!(
+                "--bucket-mb: expected a non-negative number of MB, found {}",
+                a.bucket_mb
+            );
+        }
         if a.dist_timeout == 0 {
             bail!("--dist-timeout: expected a positive number of seconds, found 0");
         }
@@ -245,6 +254,11 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 loader_threads: a.loader_threads,
                 peak_flops: a.peak_tflops.map(|t| t * 1e12),
                 step: a.step,
+                buckets: crate::ext::ReducerOptions {
+                    bucket_bytes: (a.bucket_mb * 1024.0 * 1024.0) as i64,
+                    bf16: a.grad_comm == crate::train::args::GradComm::Bf16,
+                    timing: a.comm_timing,
+                },
                 tensorboard: match (&a.tensorboard_dir, a.no_tensorboard) {
                     (_, true) => TensorBoardDir::Off,
                     (Some(d), false) => TensorBoardDir::Given(d.clone()),
