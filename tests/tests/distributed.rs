@@ -260,7 +260,8 @@ fn comm_timings(run_dir: &Path) -> Vec<Value> {
 /// process and against the flat all-reduce after the backward pass (`--bucket-mb 0`): small
 /// buckets (several per update) with and without `--grad-accum 2`, and 3 ranks, train what one
 /// process trains within `SAME`; with 2 ranks the losses and gradient norms equal the flat
-/// all-reduce's exactly. `--comm-timing` shows buckets launched before the backward pass ends.
+/// all-reduce's exactly. `--comm-timing` shows buckets launched before the backward pass ends
+/// (in every update, also after the Reducer re-formed its buckets in gradient-ready order).
 /// `--grad-comm bf16` trains close to fp32 (the difference is logged).
 #[test]
 fn bucketed_all_reduce_overlaps_the_backward_pass_and_trains_the_same_weights() {
@@ -279,6 +280,10 @@ fn bucketed_all_reduce_overlaps_the_backward_pass_and_trains_the_same_weights() 
     let out = ok(torchrun(2, &args(&buckets, "8", &small)));
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(log.contains("by c10d's Reducer: 3 buckets"), "{log}");
+    assert!(
+        log.contains("in the order the gradients became ready: 2 buckets"),
+        "{log}"
+    );
     assert_same(&one, &buckets, "2 ranks, 3 buckets vs 1 process");
     assert_eq!(
         updates(&buckets),
@@ -292,16 +297,18 @@ fn bucketed_all_reduce_overlaps_the_backward_pass_and_trains_the_same_weights() 
     for t in &timings {
         let launch: Vec<f64> = serde_json::from_value(t["launch_ms"].clone()).unwrap();
         let done: Vec<f64> = serde_json::from_value(t["done_ms"].clone()).unwrap();
-        assert_eq!(launch.len(), 3, "{t}");
+        // 3 buckets in the first update, 2 after the Reducer re-formed them in ready order.
+        let n = launch.len();
+        assert!(n >= 2, "{t}");
         assert!(
-            launch[0] < 0.0 && launch[1] < 0.0 && launch[2] == 0.0,
+            launch[..n - 1].iter().all(|&x| x < 0.0) && launch[n - 1] == 0.0,
             "{t}"
         );
         assert!(t["tail_ms"].as_f64().unwrap() >= 0.0, "{t}");
         hidden += done.iter().filter(|&&x| x < 0.0).count();
     }
     eprintln!(
-        "--comm-timing: {hidden} of 60 bucket all-reduces done before the last gradient; last update {}",
+        "--comm-timing: {hidden} bucket all-reduces done before the last gradient in 20 updates; last update {}",
         timings[19]
     );
 

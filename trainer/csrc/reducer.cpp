@@ -9,14 +9,14 @@
 // DDP's no_sync) only accumulate.
 //
 // The call sequence follows torch/nn/parallel/distributed.py: bucket assignment with
-// compute_bucket_assignment_by_size (a 1 MiB first bucket, then `bucket_bytes`) over the
-// parameters in forward order, the bucket list reversed (the last layers' gradients are ready
-// first), and before each synchronising pass prepare_for_forward and prepare_for_backward. DDP
-// also calls rebuild_buckets once after the first pass (buckets re-formed in the order the
-// gradients became ready); here that put every gradient of the tiny test model into one bucket
-// (2 M elements, despite the 1 MiB and --bucket-mb caps: not understood), which removes the
-// overlap, so the trainer keeps the assignment it gives (crate::parallel orders the
-// parameters).
+// compute_bucket_assignment_by_size (a first bucket of at most 1 MiB, then `bucket_bytes`) over
+// the parameters in forward order, the bucket list reversed (the last layers' gradients are
+// ready first), and before each synchronising pass prepare_for_forward, rebuild_buckets (once,
+// after the first pass: the buckets re-formed in the order the gradients became ready, with the
+// same caps) and prepare_for_backward. The first bucket's cap is min(1 MiB, bucket_bytes): DDP
+// uses 1 MiB with its default cap and the given cap otherwise; without the min, a model whose
+// gradients other than the word embeddings' fit in 1 MiB (the tiny test model) would get one
+// bucket after the rebuild, the embeddings' gradient being ready last.
 //
 // A comm hook of our own (`FeHook`) replaces the default all-reduce when asked: bf16 compression
 // (torch 2.11's C++ builtins have only ALLREDUCE and FP16_COMPRESS; this is Python's
@@ -121,7 +121,8 @@ char* fe_reducer_new(FePg* backend, FeStore* store, int rank, int size, bool cud
       tensors.push_back(*params[i]);
       param_names[i] = names[i];
     }
-    const int64_t first_bucket = 1024 * 1024;  // torch.distributed._DEFAULT_FIRST_BUCKET_BYTES
+    // torch.distributed._DEFAULT_FIRST_BUCKET_BYTES, or the cap when smaller.
+    const int64_t first_bucket = std::min<int64_t>(1024 * 1024, bucket_bytes);
     std::vector<size_t> limits{static_cast<size_t>(first_bucket), static_cast<size_t>(bucket_bytes)};
     std::vector<bool> sparse(n, false);
     auto [buckets, per_bucket_limits] =
@@ -150,6 +151,9 @@ size_t fe_reducer_buckets(FeReducer* r) { return r->buckets; }
 char* fe_reducer_prepare(FeReducer* r) {
   return fe::guard([&] {
     r->reducer->prepare_for_forward();
+    if (r->reducer->rebuild_buckets()) {
+      r->buckets = r->reducer->get_grad_buckets(false).size();
+    }
     r->reducer->prepare_for_backward({});
   });
 }

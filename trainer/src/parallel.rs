@@ -110,7 +110,7 @@ impl Parallel {
         let r = d.reducer(&params, &names, opts)?;
         if self.rank == 0 {
             eprintln!(
-                "trainer: gradients all-reduced during the backward pass by c10d's Reducer: {} buckets of at most {:.1} MB{}",
+                "trainer: gradients all-reduced during the backward pass by c10d's Reducer: {} buckets of at most {:.2} MB{}",
                 r.buckets(),
                 opts.bucket_bytes as f64 / 1e6,
                 if opts.bf16 { ", sent in bf16" } else { "" }
@@ -128,10 +128,18 @@ impl Parallel {
     /// Before the forward and backward pass whose gradients are to be all-reduced (the last
     /// micro-batch of an update); the earlier ones only accumulate (DDP's no_sync).
     pub fn before_sync_backward(&mut self) -> anyhow::Result<()> {
-        match &mut self.reducer {
-            Some(r) => r.prepare(),
-            None => Ok(()),
+        let Some(r) = &mut self.reducer else {
+            return Ok(());
+        };
+        let before = r.buckets();
+        r.prepare()?;
+        if r.buckets() != before && self.rank == 0 {
+            eprintln!(
+                "trainer: the Reducer re-formed its buckets in the order the gradients became ready: {} buckets",
+                r.buckets()
+            );
         }
+        Ok(())
     }
 
     /// The Reducer's bucket times of the last synchronised backward pass (timing on).
