@@ -279,9 +279,9 @@ fn bucketed_all_reduce_overlaps_the_backward_pass_and_trains_the_same_weights() 
     let buckets = runs.join("buckets");
     let out = ok(torchrun(2, &args(&buckets, "8", &small)));
     let log = String::from_utf8_lossy(&out.stderr);
-    assert!(log.contains("by c10d's Reducer: 3 buckets"), "{log}");
+    assert!(log.contains("by c10d's Reducer: 3 bucket(s)"), "{log}");
     assert!(
-        log.contains("in the order the gradients became ready: 2 buckets"),
+        log.contains("in the order the gradients became ready: 2 bucket(s)"),
         "{log}"
     );
     assert_same(&one, &buckets, "2 ranks, 3 buckets vs 1 process");
@@ -678,6 +678,30 @@ fn bad_launches_are_refused_naming_the_variable_or_flag() {
     );
     assert!(
         !d.join("runs-bad/x/metrics.jsonl").exists() || updates(&d.join("runs-bad/x")).is_empty()
+    );
+
+    // Different gradient communication (not part of run.json): refused before the run folder
+    // is written, naming both.
+    let script = d.join("different-grad-comm.sh");
+    let mut cmd = format!("exec {}", s(&binary("trainer")));
+    for a in &base {
+        cmd.push_str(&format!(" '{a}'"));
+    }
+    cmd.push_str(" --grad-comm \"$GC\"");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nGC=fp32\nif [ \"$RANK\" = 1 ]; then GC=bf16; fi\n{cmd}\n"),
+    )
+    .unwrap();
+    let out = torchrun_cmd(2, Path::new("sh"), &[s(&script).to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("different gradient communication")
+            && e.contains("rank 0 has --step autograd --bucket-mb 25 --grad-comm fp32"),
+        "{e}"
     );
 
     // The process group itself: all-reduce, broadcast, barrier across 2 processes.

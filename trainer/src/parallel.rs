@@ -110,13 +110,27 @@ impl Parallel {
         let r = d.reducer(&params, &names, opts)?;
         if self.rank == 0 {
             eprintln!(
-                "trainer: gradients all-reduced during the backward pass by c10d's Reducer: {} buckets of at most {:.2} MB{}",
+                "trainer: gradients all-reduced during the backward pass by c10d's Reducer: {} bucket(s) of at most {:.2} MB{}",
                 r.buckets(),
                 opts.bucket_bytes as f64 / 1e6,
                 if opts.bf16 { ", sent in bf16" } else { "" }
             );
         }
         self.reducer = Some(r);
+        Ok(())
+    }
+
+    /// Refuses to start when this rank's gradient communication (`what`: `--step`,
+    /// `--bucket-mb`, `--grad-comm`) differs from rank 0's: the ranks' collectives would not
+    /// match.
+    pub fn check_same_comm(&mut self, what: String) -> anyhow::Result<()> {
+        let theirs = self.shared_from_rank0("grad-comm", what.clone())?;
+        if theirs != what {
+            bail!(
+                "rank {}: the ranks were started with different gradient communication: rank 0 has {theirs}, this rank {what}",
+                self.rank
+            );
+        }
         Ok(())
     }
 
@@ -135,7 +149,7 @@ impl Parallel {
         r.prepare()?;
         if r.buckets() != before && self.rank == 0 {
             eprintln!(
-                "trainer: the Reducer re-formed its buckets in the order the gradients became ready: {} buckets",
+                "trainer: the Reducer re-formed its buckets in the order the gradients became ready: {} bucket(s)",
                 r.buckets()
             );
         }
@@ -231,5 +245,32 @@ fn flag_of(field: &str) -> String {
         "batch_size" => "--batch-size x world size".into(),
         "total_steps" => "--max-steps, or the data it implies".into(),
         other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forward_order;
+
+    #[test]
+    fn parameters_sort_in_forward_order() {
+        let mut names = vec![
+            "discriminator_predictions.dense.weight",
+            "electra.encoder.layer.10.output.dense.bias",
+            "electra.encoder.layer.2.attention.self.query.weight",
+            "electra.embeddings.word_embeddings.weight",
+            "electra.encoder.layer.0.output.LayerNorm.weight",
+        ];
+        names.sort_by_cached_key(|n| forward_order(n));
+        assert_eq!(
+            names,
+            [
+                "electra.embeddings.word_embeddings.weight",
+                "electra.encoder.layer.0.output.LayerNorm.weight",
+                "electra.encoder.layer.2.attention.self.query.weight",
+                "electra.encoder.layer.10.output.dense.bias",
+                "discriminator_predictions.dense.weight",
+            ]
+        );
     }
 }

@@ -241,6 +241,18 @@ impl Setup {
             None => Parallel::single(),
         };
         parallel.check_same_config(&serde_json::to_value(&run)?)?;
+        if parallel.world > 1 {
+            let b = c.runtime.buckets;
+            parallel.check_same_comm(format!(
+                "--step {} --bucket-mb {} --grad-comm {}",
+                match c.runtime.step {
+                    crate::fused::StepKind::Autograd => "autograd",
+                    _ => "fused",
+                },
+                b.bucket_bytes as f64 / (1024.0 * 1024.0),
+                if b.bf16 { "bf16" } else { "fp32" }
+            ))?;
+        }
         let (outputs, resume_from) = prepare_outputs(&c, &run, spec.name, &mut parallel)?;
         tch::manual_seed(crate::rng::init_seed(c.hyper.seed));
         let objective = (spec.build)(&ObjectiveInit {

@@ -139,6 +139,7 @@ impl Trainer {
         let buckets = s.runtime.buckets;
         if parallel.world > 1 {
             let autograd = s.runtime.step == crate::fused::StepKind::Autograd;
+
             if autograd && buckets.bucket_bytes > 0 {
                 parallel.use_reducer(s.objective.vars(), buckets)?;
             } else if buckets.bf16 || buckets.timing {
