@@ -4,7 +4,8 @@
 //!
 //! - `optim.cpp`: `at::_fused_adamw_`; `dist.cpp`: TCPStore, Gloo process group, collectives
 //!   (needs `-DUSE_C10D_GLOO` and the gloo interface headers vendored in
-//!   `csrc/third_party/gloo`, which the wheel does not ship); `nccl.cpp`: the NCCL process group.
+//!   `csrc/third_party/gloo`, which the wheel does not ship); `reducer.cpp`: c10d's DDP `Reducer`
+//!   (bucketed all-reduce overlapped with the backward pass); `nccl.cpp`: the NCCL process group.
 //! - `nccl.cpp` is compiled with NCCL only when the wheel's CUDA dependencies provide
 //!   `nvidia/cu13/include` (with `crt/`, from `nvidia-cuda-crt`) and `nvidia/nccl/include`, and
 //!   libtorch_cuda.so is present; else as a stub whose process group reports "built without
@@ -25,6 +26,7 @@ fn main() {
         "csrc/dist.h",
         "csrc/optim.cpp",
         "csrc/dist.cpp",
+        "csrc/reducer.cpp",
         "csrc/nccl.cpp",
         "csrc/stream.cpp",
         "csrc/third_party/gloo",
@@ -57,6 +59,7 @@ fn main() {
         .flag("-w")
         .file("csrc/optim.cpp")
         .file("csrc/dist.cpp")
+        .file("csrc/reducer.cpp")
         .file("csrc/nccl.cpp")
         .file("csrc/stream.cpp");
     let nccl = nccl_include_dirs(&root, &lib);

@@ -140,9 +140,15 @@ fn single(a: &[String]) -> Output {
 
 /// `torchrun --standalone --nproc-per-node N --no-python PROGRAM ARGS` (a free port each time).
 fn torchrun_cmd(n: usize, program: &Path, a: &[String]) -> Command {
+    torchrun_with(n, &[], program, a)
+}
+
+/// [`torchrun_cmd`] with more of torchrun's own options (`--max-restarts=1`).
+fn torchrun_with(n: usize, launcher: &[&str], program: &Path, a: &[String]) -> Command {
     let mut c = Command::new("python3");
     c.args(["-m", "torch.distributed.run", "--standalone"])
         .arg(format!("--nproc-per-node={n}"))
+        .args(launcher)
         .args(["--no-python", s(program)])
         .args(a)
         .env("OMP_WAIT_POLICY", "passive");
@@ -237,6 +243,208 @@ fn two_ranks_train_the_same_weights_as_one_process_and_across_resumes() {
         &two_accum,
         "2 ranks x 4 vs 1 x 8, 2 micro-batches per update",
     );
+}
+
+/// The `allreduce` objects of a run's `train` lines (`--comm-timing`).
+fn comm_timings(run_dir: &Path) -> Vec<Value> {
+    std::fs::read_to_string(run_dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["split"] == "train")
+        .map(|v| v["allreduce"].clone())
+        .collect()
+}
+
+/// The bucketed all-reduce (c10d's DDP Reducer, the default `--bucket-mb 25`) against one
+/// process and against the flat all-reduce after the backward pass (`--bucket-mb 0`): small
+/// buckets (several per update) with and without `--grad-accum 2`, and 3 ranks, train what one
+/// process trains within `SAME`; with 2 ranks the losses and gradient norms equal the flat
+/// all-reduce's exactly. `--comm-timing` shows buckets launched before the backward pass ends
+/// (in every update, also after the Reducer re-formed its buckets in gradient-ready order).
+/// `--grad-comm bf16` trains close to fp32 (the difference is logged).
+#[test]
+fn bucketed_all_reduce_overlaps_the_backward_pass_and_trains_the_same_weights() {
+    let d = fixture();
+    let runs = d.join("runs-buckets");
+    let steps = ["--max-steps", "20", "--clip-norm", CLIP];
+    let one = runs.join("one");
+    ok(single(&args(&one, "16", &steps)));
+    let flat = runs.join("flat");
+    ok(torchrun(
+        2,
+        &args(&flat, "8", &[&steps[..], &["--bucket-mb", "0"]].concat()),
+    ));
+    let small = [&steps[..], &["--bucket-mb", "0.25", "--comm-timing"]].concat();
+    let buckets = runs.join("buckets");
+    let out = ok(torchrun(2, &args(&buckets, "8", &small)));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("by c10d's Reducer: 3 bucket(s)"), "{log}");
+    assert!(
+        log.contains("in the order the gradients became ready: 2 bucket(s)"),
+        "{log}"
+    );
+    assert_same(&one, &buckets, "2 ranks, 3 buckets vs 1 process");
+    assert_eq!(
+        updates(&buckets),
+        updates(&flat),
+        "buckets vs one flat all-reduce"
+    );
+    // Overlap: every update launched its earlier buckets before its last gradient.
+    let timings = comm_timings(&buckets);
+    assert_eq!(timings.len(), 20);
+    let mut hidden = 0;
+    for t in &timings {
+        let launch: Vec<f64> = serde_json::from_value(t["launch_ms"].clone()).unwrap();
+        let done: Vec<f64> = serde_json::from_value(t["done_ms"].clone()).unwrap();
+        // 3 buckets in the first update, 2 after the Reducer re-formed them in ready order.
+        let n = launch.len();
+        assert!(n >= 2, "{t}");
+        assert!(
+            launch[..n - 1].iter().all(|&x| x < 0.0) && launch[n - 1] == 0.0,
+            "{t}"
+        );
+        assert!(t["tail_ms"].as_f64().unwrap() >= 0.0, "{t}");
+        hidden += done.iter().filter(|&&x| x < 0.0).count();
+    }
+    eprintln!(
+        "--comm-timing: {hidden} bucket all-reduces done before the last gradient in 20 updates; last update {}",
+        timings[19]
+    );
+
+    // Gradient accumulation: the first micro-batch only accumulates (no_sync).
+    let accum = [
+        "--max-steps",
+        "10",
+        "--clip-norm",
+        CLIP,
+        "--bucket-mb",
+        "0.25",
+        "--grad-accum",
+        "2",
+    ];
+    let one_accum = runs.join("one-accum");
+    ok(single(&args(&one_accum, "8", &accum)));
+    let two_accum = runs.join("two-accum");
+    ok(torchrun(2, &args(&two_accum, "4", &accum)));
+    assert_same(
+        &one_accum,
+        &two_accum,
+        "2 ranks x 4, 3 buckets, 2 micro-batches per update",
+    );
+
+    // 3 ranks of 5 against one process of 15.
+    let one15 = runs.join("one-15");
+    ok(single(&args(&one15, "15", &steps)));
+    let three = runs.join("three");
+    ok(torchrun(3, &args(&three, "5", &small)));
+    assert_same(&one15, &three, "3 ranks x 5, 3 buckets vs 1 process");
+
+    // bf16 all-reduce: close to fp32, not equal.
+    let bf16 = runs.join("bf16");
+    ok(torchrun(
+        2,
+        &args(&bf16, "8", &[&small[..], &["--grad-comm", "bf16"]].concat()),
+    ));
+    let (a, b) = (updates(&buckets), updates(&bf16));
+    let last = |u: &[e2e_tests::support::equivalence::Update]| u.last().unwrap().loss;
+    let diff = (last(&a) - last(&b)).abs();
+    eprintln!(
+        "--grad-comm bf16: final loss {} vs fp32 {} (difference {diff:.2e}, relative {:.2e})",
+        last(&b),
+        last(&a),
+        diff / last(&a)
+    );
+    assert!(a != b, "bf16 changed nothing");
+    assert!(
+        diff / last(&a) < 0.05,
+        "bf16 final loss {} vs {}",
+        last(&b),
+        last(&a)
+    );
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+/// The tensors of a checkpoint's `model.safetensors` (the last checkpoint of `run_dir`).
+fn last_checkpoint_weights(run_dir: &Path) -> Vec<(String, tch::Tensor)> {
+    let dir = run_dir.join("checkpoints");
+    let last = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("step-"))
+        .max()
+        .unwrap_or_else(|| panic!("no checkpoint in {}", dir.display()));
+    let mut t = tch::Tensor::read_safetensors(dir.join(last).join("model.safetensors")).unwrap();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
+/// Elastic restarts: `--resume auto` and one command line for every attempt. Under
+/// `torchrun --max-restarts 1`, rank 1 SIGKILLs itself as update 8 starts (the last checkpoint
+/// is at 5); the agent restarts the group, which resumes the run folder and finishes with the
+/// same weights (bit for bit) and the same losses and gradient norms in metrics.jsonl as an
+/// uninterrupted 2-rank run. A relaunch with a different world size (1 process stopped after 6
+/// updates, then 2 ranks with `--resume auto`) matches it within `SAME`; a folder holding
+/// another run is refused.
+#[test]
+fn a_killed_rank_is_restarted_by_torchrun_and_the_run_resumes_exactly() {
+    let d = fixture();
+    let runs = d.join("runs-elastic");
+    let steps = ["--max-steps", "12", "--resume", "auto"];
+    // Uninterrupted (--resume auto on a new folder starts the run).
+    let reference = runs.join("reference");
+    let out = ok(torchrun(2, &args(&reference, "8", &steps)));
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(log.contains("holds no run: starting it"), "{log}");
+
+    // Killed once at update 8, restarted by the agent with the same command line.
+    let elastic = runs.join("elastic");
+    let out = torchrun_with(
+        2,
+        &["--max-restarts=1"],
+        &binary("trainer"),
+        &args(&elastic, "8", &steps),
+    )
+    .env("FAST_ELECTRA_TEST_DIE_AT_UPDATE", "8")
+    .output()
+    .expect("running torchrun");
+    let log = ok(out).stderr;
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("rank 1: SIGKILL at update 8"), "{log}");
+    assert!(elastic.join(".test-died-at-update-8").exists());
+    assert!(
+        log.contains("holds a run: continuing it") && log.contains("at step 5"),
+        "{log}"
+    );
+    assert_eq!(updates(&elastic), updates(&reference));
+    assert_eq!(updates(&elastic).len(), 12);
+    let (a, b) = (
+        last_checkpoint_weights(&reference),
+        last_checkpoint_weights(&elastic),
+    );
+    assert_eq!(a.len(), b.len());
+    for ((na, ta), (nb, tb)) in a.iter().zip(&b) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after the restart");
+    }
+
+    // Another run in the folder is refused, --resume auto or not.
+    let other = [&steps[..], &["--weight-decay", "0.02"]].concat();
+    let e = err(single(&args(&elastic, "16", &other)));
+    assert!(e.contains("run.json") && e.contains("weight_decay"), "{e}");
+
+    // A relaunch on another world size: 1 process stops after 6 updates (checkpoint at 5),
+    // 2 ranks continue with the same --resume auto.
+    let relaunch = runs.join("one-then-two");
+    let stop = [&steps[..], &["--debug-stop-after", "6"]].concat();
+    ok(single(&args(&relaunch, "16", &stop)));
+    ok(torchrun(2, &args(&relaunch, "8", &steps)));
+    assert_same(
+        &reference,
+        &relaunch,
+        "--resume auto: 1 process then 2 ranks",
+    );
+    std::fs::remove_dir_all(&runs).unwrap();
 }
 
 /// A free TCP port on the loopback interface.
@@ -470,6 +678,30 @@ fn bad_launches_are_refused_naming_the_variable_or_flag() {
     );
     assert!(
         !d.join("runs-bad/x/metrics.jsonl").exists() || updates(&d.join("runs-bad/x")).is_empty()
+    );
+
+    // Different gradient communication (not part of run.json): refused before the run folder
+    // is written, naming both.
+    let script = d.join("different-grad-comm.sh");
+    let mut cmd = format!("exec {}", s(&binary("trainer")));
+    for a in &base {
+        cmd.push_str(&format!(" '{a}'"));
+    }
+    cmd.push_str(" --grad-comm \"$GC\"");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nGC=fp32\nif [ \"$RANK\" = 1 ]; then GC=bf16; fi\n{cmd}\n"),
+    )
+    .unwrap();
+    let out = torchrun_cmd(2, Path::new("sh"), &[s(&script).to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("different gradient communication")
+            && e.contains("rank 0 has --step autograd --bucket-mb 25 --grad-comm fp32"),
+        "{e}"
     );
 
     // The process group itself: all-reduce, broadcast, barrier across 2 processes.

@@ -19,7 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 use tch::Tensor;
 
-use crate::ext::{self, ProcessGroup, ReduceOp, Store};
+use crate::ext::{self, ProcessGroup, ReduceOp, Reducer, ReducerOptions, Store};
 
 /// Where this process sits in a launched group.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,6 +215,27 @@ impl Dist {
         self.wait(w, what)
     }
 
+    /// c10d's DDP Reducer over `params` (named `names`) in this group: the gradients are
+    /// all-reduced in buckets from autograd hooks during each prepared backward pass.
+    pub fn reducer(
+        &self,
+        params: &[Tensor],
+        names: &[String],
+        opts: ReducerOptions,
+    ) -> anyhow::Result<Reducer> {
+        Reducer::new(
+            &self.pg,
+            &self.store,
+            self.rank,
+            self.world_size,
+            self.nccl,
+            params,
+            names,
+            opts,
+        )
+        .with_context(|| format!("rank {}: building the DDP Reducer", self.rank))
+    }
+
     /// Waits until every rank got here.
     pub fn barrier(&mut self, what: &str) -> anyhow::Result<()> {
         let w = self.pg.barrier();
@@ -236,7 +257,7 @@ impl Dist {
     /// The error for a failed collective: this rank, the operation, c10d's message and the
     /// ranks whose heartbeat stopped. Also makes drop skip the process group's destructor
     /// (which would wait for the failed collective's peers).
-    fn failed(&mut self, what: &str, e: anyhow::Error) -> anyhow::Error {
+    pub fn failed(&mut self, what: &str, e: anyhow::Error) -> anyhow::Error {
         self.pg.leak();
         let lost = self.lost_ranks();
         anyhow::anyhow!(

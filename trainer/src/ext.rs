@@ -29,6 +29,10 @@ struct FePg {
 struct FeWork {
     _opaque: [u8; 0],
 }
+#[repr(C)]
+struct FeReducer {
+    _opaque: [u8; 0],
+}
 
 /// `at::Tensor*`, as tch's `Tensor::as_ptr` returns it.
 type TensorPtr = *mut c_void;
@@ -107,6 +111,34 @@ extern "C" {
     fn fe_pg_barrier(pg: *mut FePg, out: *mut *mut FeWork) -> *mut c_char;
     fn fe_work_wait(w: *mut FeWork, timeout_ms: i64) -> *mut c_char;
     fn fe_work_free(w: *mut FeWork);
+
+    #[allow(clippy::too_many_arguments)]
+    fn fe_reducer_new(
+        backend: *mut FePg,
+        store: *mut FeStore,
+        rank: c_int,
+        size: c_int,
+        cuda: bool,
+        params: *const TensorPtr,
+        names: *const *const c_char,
+        n: usize,
+        bucket_bytes: i64,
+        bf16: bool,
+        timing: bool,
+        out: *mut *mut FeReducer,
+    ) -> *mut c_char;
+    fn fe_reducer_free(r: *mut FeReducer);
+    fn fe_reducer_buckets(r: *mut FeReducer) -> usize;
+    fn fe_reducer_prepare(r: *mut FeReducer) -> *mut c_char;
+    fn fe_reducer_take_times(
+        r: *mut FeReducer,
+        index: *mut i64,
+        launched: *mut i64,
+        done: *mut i64,
+        cap: usize,
+        n: *mut usize,
+    ) -> *mut c_char;
+    fn fe_now_ns() -> i64;
 }
 
 /// Turns the C++ side's error convention (null = success, else a malloc'd message) into a
@@ -272,6 +304,131 @@ impl Drop for Store {
         // SAFETY: we own the handle; freed once. A process group made from this store holds
         // its own reference to the C++ store, so it stays valid for it.
         unsafe { fe_store_free(self.0.as_ptr()) }
+    }
+}
+
+/// The steady clock the reducer's bucket times are read on, in nanoseconds.
+pub fn now_ns() -> i64 {
+    // SAFETY: no arguments, reads a clock.
+    unsafe { fe_now_ns() }
+}
+
+/// How the [`Reducer`] sends a bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReducerOptions {
+    /// Bucket size cap in bytes (the first bucket is capped at 1 MiB, as DDP's).
+    pub bucket_bytes: i64,
+    /// Cast the bucket to bf16 for the all-reduce (after dividing by the world size).
+    pub bf16: bool,
+    /// Record each bucket's launch and completion time ([`Reducer::take_times`]).
+    pub timing: bool,
+}
+
+/// One bucket's all-reduce in a backward pass: its index and steady-clock launch and completion
+/// times ([`now_ns`]; completion 0 if it had not completed when read).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BucketTime {
+    pub bucket: i64,
+    pub launched_ns: i64,
+    pub done_ns: i64,
+}
+
+/// c10d's DDP `Reducer` over a model's parameters (`csrc/reducer.cpp`): bucketed gradient
+/// all-reduce launched from autograd hooks during the backward pass; the averaged gradients
+/// land in the parameters' `.grad`.
+pub struct Reducer(NonNull<FeReducer>);
+
+// SAFETY: the Reducer is driven from the thread that runs forward and backward (its hooks run
+// on autograd's threads, synchronised by its own mutex); the handle is only freed on drop.
+unsafe impl Send for Reducer {}
+
+impl Reducer {
+    /// A Reducer over `params` (leaf tensors requiring grad, named by `names`) in `group`,
+    /// made through `store` (rank `rank` of `size`; `cuda`: an NCCL group).
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        group: &ProcessGroup,
+        store: &Store,
+        rank: usize,
+        size: usize,
+        cuda: bool,
+        params: &[Tensor],
+        names: &[String],
+        opts: ReducerOptions,
+    ) -> anyhow::Result<Self> {
+        if params.len() != names.len() || params.is_empty() {
+            anyhow::bail!("Reducer: expected one name per parameter and at least one parameter");
+        }
+        let ptrs: Vec<TensorPtr> = params.iter().map(|t| t.as_ptr() as TensorPtr).collect();
+        let names: Vec<CString> = names.iter().map(|n| cstring(n)).collect::<Result<_, _>>()?;
+        let name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let mut out: *mut FeReducer = std::ptr::null_mut();
+        // SAFETY: live handles; `ptrs` point at tensors owned by `params` and `name_ptrs` at
+        // strings owned by `names`, all outliving the call (the C++ side copies the tensors,
+        // which share storage, and the names); `out` is written only on success.
+        check(unsafe {
+            fe_reducer_new(
+                group.pg.as_ptr(),
+                store.0.as_ptr(),
+                rank as c_int,
+                size as c_int,
+                cuda,
+                ptrs.as_ptr(),
+                name_ptrs.as_ptr(),
+                ptrs.len(),
+                opts.bucket_bytes,
+                opts.bf16,
+                opts.timing,
+                &mut out,
+            )
+        })?;
+        NonNull::new(out)
+            .map(Self)
+            .ok_or_else(|| anyhow!("fe_reducer_new returned no reducer"))
+    }
+
+    /// How many buckets the gradients travel in.
+    pub fn buckets(&self) -> usize {
+        // SAFETY: live handle.
+        unsafe { fe_reducer_buckets(self.0.as_ptr()) }
+    }
+
+    /// Call before a synchronising micro-batch's forward and backward pass (DDP's forward).
+    pub fn prepare(&mut self) -> anyhow::Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { fe_reducer_prepare(self.0.as_ptr()) })
+    }
+
+    /// The bucket times recorded since the last call (timing on), in launch order.
+    pub fn take_times(&mut self) -> anyhow::Result<Vec<BucketTime>> {
+        const CAP: usize = 4096;
+        let (mut i, mut l, mut d) = (vec![0i64; CAP], vec![0i64; CAP], vec![0i64; CAP]);
+        let mut n = 0usize;
+        // SAFETY: live handle; three buffers of CAP elements and a valid `n`.
+        check(unsafe {
+            fe_reducer_take_times(
+                self.0.as_ptr(),
+                i.as_mut_ptr(),
+                l.as_mut_ptr(),
+                d.as_mut_ptr(),
+                CAP,
+                &mut n,
+            )
+        })?;
+        Ok((0..n)
+            .map(|k| BucketTime {
+                bucket: i[k],
+                launched_ns: l[k],
+                done_ns: d[k],
+            })
+            .collect())
+    }
+}
+
+impl Drop for Reducer {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle; freed once.
+        unsafe { fe_reducer_free(self.0.as_ptr()) }
     }
 }
 

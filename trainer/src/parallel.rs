@@ -10,11 +10,18 @@
 //! terms fall between ranks. The loader yields global batches (`--batch-size` x world size rows,
 //! in the one order the seed gives) and every rank takes its rows from them, so the data cursor
 //! in a checkpoint is global and a run resumes on another number of ranks.
+//!
+//! The sum happens in one of two ways. By default (`--bucket-mb` > 0, the autograd step) c10d's
+//! DDP `Reducer` (`csrc/reducer.cpp`) all-reduces the gradients in buckets launched from
+//! autograd's hooks during the last micro-batch's backward pass; it *averages*, so the trainer
+//! multiplies each rank's loss weight by the world size ([`Parallel::reduces_in_backward`]).
+//! Otherwise [`Parallel::sum`] all-reduces the flat gradient buffer after the backward pass.
 use anyhow::bail;
 use std::time::Duration;
 use tch::{Device, Tensor};
 
 use crate::dist::{Dist, Launch};
+use crate::ext::{BucketTime, Reducer, ReducerOptions};
 use crate::loader::HostBatch;
 
 /// This process's place in the run.
@@ -22,6 +29,8 @@ pub struct Parallel {
     pub rank: usize,
     pub world: usize,
     dist: Option<Dist>,
+    /// `--bucket-mb`: the gradients are all-reduced in buckets during the backward pass.
+    reducer: Option<Reducer>,
 }
 
 impl Parallel {
@@ -31,6 +40,7 @@ impl Parallel {
             rank: 0,
             world: 1,
             dist: None,
+            reducer: None,
         }
     }
 
@@ -52,6 +62,7 @@ impl Parallel {
             rank: l.rank,
             world: l.world_size,
             dist: Some(dist),
+            reducer: None,
         })
     }
 
@@ -71,6 +82,95 @@ impl Parallel {
             return 1.0;
         }
         mine.loss_terms() as f64 / global.loss_terms().max(1) as f64
+    }
+
+    /// Builds c10d's DDP Reducer over the trainable variables of `vars` (more than one rank
+    /// only): from then on [`Parallel::before_sync_backward`] precedes the last micro-batch's
+    /// backward of each update, whose gradients arrive averaged over the ranks.
+    pub fn use_reducer(
+        &mut self,
+        vars: &tch::nn::VarStore,
+        opts: ReducerOptions,
+    ) -> anyhow::Result<()> {
+        let Some(d) = &self.dist else {
+            return Ok(());
+        };
+        if self.world == 1 {
+            return Ok(());
+        }
+        let mut named: Vec<(String, Tensor)> = vars
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        // Forward order, as DDP assumes of registration order: the buckets are formed from it
+        // and launched in reverse, the last layers' gradients being ready first.
+        named.sort_by_cached_key(|(n, _)| forward_order(n));
+        let (names, params): (Vec<String>, Vec<Tensor>) = named.into_iter().unzip();
+        let r = d.reducer(&params, &names, opts)?;
+        if self.rank == 0 {
+            eprintln!(
+                "trainer: gradients all-reduced during the backward pass by c10d's Reducer: {} bucket(s) of at most {:.2} MB{}",
+                r.buckets(),
+                opts.bucket_bytes as f64 / 1e6,
+                if opts.bf16 { ", sent in bf16" } else { "" }
+            );
+        }
+        self.reducer = Some(r);
+        Ok(())
+    }
+
+    /// Refuses to start when this rank's gradient communication (`what`: `--step`,
+    /// `--bucket-mb`, `--grad-comm`) differs from rank 0's: the ranks' collectives would not
+    /// match.
+    pub fn check_same_comm(&mut self, what: String) -> anyhow::Result<()> {
+        let theirs = self.shared_from_rank0("grad-comm", what.clone())?;
+        if theirs != what {
+            bail!(
+                "rank {}: the ranks were started with different gradient communication: rank 0 has {theirs}, this rank {what}",
+                self.rank
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the Reducer all-reduces the gradients during the backward pass (averaging them).
+    pub fn reduces_in_backward(&self) -> bool {
+        self.reducer.is_some()
+    }
+
+    /// Before the forward and backward pass whose gradients are to be all-reduced (the last
+    /// micro-batch of an update); the earlier ones only accumulate (DDP's no_sync).
+    pub fn before_sync_backward(&mut self) -> anyhow::Result<()> {
+        let Some(r) = &mut self.reducer else {
+            return Ok(());
+        };
+        let before = r.buckets();
+        r.prepare()?;
+        if r.buckets() != before && self.rank == 0 {
+            eprintln!(
+                "trainer: the Reducer re-formed its buckets in the order the gradients became ready: {} bucket(s)",
+                r.buckets()
+            );
+        }
+        Ok(())
+    }
+
+    /// The Reducer's bucket times of the last synchronised backward pass (timing on).
+    pub fn take_bucket_times(&mut self) -> anyhow::Result<Vec<BucketTime>> {
+        match &mut self.reducer {
+            Some(r) => r.take_times(),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The error of a failed collective inside an operation (`what`): this rank, c10d's message
+    /// and the ranks whose heartbeat stopped (crate::dist).
+    pub fn failed(&mut self, what: &str, e: anyhow::Error) -> anyhow::Error {
+        match &mut self.dist {
+            Some(d) => d.failed(what, e),
+            None => e.context(what.to_string()),
+        }
     }
 
     /// Sums `t` over the ranks (nothing to do in a single process).
@@ -121,6 +221,21 @@ impl Parallel {
     }
 }
 
+/// A parameter's place in the forward pass, from its name: embeddings first, then the encoder
+/// layers by number, then the rest (heads), each group by name.
+fn forward_order(name: &str) -> (u8, u64, String) {
+    let parts: Vec<&str> = name.split('.').collect();
+    let layer = parts
+        .windows(2)
+        .find(|w| w[0] == "layer" || w[0] == "layers")
+        .and_then(|w| w[1].parse::<u64>().ok());
+    match layer {
+        _ if name.contains("embeddings") => (0, 0, name.to_string()),
+        Some(l) => (1, l, name.to_string()),
+        None => (2, 0, name.to_string()),
+    }
+}
+
 /// The flag behind a field of the run configuration, for error messages.
 fn flag_of(field: &str) -> String {
     match field {
@@ -130,5 +245,32 @@ fn flag_of(field: &str) -> String {
         "batch_size" => "--batch-size x world size".into(),
         "total_steps" => "--max-steps, or the data it implies".into(),
         other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forward_order;
+
+    #[test]
+    fn parameters_sort_in_forward_order() {
+        let mut names = vec![
+            "discriminator_predictions.dense.weight",
+            "electra.encoder.layer.10.output.dense.bias",
+            "electra.encoder.layer.2.attention.self.query.weight",
+            "electra.embeddings.word_embeddings.weight",
+            "electra.encoder.layer.0.output.LayerNorm.weight",
+        ];
+        names.sort_by_cached_key(|n| forward_order(n));
+        assert_eq!(
+            names,
+            [
+                "electra.embeddings.word_embeddings.weight",
+                "electra.encoder.layer.0.output.LayerNorm.weight",
+                "electra.encoder.layer.2.attention.self.query.weight",
+                "electra.encoder.layer.10.output.dense.bias",
+                "discriminator_predictions.dense.weight",
+            ]
+        );
     }
 }

@@ -39,10 +39,31 @@ pub struct TrainRecord {
     pub peak_memory_bytes: Option<u64>,
     /// Fraction of the interval's wall time spent waiting for the loader.
     pub data_wait_fraction: f64,
+    /// `--comm-timing` (data-parallel runs with the Reducer): the last update's bucketed
+    /// all-reduce, timed; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allreduce: Option<CommTiming>,
     /// The objective's own figures, each a field of the line (electra: `generator_loss`, the
     /// generator's mean MLM loss over the interval); none for the others.
     #[serde(flatten)]
     pub objective_figures: std::collections::BTreeMap<String, f64>,
+}
+
+/// One update's bucketed gradient all-reduce (rank 0's clock), in milliseconds relative to the
+/// last gradient of the backward pass: the moment the last bucket was launched, which the
+/// Reducer does from the autograd hook of that bucket's last gradient.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommTiming {
+    /// From the last gradient to the completion of the last all-reduce: the communication the
+    /// backward pass did not hide.
+    pub tail_ms: f64,
+    /// Each bucket's launch, in launch order (<= 0: launched before the backward pass ended).
+    pub launch_ms: Vec<f64>,
+    /// Each bucket's all-reduce completion, in launch order (< 0: done while the backward pass
+    /// was still computing).
+    pub done_ms: Vec<f64>,
+    /// The backward pass's gradient production: first bucket launch to last gradient.
+    pub backward_span_ms: f64,
 }
 
 /// One validation pass.

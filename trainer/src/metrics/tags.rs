@@ -59,6 +59,11 @@ impl Scalars for TrainRecord {
                 self.peak_memory_bytes.map(|b| b as f64),
             )
             .put("perf", "data_wait_fraction", self.data_wait_fraction)
+            .put(
+                "perf",
+                "allreduce_tail_ms",
+                self.allreduce.as_ref().map(|c| c.tail_ms),
+            )
             .put("curriculum", "epoch", f64::from(self.epoch))
             .put("curriculum", "temperature", self.temperature);
         t.0
@@ -109,6 +114,7 @@ pub(crate) mod tests {
             mfu: Some(0.375),
             peak_memory_bytes: Some(3 << 30),
             data_wait_fraction: 0.03125,
+            allreduce: None,
             objective_figures: BTreeMap::from([("generator_loss".to_string(), 6.5)]),
         }
     }

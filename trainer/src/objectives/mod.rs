@@ -280,14 +280,16 @@ pub trait TrainObjective {
     /// One training micro-batch: its loss times `scale` (detached) and counts, with the
     /// gradients of `scale` x loss added to the parameters' `.grad()`. By default
     /// [`TrainObjective::step`] then `backward()` (autograd); `--step fused` overrides it.
-    fn train_micro_batch(&self, batch: &DeviceBatch, scale: f64) -> StepOutput {
+    /// An error only when the backward pass fails (a data-parallel run's all-reduce inside it,
+    /// `--bucket-mb`, losing a peer).
+    fn train_micro_batch(&self, batch: &DeviceBatch, scale: f64) -> anyhow::Result<StepOutput> {
         let out = self.step(batch, true);
         let loss = out.loss * scale;
-        loss.backward();
-        StepOutput {
+        loss.f_backward()?;
+        Ok(StepOutput {
             loss: loss.detach(),
             counts: out.counts,
-        }
+        })
     }
 
     /// The validation output of one micro-batch (no dropout, no gradient needed); by default

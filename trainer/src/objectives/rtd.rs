@@ -133,15 +133,15 @@ impl TrainObjective for Rtd {
         }
     }
 
-    fn train_micro_batch(&self, b: &DeviceBatch, scale: f64) -> StepOutput {
+    fn train_micro_batch(&self, b: &DeviceBatch, scale: f64) -> anyhow::Result<StepOutput> {
         let Some(fused) = &self.fused else {
             let out = self.step(b, true);
             let loss = out.loss * scale;
-            loss.backward();
-            return StepOutput {
+            loss.f_backward()?;
+            return Ok(StepOutput {
                 loss: loss.detach(),
                 counts: out.counts,
-            };
+            });
         };
         let (logits, loss) = fused.accumulate(
             &self.model.vs,
@@ -154,10 +154,10 @@ impl TrainObjective for Rtd {
         // The counts of the logits (the loss of loss_and_counts is recomputed: cheap, [B, L]).
         let counts =
             tch::no_grad(|| loss_and_counts(&logits, targets(b), &b.attention_mask).counts);
-        StepOutput {
+        Ok(StepOutput {
             loss: loss * scale,
             counts,
-        }
+        })
     }
 
     fn evaluate(&self, b: &DeviceBatch) -> EvalOutput {

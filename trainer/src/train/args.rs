@@ -90,12 +90,32 @@ pub struct TrainArgs {
     /// collective) before it stops with an error naming the lost ranks.
     #[arg(long, default_value_t = 600)]
     pub dist_timeout: u64,
+    /// Data-parallel runs, `--step autograd`: all-reduce the gradients in buckets of at most
+    /// this many MB (the first 1 MB) launched during the backward pass as their gradients are
+    /// final (c10d's DDP Reducer), overlapping communication with computation; same result as
+    /// one all-reduce after the backward pass (bit for bit with 2, 4, 8... ranks). 0: one flat
+    /// all-reduce after the backward pass (the hand-written step always does that).
+    #[arg(long, default_value_t = 25.0)]
+    pub bucket_mb: f64,
+    /// Data-parallel runs with buckets: the precision the gradients travel in. `bf16` halves the
+    /// traffic (each bucket is divided by the world size, cast to bf16, summed, cast back), at
+    /// the cost of bf16 rounding of every gradient (measured in the README).
+    #[arg(long, value_enum, default_value_t = GradComm::Fp32)]
+    pub grad_comm: GradComm,
+    /// Data-parallel runs with buckets: time each update's bucketed all-reduce and write it to
+    /// metrics.jsonl (`allreduce`: launch and completion of each bucket and the tail after the
+    /// last gradient; use with --log-every 1 to get every update).
+    #[arg(long)]
+    pub comm_timing: bool,
     /// Seed of initialisation, shuffling, dropout and MLM masking.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Continue the run in --run-dir (required then) from its latest checkpoint.
-    #[arg(long)]
-    pub resume: bool,
+    /// Continue the run in --run-dir (required then) from its latest checkpoint. `--resume auto`:
+    /// continue it when the folder holds a run (the same run: run.json must match), start it
+    /// when the folder is new or empty; one command line for the first launch and every
+    /// relaunch (`torchrun --max-restarts N`, a requeued job).
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "always", value_name = "auto")]
+    pub resume: Option<ResumeMode>,
     /// When the updates need more rows than the epochs hold, pass over the last epoch again
     /// (reshuffled) instead of failing.
     #[arg(long)]
@@ -140,6 +160,23 @@ pub struct TrainArgs {
     pub debug_nan_at_step: Option<u64>,
     #[command(flatten)]
     pub objective_args: crate::objectives::args::ObjectiveArgs,
+}
+
+/// The precision of the gradients' all-reduce (`--grad-comm`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GradComm {
+    Fp32,
+    Bf16,
+}
+
+/// `--resume` (always: the folder must hold the run) or `--resume auto`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ResumeMode {
+    /// `--resume`: continue the run the folder holds.
+    #[value(hide = true)]
+    Always,
+    /// `--resume auto`: continue the run the folder holds, or start it in a new or empty folder.
+    Auto,
 }
 
 /// The format of a run's export (`--export-format`).

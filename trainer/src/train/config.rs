@@ -27,7 +27,14 @@ pub struct DebugFlags {
     pub stop_after: Option<u64>,
     /// Make the loss of this update (1-based) NaN.
     pub nan_at_step: Option<u64>,
+    /// `FAST_ELECTRA_TEST_DIE_AT_UPDATE=K` (environment, so that a restarted group sees the
+    /// same command line): rank 1 SIGKILLs itself as update K starts, once per run folder
+    /// (a marker file in the run folder remembers it), to test elastic restarts.
+    pub die_at_update: Option<u64>,
 }
+
+/// The environment variable behind [`DebugFlags::die_at_update`].
+pub const DIE_AT_UPDATE_ENV: &str = "FAST_ELECTRA_TEST_DIE_AT_UPDATE";
 
 /// Where the TensorBoard event files go (`--tensorboard-dir`, `--no-tensorboard`).
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +64,9 @@ pub struct Runtime {
     pub peak_flops: Option<f64>,
     /// `--step`: autograd or the hand-written step.
     pub step: crate::fused::StepKind,
+    /// `--bucket-mb` in bytes (0: one all-reduce after the backward pass), `--grad-comm bf16`,
+    /// `--comm-timing`.
+    pub buckets: crate::ext::ReducerOptions,
     /// Where the TensorBoard event files go.
     pub tensorboard: TensorBoardDir,
     pub debug: DebugFlags,
@@ -99,7 +109,8 @@ pub struct TrainConfig {
     /// Check every shard's SHA-256 against its manifest before training.
     pub verify_shards: bool,
     pub run_dir: RunDirChoice,
-    pub resume: bool,
+    /// `--resume` / `--resume auto` (None: a fresh run).
+    pub resume: Option<crate::train::args::ResumeMode>,
     /// `--max-steps`; None: as many updates as one pass over the data gives.
     pub max_steps: Option<u64>,
     pub hyper: Hyper,
@@ -186,16 +197,22 @@ impl TryFrom<&TrainArgs> for TrainConfig {
         if a.shards.is_empty() {
             bail!("--shards: expected at least one folder, found none");
         }
+        if !(a.bucket_mb.is_finite() && a.bucket_mb >= 0.0) {
+            bail!(
+                "--bucket-mb: expected a non-negative number of MB, found {}",
+                a.bucket_mb
+            );
+        }
         if a.dist_timeout == 0 {
             bail!("--dist-timeout: expected a positive number of seconds, found 0");
         }
         let launch = crate::dist::launch_from_env()?;
         let run_dir = match (&a.run_dir, a.resume) {
             (Some(d), _) => RunDirChoice::Given(d.clone()),
-            (None, true) => bail!(
+            (None, Some(_)) => bail!(
                 "--resume: expected --run-dir naming the run to continue, found none (a default run folder is always a new one)"
             ),
-            (None, false) => RunDirChoice::Default,
+            (None, None) => RunDirChoice::Default,
         };
         Ok(Self {
             objective: a.objective,
@@ -237,6 +254,11 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 loader_threads: a.loader_threads,
                 peak_flops: a.peak_tflops.map(|t| t * 1e12),
                 step: a.step,
+                buckets: crate::ext::ReducerOptions {
+                    bucket_bytes: (a.bucket_mb * 1024.0 * 1024.0) as i64,
+                    bf16: a.grad_comm == crate::train::args::GradComm::Bf16,
+                    timing: a.comm_timing,
+                },
                 tensorboard: match (&a.tensorboard_dir, a.no_tensorboard) {
                     (_, true) => TensorBoardDir::Off,
                     (Some(d), false) => TensorBoardDir::Given(d.clone()),
@@ -245,6 +267,14 @@ impl TryFrom<&TrainArgs> for TrainConfig {
                 debug: DebugFlags {
                     stop_after: a.debug_stop_after,
                     nan_at_step: a.debug_nan_at_step,
+                    die_at_update: match std::env::var(DIE_AT_UPDATE_ENV) {
+                        Ok(v) => Some(v.trim().parse().map_err(|_| {
+                            anyhow::anyhow!(
+                                "environment variable {DIE_AT_UPDATE_ENV}={v:?}: expected an update number"
+                            )
+                        })?),
+                        Err(_) => None,
+                    },
                 },
             },
             objective_args: a.objective_args.clone(),
@@ -292,7 +322,7 @@ mod tests {
         assert_eq!(c.runtime.device, Device::Cpu);
         assert_eq!(c.runtime.peak_flops, None);
         assert_eq!(c.runtime.tensorboard, TensorBoardDir::InRun);
-        assert!(c.verify_shards && !c.resume);
+        assert!(c.verify_shards && c.resume.is_none());
         let c = parse(&[
             "--run-dir",
             "r",
@@ -392,6 +422,21 @@ mod tests {
     fn resume_needs_a_run_dir() {
         let e = parse(&["--resume"]).unwrap_err().to_string();
         assert!(e.contains("--resume: expected --run-dir"), "{e}");
-        assert!(parse(&["--resume", "--run-dir", "runs/a"]).unwrap().resume);
+        use crate::train::args::ResumeMode;
+        let mode = |extra: &[&str]| parse(extra).unwrap().resume;
+        assert_eq!(
+            mode(&["--resume", "--run-dir", "runs/a"]),
+            Some(ResumeMode::Always)
+        );
+        assert_eq!(
+            mode(&["--run-dir", "runs/a", "--resume"]),
+            Some(ResumeMode::Always)
+        );
+        assert_eq!(
+            mode(&["--resume", "auto", "--run-dir", "runs/a"]),
+            Some(ResumeMode::Auto)
+        );
+        let e = parse(&["--resume", "auto"]).unwrap_err().to_string();
+        assert!(e.contains("--resume: expected --run-dir"), "{e}");
     }
 }

@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use super::args::ResumeMode;
 use super::config::RunDirChoice;
 use super::config::{Hyper, Runtime, TrainConfig};
 use super::model::resolve_config;
@@ -240,6 +241,18 @@ impl Setup {
             None => Parallel::single(),
         };
         parallel.check_same_config(&serde_json::to_value(&run)?)?;
+        if parallel.world > 1 {
+            let b = c.runtime.buckets;
+            parallel.check_same_comm(format!(
+                "--step {} --bucket-mb {} --grad-comm {}",
+                match c.runtime.step {
+                    crate::fused::StepKind::Autograd => "autograd",
+                    _ => "fused",
+                },
+                b.bucket_bytes as f64 / (1024.0 * 1024.0),
+                if b.bf16 { "bf16" } else { "fp32" }
+            ))?;
+        }
         let (outputs, resume_from) = prepare_outputs(&c, &run, spec.name, &mut parallel)?;
         tch::manual_seed(crate::rng::init_seed(c.hyper.seed));
         let objective = (spec.build)(&ObjectiveInit {
@@ -282,19 +295,35 @@ impl Setup {
 
 /// The run folder: rank 0 (or a single process) prepares it and tells the other ranks which
 /// folder it is and which checkpoint to resume, through the store; they write nothing. A group
-/// restarted by torchrun (`--max-restarts`, attempt > 0) resumes the run it finds.
+/// restarted by torchrun (`--max-restarts`, attempt > 0) resumes the run it finds, and so does
+/// `--resume auto` on any attempt (a new or empty folder: it starts the run).
 fn prepare_outputs(
     c: &TrainConfig,
     run: &RunRecord,
     objective: &str,
     parallel: &mut Parallel,
 ) -> anyhow::Result<(RunOutputs, ResumeFrom)> {
-    let restarted = c.runtime.launch.as_ref().is_some_and(|l| l.attempt > 0)
-        && matches!(&c.run_dir, RunDirChoice::Given(d) if d.join(RUN_FILE).exists());
+    let holds_run = matches!(&c.run_dir, RunDirChoice::Given(d) if d.join(RUN_FILE).exists());
+    let restarted = c.runtime.launch.as_ref().is_some_and(|l| l.attempt > 0) && holds_run;
+    let resume = match c.resume {
+        Some(ResumeMode::Always) => true,
+        Some(ResumeMode::Auto) => holds_run,
+        None => restarted,
+    };
+    if c.resume == Some(ResumeMode::Auto) && parallel.writes() {
+        eprintln!(
+            "trainer: --resume auto: {}",
+            if holds_run {
+                "the run folder holds a run: continuing it"
+            } else {
+                "the run folder holds no run: starting it"
+            }
+        );
+    }
     let mine = if parallel.writes() {
         Some(RunOutputs::prepare(
             &c.run_dir,
-            c.resume || restarted,
+            resume,
             (objective, &c.model),
             run,
             true,

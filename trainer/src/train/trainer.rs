@@ -60,6 +60,36 @@ pub struct Trainer {
     /// Time spent in the gradient all-reduce, and when this invocation started.
     allreduce_time: Duration,
     started: Instant,
+    /// `--comm-timing`: the last update's bucketed all-reduce.
+    last_comm: Option<crate::metrics::records::CommTiming>,
+}
+
+/// The timing of one update's bucketed all-reduce relative to its last gradient (the last
+/// bucket's launch); `backward_end`: when the backward pass returned (after the Reducer waited
+/// for every bucket), which bounds the completions not yet recorded.
+fn comm_timing(
+    times: &[crate::ext::BucketTime],
+    backward_end: i64,
+) -> Option<crate::metrics::records::CommTiming> {
+    let last_grad = times.iter().map(|t| t.launched_ns).max()?;
+    let first = times.iter().map(|t| t.launched_ns).min()?;
+    let ms = |ns: i64| (ns - last_grad) as f64 / 1e6;
+    let done: Vec<i64> = times
+        .iter()
+        .map(|t| {
+            if t.done_ns > 0 {
+                t.done_ns
+            } else {
+                backward_end
+            }
+        })
+        .collect();
+    Some(crate::metrics::records::CommTiming {
+        tail_ms: ms(*done.iter().max()?),
+        launch_ms: times.iter().map(|t| ms(t.launched_ns)).collect(),
+        done_ms: done.iter().map(|&d| ms(d)).collect(),
+        backward_span_ms: (last_grad - first) as f64 / 1e6,
+    })
 }
 
 /// Loads the checkpoint to continue from into the model and optimizer: (step, data cursor).
@@ -106,6 +136,20 @@ impl Trainer {
         // Every rank starts from rank 0's weights (fresh runs: one initialisation; resumed runs
         // loaded the same checkpoint, so this only guards against a mixed-up file system).
         parallel.broadcast_from_rank0(opt.params(), "broadcasting rank 0's weights")?;
+        let buckets = s.runtime.buckets;
+        if parallel.world > 1 {
+            let autograd = s.runtime.step == crate::fused::StepKind::Autograd;
+
+            if autograd && buckets.bucket_bytes > 0 {
+                parallel.use_reducer(s.objective.vars(), buckets)?;
+            } else if buckets.bf16 || buckets.timing {
+                bail!(
+                    "--grad-comm bf16 and --comm-timing need the bucketed all-reduce: --step autograd and --bucket-mb above 0 (found --step {}, --bucket-mb {})",
+                    if autograd { "autograd" } else { "fused" },
+                    buckets.bucket_bytes as f64 / (1024.0 * 1024.0)
+                );
+            }
+        }
         if s.runtime.device.is_cuda() && s.objective.wants_bf16_weights() {
             // `--step fused`: the update writes the bf16 weights the next step's GEMMs read.
             s.objective
@@ -168,6 +212,7 @@ impl Trainer {
             parallel,
             allreduce_time: Duration::ZERO,
             started: Instant::now(),
+            last_comm: None,
         })
     }
 
@@ -242,6 +287,7 @@ impl Trainer {
     /// (seed, step)), then clipping, the AdamW step and the schedule. Losses and gradient norms
     /// stay on the device until the next sync.
     pub fn train_step(&mut self) -> anyhow::Result<()> {
+        self.maybe_die();
         let k = self.run.hyper.grad_accum;
         let device = self.runtime.device;
         // Dropout masks (both steps): rank 0 keeps the single-process rule, the other ranks
@@ -253,7 +299,17 @@ impl Trainer {
         ));
         self.objective.begin_update(self.step, self.run.total_steps);
         let mut step_loss: Option<Tensor> = None;
-        for _ in 0..k {
+        // With the Reducer the gradients are all-reduced during the last micro-batch's backward
+        // pass and arrive averaged over the ranks: each rank's loss is scaled by the world size
+        // so that the average is the sum the loss weights are made for (crate::parallel).
+        let reducing = self.parallel.reduces_in_backward();
+        let world_factor = if reducing {
+            self.parallel.world as f64
+        } else {
+            1.0
+        };
+        let mut backward_end = 0i64;
+        for micro in 0..k {
             let t0 = Instant::now();
             let global = self.loader.next_batch()?;
             self.interval.wait += t0.elapsed();
@@ -268,30 +324,61 @@ impl Trainer {
             let mine = self.parallel.share(&global);
             let weight = self.parallel.loss_weight(&global, &mine);
             let batch = DeviceBatch::new(&mine, device);
-            let mut scale = weight / k as f64;
+            let mut scale = weight * world_factor / k as f64;
             if self.runtime.debug.nan_at_step == Some(self.step + 1) {
                 scale = f64::NAN;
             }
             self.objective.prepare(&batch, true)?;
+            let sync = reducing && micro + 1 == k;
+            if sync {
+                self.parallel.before_sync_backward()?;
+            }
             let out = shared::runtime::device::with_autocast(device, || {
                 self.objective.train_micro_batch(&batch, scale)
             });
-            let detached = out.loss;
+            let out = match out {
+                Ok(out) => out,
+                Err(e) if sync => {
+                    return Err(self.parallel.failed(
+                        &format!(
+                            "the backward pass of update {} and its bucketed gradient all-reduce",
+                            self.step + 1
+                        ),
+                        e,
+                    ))
+                }
+                Err(e) => return Err(e),
+            };
+            if sync {
+                backward_end = crate::ext::now_ns();
+            }
+            // The loss as today's semantics weigh it (the Reducer's factor taken out).
+            let detached = if reducing {
+                out.loss / world_factor
+            } else {
+                out.loss
+            };
             step_loss = Some(match step_loss {
                 Some(acc) => acc + detached,
                 None => detached,
             });
             self.interval.add_counts(out.counts);
         }
-        let t_sync = Instant::now();
-        self.parallel.sum(
-            self.opt.grads(),
-            &format!(
-                "the all-reduce of the gradients of update {}",
-                self.step + 1
-            ),
-        )?;
-        self.allreduce_time += t_sync.elapsed();
+        if reducing {
+            if self.runtime.buckets.timing {
+                self.last_comm = comm_timing(&self.parallel.take_bucket_times()?, backward_end);
+            }
+        } else {
+            let t_sync = Instant::now();
+            self.parallel.sum(
+                self.opt.grads(),
+                &format!(
+                    "the all-reduce of the gradients of update {}",
+                    self.step + 1
+                ),
+            )?;
+            self.allreduce_time += t_sync.elapsed();
+        }
         self.lr_now = self.sched.at(self.step);
         let norm = self
             .opt
@@ -304,6 +391,33 @@ impl Trainer {
         self.interval.grad_norms.push(norm);
         self.bar.set_position(self.step);
         Ok(())
+    }
+
+    /// Testing aid ([`super::config::DebugFlags::die_at_update`]): rank 1 SIGKILLs itself as
+    /// update K starts, the first time only (a marker file in the run folder).
+    fn maybe_die(&self) {
+        let Some(k) = self.runtime.debug.die_at_update else {
+            return;
+        };
+        if self.parallel.rank != 1 || self.step + 1 != k {
+            return;
+        }
+        let marker = self.outputs.dir().join(format!(".test-died-at-update-{k}"));
+        if marker.exists() {
+            return;
+        }
+        if std::fs::write(&marker, b"").is_err() {
+            return;
+        }
+        eprintln!(
+            "trainer: rank 1: SIGKILL at update {k} ({})",
+            super::config::DIE_AT_UPDATE_ENV
+        );
+        let pid = std::process::id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", &pid])
+            .status();
+        std::thread::sleep(Duration::from_secs(60));
     }
 
     /// Syncs the interval (stopping on a non-finite loss or norm) and writes its metrics line.
@@ -347,6 +461,7 @@ impl Trainer {
                 .map(|p| interval.flops / secs / (p * self.parallel.world as f64)),
             peak_memory_bytes: self.peak_mem,
             data_wait_fraction: interval.wait.as_secs_f64() / secs,
+            allreduce: self.last_comm.take(),
         };
         self.bar.set_message(format!(
             "loss {:.4} acc {:.4}",
@@ -403,12 +518,20 @@ impl Trainer {
             let total = self.started.elapsed().as_secs_f64();
             let sync = self.allreduce_time.as_secs_f64();
             // One write, so that the ranks' lines do not interleave.
-            let line = format!(
-                "trainer: rank {}: {} updates in {total:.2} s, {sync:.2} s of it in the gradient all-reduce ({:.1}%)\n",
-                self.parallel.rank,
-                self.step - self.first_step,
-                100.0 * sync / total.max(1e-9)
-            );
+            let line = if self.parallel.reduces_in_backward() {
+                format!(
+                    "trainer: rank {}: {} updates in {total:.2} s, the gradient all-reduce in buckets during the backward pass (--comm-timing times it)\n",
+                    self.parallel.rank,
+                    self.step - self.first_step,
+                )
+            } else {
+                format!(
+                    "trainer: rank {}: {} updates in {total:.2} s, {sync:.2} s of it in the gradient all-reduce ({:.1}%)\n",
+                    self.parallel.rank,
+                    self.step - self.first_step,
+                    100.0 * sync / total.max(1e-9)
+                )
+            };
             eprint!("{line}");
         }
         if !self.parallel.writes() {
