@@ -1,13 +1,15 @@
 """Figures and table of scripts/ablation (the paper's Table 6 and Figures 3 and 5, small).
 
     python3 scripts/ablation_plots.py --data WORK/data --runs WORK/runs --aux AUX_EXPORT \
-        --figures docs --methods temperature uniform ...
+        --figures docs [--finetune WORK/finetune] --methods temperature uniform ...
 
 Writes FIGURES/ablation-loss.png (the training-loss curve of every method's discriminator run),
 FIGURES/ablation-distributions.png (each method's distribution at one masked position of the
 validation split, token ids sorted by term frequency, as in the paper's Figure 3) and prints the
 Markdown table (replaced fraction, validation RTD accuracy against the all-"original" baseline,
-final training loss). The model-free distributions are drawn from their closed forms
+final training loss and, with --finetune, the `mr` dev accuracy of each method's discriminator
+after `trainer finetune`: median and mean +- std over the seeds at its best grid point, from that
+folder's results.json `best_per_model`; the methods ranked by it). The model-free distributions are drawn from their closed forms
 (data-spec/epoch.md, "Distributions") with the last epoch's gamma and alpha; the auxiliary ones
 from the auxiliary model run by transformers on the same masked sequence.
 """
@@ -89,6 +91,7 @@ def main():
     ap.add_argument("--aux", required=True)
     ap.add_argument("--figures", required=True)
     ap.add_argument("--methods", nargs="+", required=True)
+    ap.add_argument("--finetune", help="trainer finetune's --out folder of the methods' runs")
     a = ap.parse_args()
 
     # 1. Training-loss curves.
@@ -154,16 +157,29 @@ def main():
     fig.tight_layout()
     fig.savefig(os.path.join(a.figures, "ablation-distributions.png"), dpi=110)
 
-    # 3. Table.
+    # 3. Table, ranked by the downstream score where there is one (the run folder's name is the
+    # model's label in trainer finetune's results).
+    best = {}
+    if a.finetune:
+        results = json.load(open(os.path.join(a.finetune, "results.json")))
+        best = {p["model"]: p for p in results["best_per_model"]}
+        rows.sort(key=lambda r: (-best[r[0]]["median"], -best[r[0]]["mean"]) if r[0] in best
+                  else (float("inf"), 0))
+    ft = " | mr dev accuracy: median | mean ± std" if a.finetune else ""
     print("| method | replaced fraction of masked, per epoch | validation RTD accuracy | "
-          "all-original | final training loss |")
-    print("|---|---|---|---|---|")
+          f"all-original | final training loss{ft} |")
+    print("|---|---|---|---|---|" + ("---|---|" if a.finetune else ""))
     for name, m, replaced, v, loss in rows:
         acc = v.get("accuracy")
         base = v.get("baseline_accuracy")
+        cols = ""
+        if a.finetune:
+            p = best.get(name)
+            cols = (f" | {p['median']:.4f} | {p['mean']:.4f} ± {p['std']:.4f}" if p
+                    else " | - | -")
         print(f"| {name} | {' / '.join(f'{r:.3f}' for r in replaced)} | "
               f"{'-' if acc is None else f'{acc:.4f}'} | {'-' if base is None else f'{base:.4f}'} | "
-              f"{'-' if loss is None else f'{loss:.4f}'} |")
+              f"{'-' if loss is None else f'{loss:.4f}'}{cols} |")
 
 
 if __name__ == "__main__":

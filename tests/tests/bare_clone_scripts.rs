@@ -17,10 +17,11 @@ use e2e_tests::support::files::copy_dir;
 
 /// The files of `scripts/` (recursively), by what this test does with them. A new script must
 /// be added to one list: run here, or shown to take its data only as arguments.
-const RUN_HERE: [&str; 4] = ["ablation", "demo", "gpu-check.sh", "test"];
+const RUN_HERE: [&str; 5] = ["ablation", "compare", "demo", "gpu-check.sh", "test"];
 /// Take every path as an argument from the scripts above (or use random data: `bench/`).
-const ARGUMENTS_ONLY: [&str; 8] = [
+const ARGUMENTS_ONLY: [&str; 9] = [
     "ablation_plots.py",
+    "compare_table.py",
     "summary.py",
     "bench/finetune_speed.py",
     "bench/reference_finetune.py",
@@ -249,6 +250,14 @@ fn ablation_and_the_gpu_preparation_find_the_data_in_a_bare_clone() {
     let slice = b.work.join("data/corpus/moby-dick.txt");
     let full = std::fs::read(b.cache.join("corpus/moby-dick.txt")).unwrap();
     assert_eq!(std::fs::read(&slice).unwrap(), full[..400_000]);
+    // It ends downstream: every method's discriminator fine-tuned on mr in one call.
+    let finetune = calls
+        .iter()
+        .find(|c| c.starts_with("trainer finetune --task mr"))
+        .expect("the ablation fine-tunes its discriminators");
+    assert_eq!(finetune.matches("--model ").count(), 10, "{finetune}");
+    let out_dir = format!("--out {}", b.work.join("finetune").display());
+    assert!(finetune.contains(&out_dir), "{finetune}");
 
     let out = b.run("gpu-check.sh", &["--prepare"]);
     ok("gpu-check.sh --prepare", &out);
@@ -256,4 +265,72 @@ fn ablation_and_the_gpu_preparation_find_the_data_in_a_bare_clone() {
     let cached = b.cache.join("tokenizers/bert-base-uncased/tokenizer.json");
     assert!(tokenizer == std::fs::read(cached).unwrap());
     assert!(b.repo.join(".gpu/moby-dick.txt").is_file());
+}
+
+#[test]
+fn compare_finds_the_data_in_a_bare_clone() {
+    let b = bare_clone();
+    let out = b.run("compare", &[]);
+    ok("compare", &out);
+    let calls = b.calls();
+    let tokenize = calls
+        .iter()
+        .find(|c| c.starts_with("preprocess tokenize"))
+        .expect("compare tokenizes");
+    let corpus = format!("--input {}", b.cache.join("corpus").display());
+    assert!(
+        tokenize.contains(&corpus) && tokenize.contains(&b.tokenizer()),
+        "{tokenize}"
+    );
+    // Three epochs for each of the two offline methods: exp and a constant T = 1.
+    let epochs: Vec<&String> = calls
+        .iter()
+        .filter(|c| c.starts_with("preprocess --epoch"))
+        .collect();
+    assert_eq!(epochs.len(), 6, "{calls:#?}");
+    assert_eq!(
+        epochs
+            .iter()
+            .filter(|c| c.contains("--temperature-schedule const --t0 1"))
+            .count(),
+        3,
+        "{epochs:#?}"
+    );
+    // The auxiliary MLM, four pre-training runs of the same budget, one fine-tuning, two costs.
+    let trainer: Vec<&String> = calls.iter().filter(|c| c.starts_with("trainer")).collect();
+    assert_eq!(trainer.len(), 8, "{trainer:#?}");
+    for objective in ["--objective electra", "--objective mlm --shards"] {
+        assert!(
+            trainer
+                .iter()
+                .any(|c| c.contains(objective) && c.contains("--max-steps 1600")),
+            "{objective}: {trainer:#?}"
+        );
+    }
+    let finetune = calls
+        .iter()
+        .find(|c| c.starts_with("trainer finetune --task mr"))
+        .expect("compare fine-tunes on mr");
+    // Four runs, the random initialisation (the preset with the cached tokenizer) and three
+    // checkpoints of each offline run (every STEPS/4 updates).
+    assert_eq!(finetune.matches("--model ").count(), 11, "{finetune}");
+    assert!(finetune.contains("--model tiny "), "{finetune}");
+    assert!(finetune.contains(&b.tokenizer()), "{finetune}");
+    assert!(
+        finetune.contains("fixed-aux/checkpoints/step-0001200"),
+        "{finetune}"
+    );
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.starts_with("trainer cost"))
+            .count(),
+        2
+    );
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.starts_with("python-stub scripts/compare_table.py")),
+        "{calls:#?}"
+    );
 }
