@@ -9,7 +9,8 @@ validation split, token ids sorted by term frequency, as in the paper's Figure 3
 Markdown table (replaced fraction, validation RTD accuracy against the all-"original" baseline,
 final training loss and, with --finetune, the `mr` dev accuracy of each method's discriminator
 after `trainer finetune`: median and mean +- std over the seeds at its best grid point, from that
-folder's results.json `best_per_model`; the methods ranked by it). The model-free distributions are drawn from their closed forms
+folder's results.json `best_per_model`; the methods ranked by it). The model-free distributions
+are drawn from their closed forms
 (data-spec/epoch.md, "Distributions") with the last epoch's gamma and alpha; the auxiliary ones
 from the auxiliary model run by transformers on the same masked sequence.
 """

@@ -4,8 +4,9 @@
         --times WORK/times --cost-fast WORK/cost-fast.txt --cost-electra WORK/cost-electra.txt \
         --random tiny --steps 1600 --batch-size 32 --out WORK/compare.md --figure WORK/compare.png
 
-Writes (to OUT, and prints) the Markdown table of every method, ranked by its `mr` dev accuracy (median, and
-mean +- std over the seeds, at its best grid point: results.json `best_per_model`), with the
+Writes (to OUT, and prints) the Markdown table of every method, ranked by its `mr` dev accuracy
+(median, and mean +- std over the seeds, at its best grid point: results.json `best_per_model`),
+with the
 pre-training wall time and peak memory (summed and maxed over the timed calls in TIMES/NAME.tsv:
 milliseconds and peak resident KiB per line; the CUDA peak of the run's metrics.jsonl where the
 trainer recorded one) and the pre-training FLOPs (`trainer cost`'s training FLOPs per sequence x
@@ -124,8 +125,9 @@ def main():
             flops = cost_fast["dumped"] * seqs if cost_fast["dumped"] is not None else None
             n = sequences_dumped(os.path.join(a.data, name))
             if cost_fast["frozen"] is not None and n:
-                notes = (f"+ corruption {fmt_flops(cost_fast['frozen'] * n)} (frozen aux forward "
-                         f"x {n} sequences dumped) + the aux MLM's training (not in `trainer cost`)")
+                notes = (f"+ corruption {fmt_flops(cost_fast['frozen'] * n)} (frozen aux "
+                         f"forward x {n} sequences dumped) + the aux MLM's training (not in "
+                         "`trainer cost`)")
         elif name == "electra":
             flops = cost_electra["joint"] * seqs if cost_electra["joint"] is not None else None
             notes = "generator and discriminator together"
