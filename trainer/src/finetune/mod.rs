@@ -281,9 +281,11 @@ pub fn run(a: &FinetuneArgs) -> anyhow::Result<()> {
                     recipe,
                     seed,
                     &fixed,
-                    device,
-                    &what,
-                    events.as_deref(),
+                    &train::RunIo {
+                        device,
+                        what: &what,
+                        tensorboard: events.as_deref(),
+                    },
                 )?;
                 let score = o
                     .epochs

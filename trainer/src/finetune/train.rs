@@ -182,17 +182,31 @@ pub fn predict(
         .collect()
 }
 
-/// Fine-tunes `choice` on `data` with `recipe` and `seed`; `what` names the run in errors.
+/// Where a run computes and reports: its device, its name in messages, and its TensorBoard
+/// folder, if any.
+#[derive(Debug, Clone, Copy)]
+pub struct RunIo<'a> {
+    pub device: Device,
+    /// Names the run in errors.
+    pub what: &'a str,
+    /// The run's own TensorBoard folder (emptied first: events of an unfinished try are stale).
+    pub tensorboard: Option<&'a Path>,
+}
+
+/// Fine-tunes `choice` on `data` with `recipe` and `seed`, computing and reporting as `io` says.
 pub fn finetune(
     choice: &ModelChoice,
     data: &Data,
     recipe: &Recipe,
     seed: u64,
     fixed: &Fixed,
-    device: Device,
-    what: &str,
-    tensorboard: Option<&Path>,
+    io: &RunIo,
 ) -> anyhow::Result<Outcome> {
+    let RunIo {
+        device,
+        what,
+        tensorboard,
+    } = *io;
     let started = Instant::now();
     let mut events = match tensorboard {
         Some(dir) => {
