@@ -383,7 +383,7 @@ fn save_best(
             .zip(&e.dev)
             .chain(task.test.iter().zip(&e.test));
         for (k, (split, encoded)) in splits.enumerate() {
-            let z = train::logits(model, encoded, &split.examples, pad, 64, device);
+            let z = train::logits(model, encoded, &split.examples, pad, 64, device)?;
             write_logits(&dir.join(format!("{}.logits.jsonl", split.name)), split, &z)?;
             if k >= task.dev.len() {
                 let preds: Vec<_> = z

@@ -134,7 +134,7 @@ pub fn logits(
     pad_id: i64,
     batch_size: usize,
     device: Device,
-) -> Vec<Vec<f32>> {
+) -> anyhow::Result<Vec<Vec<f32>>> {
     let rows: Vec<usize> = (0..encoded.len()).collect();
     let width = model.output.width() as usize;
     let mut out = Vec::with_capacity(encoded.len());
@@ -145,10 +145,11 @@ pub fn logits(
                 model.forward_t(&b.input_ids, &b.token_type_ids, &b.attention_mask, false)
             })
         });
-        let flat = Vec::<f32>::try_from(z.to_kind(Kind::Float).flatten(0, -1)).unwrap_or_default();
+        let flat = Vec::<f32>::try_from(z.to_kind(Kind::Float).flatten(0, -1))
+            .context("copying the logits to the host")?;
         out.extend(flat.chunks(width).map(<[f32]>::to_vec));
     }
-    out
+    Ok(out)
 }
 
 /// The prediction of one example's logits: the first largest class, or the value.
@@ -175,11 +176,13 @@ pub fn predict(
     pad_id: i64,
     batch_size: usize,
     device: Device,
-) -> Vec<Prediction> {
-    logits(model, encoded, examples, pad_id, batch_size, device)
-        .iter()
-        .map(|z| prediction(model.output, z))
-        .collect()
+) -> anyhow::Result<Vec<Prediction>> {
+    Ok(
+        logits(model, encoded, examples, pad_id, batch_size, device)?
+            .iter()
+            .map(|z| prediction(model.output, z))
+            .collect(),
+    )
 }
 
 /// Where a run computes and reports: its device, its name in messages, and its TensorBoard
@@ -292,7 +295,7 @@ pub fn finetune(
                 let size = recipe.batch_size * 2;
                 predict(&model, encoded, &split.examples, data.pad_id, size, device)
             })
-            .collect();
+            .collect::<anyhow::Result<_>>()?;
         let dev = super::task::score_dev(task, &preds)?;
         if let Some(w) = events.as_mut() {
             let mut scalars = vec![("train/loss".to_string(), train_loss)];
