@@ -168,23 +168,6 @@ pub fn prediction(output: Output, logits: &[f32]) -> Prediction {
     }
 }
 
-/// Runs the model over `encoded` (no dropout, no gradient) and returns its predictions.
-pub fn predict(
-    model: &Classifier,
-    encoded: &[Encoded],
-    examples: &[Example],
-    pad_id: i64,
-    batch_size: usize,
-    device: Device,
-) -> anyhow::Result<Vec<Prediction>> {
-    Ok(
-        logits(model, encoded, examples, pad_id, batch_size, device)?
-            .iter()
-            .map(|z| prediction(model.output, z))
-            .collect(),
-    )
-}
-
 /// Where a run computes and reports: its device, its name in messages, and its TensorBoard
 /// folder, if any.
 #[derive(Debug, Clone, Copy)]
@@ -293,7 +276,8 @@ pub fn finetune(
             .iter()
             .map(|(split, encoded)| {
                 let size = recipe.batch_size * 2;
-                predict(&model, encoded, &split.examples, data.pad_id, size, device)
+                let z = logits(&model, encoded, &split.examples, data.pad_id, size, device)?;
+                Ok(z.iter().map(|z| prediction(output, z)).collect())
             })
             .collect::<anyhow::Result<_>>()?;
         let dev = super::task::score_dev(task, &preds)?;
