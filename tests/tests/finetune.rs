@@ -164,9 +164,12 @@ fn a_grid_is_summarised_per_point_reproduced_by_seed_and_resumed() {
     assert!(a.join("best/config.json").is_file() && a.join("scores.png").is_file());
 
     // Reproducible by seed: the same command elsewhere gives the same scores, bit for bit.
+    // (without TensorBoard events, which change no result).
+    let grid: Vec<&str> = grid.iter().copied().chain(["--no-tensorboard"]).collect();
     let b = tmp.path().join("b");
     expect_ok(finetune(&t, &b, &grid));
     assert_eq!(scores(&b), first);
+    assert!(a.join("tensorboard").is_dir() && !b.join("tensorboard").exists());
 
     // Resume: one run's record is lost (as if interrupted before it ended); the same command
     // skips the three finished runs and re-runs the fourth to the same score.
@@ -196,10 +199,13 @@ fn models_of_a_sweep_and_their_random_controls_share_one_table() {
         checkpoint.display()
     );
     let out = tmp.path().join("out");
+    let tb_dir = tmp.path().join("tb");
     expect_ok(finetune(
         &t,
         &out,
         &[
+            "--tensorboard-dir",
+            s(&tb_dir),
             "--model",
             s(&run),
             "--model",
@@ -254,8 +260,9 @@ fn models_of_a_sweep_and_their_random_controls_share_one_table() {
     for (m, _) in &models {
         assert!(table.contains(m.as_str()), "{m} in {table}");
     }
-    // One TensorBoard folder per model, one run each.
-    let tb: Vec<String> = std::fs::read_dir(out.join("tensorboard"))
+    // One TensorBoard folder per model, one run each, where --tensorboard-dir says.
+    assert!(!out.join("tensorboard").exists());
+    let tb: Vec<String> = std::fs::read_dir(&tb_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
