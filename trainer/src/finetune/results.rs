@@ -194,9 +194,10 @@ pub fn markdown(task: &str, metric: &str, best: &[Point], seeds: usize) -> Strin
     s
 }
 
-/// The dev median per epoch of each model at its best grid point (`scores.png`); with two or
-/// more models of known pre-training updates, also the best median against those updates
-/// (`scores-vs-updates.png`, the paper's Figure 4, left).
+/// The dev median per epoch of each model at its best grid point (`scores.png`); when a
+/// pre-training run comes with two or more of its checkpoints (or export), also each run's best
+/// median against its updates beside random initialisation's (`scores-vs-updates.png`, the
+/// paper's Figure 4, left; [`score_series`]).
 pub fn plot(
     path: &Path,
     task: &str,
@@ -241,23 +242,15 @@ pub fn plot(
             marks: &[],
         },
     )?;
-    let mut by_updates: Vec<(f64, f64)> = best
-        .iter()
-        .filter_map(|p| p.pretrain_updates.map(|u| (u as f64, p.median)))
-        .collect();
-    if by_updates.len() >= 2 {
-        by_updates.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let by_updates = score_series(best);
+    if by_updates.iter().any(|c| c.points.len() >= 2) {
         line_plot(
             &path.with_file_name("scores-vs-updates.png"),
             &Chart {
                 title: format!("{task}: score against pre-training updates"),
                 x_label: "pre-training updates",
                 y_label: &y,
-                curves: vec![Curve {
-                    points: by_updates,
-                    color: palette(0),
-                    label: "best grid point".into(),
-                }],
+                curves: by_updates,
                 marks: &[],
             },
         )?;
@@ -265,9 +258,109 @@ pub fn plot(
     Ok(())
 }
 
+/// The curves of `scores-vs-updates.png`: one per pre-training run (a run and its checkpoints,
+/// `run` and `run/step-N`: the best median against the updates behind each), and every model
+/// without pre-training (random initialisation) as a flat line across the updates' range, the
+/// level a pre-trained model has to beat.
+pub fn score_series(best: &[Point]) -> Vec<crate::plots::Curve> {
+    use crate::plots::{palette, Curve};
+    let mut runs: Vec<(String, Vec<(f64, f64)>)> = vec![];
+    let mut flat: Vec<&Point> = vec![];
+    for p in best {
+        let Some(u) = p.pretrain_updates else {
+            flat.push(p);
+            continue;
+        };
+        let run = p.model.split('/').next().unwrap_or(&p.model).to_string();
+        match runs.iter_mut().find(|(r, _)| *r == run) {
+            Some((_, pts)) => pts.push((u as f64, p.median)),
+            None => runs.push((run, vec![(u as f64, p.median)])),
+        }
+    }
+    let xs = runs.iter().flat_map(|(_, pts)| pts.iter().map(|p| p.0));
+    let (lo, hi) = xs.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| {
+        (a.min(x), b.max(x))
+    });
+    let mut curves: Vec<Curve> = runs
+        .into_iter()
+        .enumerate()
+        .map(|(i, (run, mut points))| {
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            // A run's export and its last checkpoint are the same weights: one point.
+            points.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+            Curve {
+                points,
+                color: palette(i),
+                label: run,
+            }
+        })
+        .collect();
+    if lo.is_finite() {
+        let n = curves.len();
+        curves.extend(flat.into_iter().enumerate().map(|(i, p)| Curve {
+            points: vec![(lo, p.median), (hi.max(lo + 1.0), p.median)],
+            color: palette(n + i),
+            label: if p.model.ends_with("(random init)") {
+                p.model.clone()
+            } else {
+                format!("{} (random init)", p.model)
+            },
+        }));
+    }
+    curves
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn point(model: &str, updates: Option<u64>, median: f64) -> Point {
+        Point {
+            model: model.into(),
+            pretrain_updates: updates,
+            recipe: Recipe {
+                lr: 1e-3,
+                epochs: 3,
+                batch_size: 32,
+                weight_decay: 0.01,
+                warmup_proportion: 0.1,
+            },
+            scores: vec![median],
+            median,
+            mean: median,
+            std: 0.0,
+            min: median,
+            max: median,
+        }
+    }
+
+    #[test]
+    fn each_pre_training_run_is_its_own_curve_and_random_init_a_flat_line() {
+        let best = [
+            point("fe/step-0000800", Some(800), 0.74),
+            point("mlm", Some(1600), 0.75),
+            point("fe", Some(1600), 0.73),
+            point("tiny", None, 0.76),
+            point("fe/step-0000400", Some(400), 0.72),
+            point("mlm/step-0000400", Some(400), 0.70),
+            point("fe/step-0001600", Some(1600), 0.73),
+            point("fe (random init)", None, 0.75),
+        ];
+        let c = score_series(&best);
+        let got: Vec<(&str, &[(f64, f64)])> = c
+            .iter()
+            .map(|c| (c.label.as_str(), &c.points[..]))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("fe", &[(400.0, 0.72), (800.0, 0.74), (1600.0, 0.73)][..]),
+                ("mlm", &[(400.0, 0.70), (1600.0, 0.75)][..]),
+                ("tiny (random init)", &[(400.0, 0.76), (1600.0, 0.76)][..]),
+                ("fe (random init)", &[(400.0, 0.75), (1600.0, 0.75)][..]),
+            ]
+        );
+    }
 
     #[test]
     fn median_mean_and_sample_std() {
