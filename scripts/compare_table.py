@@ -101,6 +101,8 @@ def main():
     ap.add_argument("--cost-fast", required=True)
     ap.add_argument("--cost-electra", required=True)
     ap.add_argument("--random", required=True, help="the label of the random initialisation")
+    ap.add_argument("--methods", default=" ".join(n for n, _ in METHODS),
+                    help="the run folders compared (space-separated; default all)")
     ap.add_argument("--steps", type=int, required=True)
     ap.add_argument("--batch-size", type=int, required=True)
     ap.add_argument("--out", required=True)
@@ -114,8 +116,9 @@ def main():
     seqs = a.steps * a.batch_size
     aux = read_times(os.path.join(a.times, "aux-mlm.tsv"))
 
+    chosen = [(n, t) for n, t in METHODS if n in a.methods.split()]
     rows = []
-    for name, title in METHODS:
+    for name, title in chosen:
         t = read_times(os.path.join(a.times, f"{name}.tsv"))
         seconds, rss = t if t else (None, None)
         pre, notes = None, ""
@@ -170,7 +173,9 @@ def main():
 
     fig, ax = plt.subplots(figsize=(6.5, 4))
     rand = best.get(a.random)
-    for name, title in METHODS[:2]:
+    for name, title in chosen:
+        if name == "electra":  # no checkpoints fine-tuned (the script's choice)
+            continue
         pts = [p for p in results["best_per_model"]
                if p["model"] == name or p["model"].startswith(name + "/")]
         pts = sorted((p for p in pts if p["pretrain_updates"] is not None),

@@ -126,6 +126,11 @@ fn bare_clone() -> Bare {
 impl Bare {
     /// Runs `scripts/NAME ARGS` from the clone's root, with the stubs first on the `PATH`.
     fn run(&self, name: &str, args: &[&str]) -> Output {
+        self.run_env(name, args, &[])
+    }
+
+    /// [`Self::run`] with extra environment variables (the scripts' overrides).
+    fn run_env(&self, name: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
         let path = format!(
             "{}:{}",
             self.bin.display(),
@@ -143,6 +148,7 @@ impl Bare {
             .env("FIGURES", self.work.join("figures"))
             .env("STUB_LOG", &self.log)
             .env("STUB_CHECKS", "1")
+            .envs(env.iter().copied())
             .output()
             .unwrap()
     }
@@ -267,6 +273,55 @@ fn ablation_and_the_gpu_preparation_find_the_data_in_a_bare_clone() {
     assert!(b.repo.join(".gpu/moby-dick.txt").is_file());
 }
 
+/// `METHODS` picks which pre-training runs `compare` makes and fine-tunes (random initialisation
+/// always), and a misspelt method stops it before any work.
+#[test]
+fn compare_runs_only_the_methods_asked_for() {
+    let b = bare_clone();
+    let out = b.run_env(
+        "compare",
+        &[],
+        &[("METHODS", "mlm fast-electra"), ("STEPS", "800")],
+    );
+    ok("compare", &out);
+    let calls = b.calls();
+    let epochs = calls.iter().filter(|c| c.starts_with("preprocess --epoch"));
+    assert!(
+        epochs.clone().count() == 3
+            && epochs
+                .clone()
+                .all(|c| c.contains("--temperature-schedule exp")),
+        "{calls:#?}"
+    );
+    let trainer: Vec<&String> = calls.iter().filter(|c| c.starts_with("trainer")).collect();
+    assert!(
+        !trainer.iter().any(|c| c.contains("--objective electra")),
+        "{trainer:#?}"
+    );
+    let finetune = trainer
+        .iter()
+        .find(|c| c.starts_with("trainer finetune"))
+        .expect("compare fine-tunes");
+    // mlm and fast-electra, the preset, and three checkpoints of each run.
+    assert_eq!(finetune.matches("--model ").count(), 9, "{finetune}");
+    assert!(
+        !finetune.contains("fixed-aux") && finetune.contains("mlm/checkpoints/step-0000600"),
+        "{finetune}"
+    );
+    let table = calls
+        .iter()
+        .find(|c| c.starts_with("python-stub scripts/compare_table.py"))
+        .expect("compare writes its table");
+    assert!(table.contains("--methods mlm fast-electra"), "{table}");
+
+    let b = bare_clone();
+    let out = b.run_env("compare", &[], &[("METHODS", "fast-electra bert")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown method 'bert'"), "{err}");
+    assert!(b.calls().is_empty(), "{:#?}", b.calls());
+}
+
 #[test]
 fn compare_finds_the_data_in_a_bare_clone() {
     let b = bare_clone();
@@ -312,8 +367,12 @@ fn compare_finds_the_data_in_a_bare_clone() {
         .find(|c| c.starts_with("trainer finetune --task mr"))
         .expect("compare fine-tunes on mr");
     // Four runs, the random initialisation (the preset with the cached tokenizer) and three
-    // checkpoints of each offline run (every STEPS/4 updates).
-    assert_eq!(finetune.matches("--model ").count(), 11, "{finetune}");
+    // checkpoints (every STEPS/4 updates) of each offline run and of MLM.
+    assert_eq!(finetune.matches("--model ").count(), 14, "{finetune}");
+    assert!(
+        finetune.contains("mlm/checkpoints/step-0000400"),
+        "{finetune}"
+    );
     assert!(finetune.contains("--model tiny "), "{finetune}");
     assert!(finetune.contains(&b.tokenizer()), "{finetune}");
     assert!(
