@@ -110,6 +110,8 @@ extern "C" {
     ) -> *mut c_char;
     fn fe_pg_barrier(pg: *mut FePg, out: *mut *mut FeWork) -> *mut c_char;
     fn fe_work_wait(w: *mut FeWork, timeout_ms: i64) -> *mut c_char;
+    fn fe_work_time_completion(w: *mut FeWork) -> *mut c_char;
+    fn fe_work_done_ns(w: *mut FeWork) -> i64;
     fn fe_work_free(w: *mut FeWork);
 
     #[allow(clippy::too_many_arguments)]
@@ -559,9 +561,24 @@ impl Work {
 
     /// Waits until the collective completed: an error if it failed (a peer closed its
     /// connection, ...) or did not complete within `timeout`.
-    pub fn wait(self, timeout: Duration) -> anyhow::Result<()> {
-        // SAFETY: live handle (consumed: freed by drop right after).
+    pub fn wait(&self, timeout: Duration) -> anyhow::Result<()> {
+        // SAFETY: live handle.
         check(unsafe { fe_work_wait(self.0.as_ptr(), millis(timeout)) })
+    }
+
+    /// Records the time ([`now_ns`]) at which the collective completes, read by
+    /// [`Work::done_ns`] (call right after the launch). On Gloo: when the all-reduce finished;
+    /// on NCCL: when it was enqueued on the GPU (its completion is a CUDA event), so it says
+    /// little there.
+    pub fn time_completion(&self) -> anyhow::Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { fe_work_time_completion(self.0.as_ptr()) })
+    }
+
+    /// The completion time recorded since [`Work::time_completion`]; 0 when none (yet).
+    pub fn done_ns(&self) -> i64 {
+        // SAFETY: live handle.
+        unsafe { fe_work_done_ns(self.0.as_ptr()) }
     }
 }
 

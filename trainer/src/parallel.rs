@@ -15,11 +15,14 @@
 //! DDP `Reducer` (`csrc/reducer.cpp`) all-reduces the gradients in buckets launched from
 //! autograd's hooks during the last micro-batch's backward pass; it *averages*, so the trainer
 //! multiplies each rank's loss weight by the world size ([`Parallel::reduces_in_backward`]).
+//! With `--step fused` (and `--bucket-mb` > 0) the hand-written backward starts bucket
+//! all-reduces itself as it finishes layers (`crate::buckets`; summing, as the flat path).
 //! Otherwise [`Parallel::sum`] all-reduces the flat gradient buffer after the backward pass.
 use anyhow::bail;
 use std::time::Duration;
 use tch::{Device, Tensor};
 
+use crate::buckets::FusedBuckets;
 use crate::dist::{Dist, Launch};
 use crate::ext::{BucketTime, Reducer, ReducerOptions};
 use crate::loader::HostBatch;
@@ -31,6 +34,8 @@ pub struct Parallel {
     dist: Option<Dist>,
     /// `--bucket-mb`: the gradients are all-reduced in buckets during the backward pass.
     reducer: Option<Reducer>,
+    /// `--step fused --bucket-mb`: likewise, started by the hand-written backward.
+    fused_buckets: Option<FusedBuckets>,
 }
 
 impl Parallel {
@@ -41,6 +46,7 @@ impl Parallel {
             world: 1,
             dist: None,
             reducer: None,
+            fused_buckets: None,
         }
     }
 
@@ -63,6 +69,7 @@ impl Parallel {
             world: l.world_size,
             dist: Some(dist),
             reducer: None,
+            fused_buckets: None,
         })
     }
 
@@ -120,6 +127,65 @@ impl Parallel {
         Ok(())
     }
 
+    /// `--step fused`: all-reduces the gradients of `vars` (views into `flat`, the optimizer's
+    /// flat gradient buffer) in buckets of whole layers of at most `opts.bucket_bytes`, started
+    /// by the hand-written backward pass of the synchronising micro-batch (more than one rank
+    /// only): [`Parallel::before_sync_backward`], [`Parallel::grad_ready`] for the backward,
+    /// then [`Parallel::finish_buckets`].
+    pub fn use_fused_buckets(
+        &mut self,
+        vars: &tch::nn::VarStore,
+        flat: &Tensor,
+        opts: ReducerOptions,
+    ) -> anyhow::Result<()> {
+        if self.dist.is_none() || self.world == 1 {
+            return Ok(());
+        }
+        let b = FusedBuckets::new(
+            crate::buckets::named_grads(vars)?,
+            flat,
+            opts.bucket_bytes,
+            opts.bf16,
+            opts.timing,
+        )?;
+        if self.rank == 0 {
+            eprintln!(
+                "trainer: gradients all-reduced during the hand-written backward pass: {} bucket(s) of whole layers of at most {:.2} MB ({} in place, {} copied){}: {}",
+                b.len(),
+                opts.bucket_bytes as f64 / 1e6,
+                b.in_place(),
+                b.len() - b.in_place(),
+                if opts.bf16 { ", sent in bf16" } else { "" },
+                b.describe()
+            );
+        }
+        self.fused_buckets = Some(b);
+        Ok(())
+    }
+
+    /// Whether the hand-written backward starts the all-reduce in buckets.
+    pub fn buckets_in_fused_backward(&self) -> bool {
+        self.fused_buckets.is_some()
+    }
+
+    /// What the synchronising micro-batch's hand-written backward tells as it finishes
+    /// layers (armed by [`Parallel::before_sync_backward`]); None otherwise.
+    pub fn grad_ready(&mut self) -> Option<crate::buckets::Ready<'_>> {
+        match (&mut self.fused_buckets, &self.dist) {
+            (Some(b), Some(d)) if b.armed() => Some(b.ready(d)),
+            _ => None,
+        }
+    }
+
+    /// After the synchronising micro-batch: waits for the bucket all-reduces of
+    /// [`Parallel::use_fused_buckets`] (starting those the backward did not); their times.
+    pub fn finish_buckets(&mut self, what: &str) -> anyhow::Result<Vec<BucketTime>> {
+        match (&mut self.fused_buckets, &mut self.dist) {
+            (Some(b), Some(d)) => b.finish(d, what),
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// Refuses to start when this rank's gradient communication (`what`: `--step`,
     /// `--bucket-mb`, `--grad-comm`) differs from rank 0's: the ranks' collectives would not
     /// match.
@@ -142,6 +208,9 @@ impl Parallel {
     /// Before the forward and backward pass whose gradients are to be all-reduced (the last
     /// micro-batch of an update); the earlier ones only accumulate (DDP's no_sync).
     pub fn before_sync_backward(&mut self) -> anyhow::Result<()> {
+        if let Some(b) = &mut self.fused_buckets {
+            b.arm();
+        }
         let Some(r) = &mut self.reducer else {
             return Ok(());
         };
