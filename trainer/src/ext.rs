@@ -132,6 +132,7 @@ extern "C" {
     fn fe_reducer_free(r: *mut FeReducer);
     fn fe_reducer_buckets(r: *mut FeReducer) -> usize;
     fn fe_reducer_prepare(r: *mut FeReducer) -> *mut c_char;
+    fn fe_reducer_check_finished(r: *mut FeReducer) -> *mut c_char;
     fn fe_reducer_take_times(
         r: *mut FeReducer,
         index: *mut i64,
@@ -399,6 +400,14 @@ impl Reducer {
     pub fn prepare(&mut self) -> anyhow::Result<()> {
         // SAFETY: live handle.
         check(unsafe { fe_reducer_prepare(self.0.as_ptr()) })
+    }
+
+    /// After a synchronising backward pass: an error (c10d's, listing the indices of the
+    /// parameters without a gradient) when some parameter got no gradient in it, so that its
+    /// buckets were never all-reduced.
+    pub fn check_finished(&mut self) -> anyhow::Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { fe_reducer_check_finished(self.0.as_ptr()) })
     }
 
     /// The bucket times recorded since the last call (timing on), in launch order.

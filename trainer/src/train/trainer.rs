@@ -329,7 +329,8 @@ impl Trainer {
             // the sum over the ranks is the global batch's mean loss (crate::parallel).
             let mine = self.parallel.share(&global);
             let weight = self.parallel.loss_weight(&global, &mine);
-            let batch = DeviceBatch::new(&mine, device);
+            let mut batch = DeviceBatch::new(&mine, device);
+            batch.masked_term_factor = self.parallel.masked_term_factor(&global, &mine);
             let mut scale = weight * world_factor / k as f64;
             if self.runtime.debug.nan_at_step == Some(self.step + 1) {
                 scale = f64::NAN;
@@ -363,6 +364,10 @@ impl Trainer {
             };
             if sync {
                 backward_end = crate::ext::now_ns();
+                if reducing {
+                    self.parallel
+                        .after_sync_backward(self.run.objective.name(), self.step + 1)?;
+                }
             }
             // The loss as today's semantics weigh it (the Reducer's factor taken out).
             let detached = if reducing {
