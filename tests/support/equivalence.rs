@@ -38,13 +38,39 @@ pub fn updates(run_dir: &Path) -> Vec<Update> {
         .collect()
 }
 
-/// The tensors of `RUN/export/model.safetensors` by name (fp32).
+/// The tensors of `RUN/export/model.safetensors` by name (fp32); for a run exporting several
+/// models (electra: `export/discriminator`, `export/generator`), those of every sub-folder's,
+/// named `FOLDER/NAME`.
 pub fn exported_weights(run_dir: &Path) -> BTreeMap<String, Tensor> {
-    let path = run_dir.join("export/model.safetensors");
-    Tensor::read_safetensors(&path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .into_iter()
-        .map(|(n, t)| (n, t.to_kind(tch::Kind::Float)))
+    let export = run_dir.join("export");
+    let read = |path: &Path, prefix: &str| -> Vec<(String, Tensor)> {
+        Tensor::read_safetensors(path)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+            .into_iter()
+            .map(|(n, t)| (format!("{prefix}{n}"), t.to_kind(tch::Kind::Float)))
+            .collect()
+    };
+    let top = export.join("model.safetensors");
+    if top.exists() {
+        return read(&top, "").into_iter().collect();
+    }
+    let mut folders: Vec<_> = std::fs::read_dir(&export)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", export.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("model.safetensors").exists())
+        .collect();
+    folders.sort();
+    assert!(
+        !folders.is_empty(),
+        "{}: no model.safetensors",
+        export.display()
+    );
+    folders
+        .iter()
+        .flat_map(|f| {
+            let name = f.file_name().unwrap().to_string_lossy().into_owned();
+            read(&f.join("model.safetensors"), &format!("{name}/"))
+        })
         .collect()
 }
 

@@ -127,6 +127,26 @@ char* fe_work_wait(FeWork* w, int64_t timeout_ms) {
   });
 }
 
+// Records the steady-clock time at which the collective completes (read by fe_work_done_ns):
+// a callback on the work's future, run by the thread that completes it (Gloo: its worker, as
+// soon as the all-reduce finished; NCCL: when the collective was enqueued, its future
+// completing with CUDA events, so on NCCL the time says little). Called right after the launch;
+// a collective already complete is timed now.
+char* fe_work_time_completion(FeWork* w) {
+  return fe::guard([&] {
+    auto done = std::make_shared<std::atomic<int64_t>>(0);
+    w->done_ns = done;
+    w->work->getFuture()->addCallback([done](c10::ivalue::Future&) {
+      done->store(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                      std::chrono::steady_clock::now().time_since_epoch())
+                      .count());
+    });
+  });
+}
+
+// The completion time recorded by fe_work_time_completion; 0 when not (yet) recorded.
+int64_t fe_work_done_ns(FeWork* w) { return w->done_ns ? w->done_ns->load() : 0; }
+
 void fe_work_free(FeWork* w) { delete w; }
 
 }  // extern "C"

@@ -3,7 +3,9 @@
 
 #include "ext.h"
 
+#include <atomic>
 #include <cstdint>
+#include <memory>
 
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/Store.hpp>
@@ -17,4 +19,7 @@ struct FePg {
 };
 struct FeWork {
   c10::intrusive_ptr<c10d::Work> work;
+  // Steady-clock time (ns) the collective completed, once fe_work_time_completion asked for it
+  // (0 until then).
+  std::shared_ptr<std::atomic<int64_t>> done_ns;
 };

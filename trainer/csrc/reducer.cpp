@@ -158,6 +158,14 @@ char* fe_reducer_prepare(FeReducer* r) {
   });
 }
 
+// After a synchronising backward pass: an error when the Reducer did not finish it, which
+// happens when a parameter got no gradient in it (its bucket never became ready: with
+// find_unused_parameters off, DDP's default, the buckets holding it are never all-reduced and
+// the next prepare fails). c10d's message lists the indices of the parameters without one.
+char* fe_reducer_check_finished(FeReducer* r) {
+  return fe::guard([&] { r->reducer->check_finalized(); });
+}
+
 // The recorded (bucket index, launch ns, done ns) triples since the last call, at most `cap`;
 // `*n` says how many were written; the record is cleared.
 char* fe_reducer_take_times(FeReducer* r, int64_t* index, int64_t* launched, int64_t* done,

@@ -190,6 +190,14 @@ impl Dist {
     }
 
     fn wait(&mut self, work: anyhow::Result<ext::Work>, what: &str) -> anyhow::Result<()> {
+        match work {
+            Ok(w) => self.wait_for(&w, what),
+            Err(e) => Err(self.failed(what, e)),
+        }
+    }
+
+    /// Waits for a started collective (`what` names it in the error).
+    pub fn wait_for(&mut self, work: &ext::Work, what: &str) -> anyhow::Result<()> {
         // NCCL: wait() makes the current CUDA stream wait (no host synchronisation); its
         // watchdog enforces the group's timeout. Gloo: the host waits, at most the timeout.
         let timeout = if self.nccl {
@@ -197,10 +205,13 @@ impl Dist {
         } else {
             self.timeout
         };
-        match work.and_then(|w| w.wait(timeout)) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.failed(what, e)),
-        }
+        work.wait(timeout).map_err(|e| self.failed(what, e))
+    }
+
+    /// Starts summing `t` over the ranks, in place: the handle to wait for with
+    /// [`Dist::wait_for`] (`t` must not be touched until then).
+    pub fn start_all_reduce_sum(&self, t: &Tensor) -> anyhow::Result<ext::Work> {
+        self.pg.all_reduce(t, ReduceOp::Sum)
     }
 
     /// Sums `t` over the ranks, in place.

@@ -110,6 +110,8 @@ extern "C" {
     ) -> *mut c_char;
     fn fe_pg_barrier(pg: *mut FePg, out: *mut *mut FeWork) -> *mut c_char;
     fn fe_work_wait(w: *mut FeWork, timeout_ms: i64) -> *mut c_char;
+    fn fe_work_time_completion(w: *mut FeWork) -> *mut c_char;
+    fn fe_work_done_ns(w: *mut FeWork) -> i64;
     fn fe_work_free(w: *mut FeWork);
 
     #[allow(clippy::too_many_arguments)]
@@ -130,6 +132,7 @@ extern "C" {
     fn fe_reducer_free(r: *mut FeReducer);
     fn fe_reducer_buckets(r: *mut FeReducer) -> usize;
     fn fe_reducer_prepare(r: *mut FeReducer) -> *mut c_char;
+    fn fe_reducer_check_finished(r: *mut FeReducer) -> *mut c_char;
     fn fe_reducer_take_times(
         r: *mut FeReducer,
         index: *mut i64,
@@ -399,6 +402,14 @@ impl Reducer {
         check(unsafe { fe_reducer_prepare(self.0.as_ptr()) })
     }
 
+    /// After a synchronising backward pass: an error (c10d's, listing the indices of the
+    /// parameters without a gradient) when some parameter got no gradient in it, so that its
+    /// buckets were never all-reduced.
+    pub fn check_finished(&mut self) -> anyhow::Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { fe_reducer_check_finished(self.0.as_ptr()) })
+    }
+
     /// The bucket times recorded since the last call (timing on), in launch order.
     pub fn take_times(&mut self) -> anyhow::Result<Vec<BucketTime>> {
         const CAP: usize = 4096;
@@ -559,9 +570,24 @@ impl Work {
 
     /// Waits until the collective completed: an error if it failed (a peer closed its
     /// connection, ...) or did not complete within `timeout`.
-    pub fn wait(self, timeout: Duration) -> anyhow::Result<()> {
-        // SAFETY: live handle (consumed: freed by drop right after).
+    pub fn wait(&self, timeout: Duration) -> anyhow::Result<()> {
+        // SAFETY: live handle.
         check(unsafe { fe_work_wait(self.0.as_ptr(), millis(timeout)) })
+    }
+
+    /// Records the time ([`now_ns`]) at which the collective completes, read by
+    /// [`Work::done_ns`] (call right after the launch). On Gloo: when the all-reduce finished;
+    /// on NCCL: when it was enqueued on the GPU (its completion is a CUDA event), so it says
+    /// little there.
+    pub fn time_completion(&self) -> anyhow::Result<()> {
+        // SAFETY: live handle.
+        check(unsafe { fe_work_time_completion(self.0.as_ptr()) })
+    }
+
+    /// The completion time recorded since [`Work::time_completion`]; 0 when none (yet).
+    pub fn done_ns(&self) -> i64 {
+        // SAFETY: live handle.
+        unsafe { fe_work_done_ns(self.0.as_ptr()) }
     }
 }
 

@@ -6,10 +6,12 @@
 //! - [`loader`], [`data`]: shard folders opened, checked and decoded into batches.
 //! - [`optim`], [`lr`], [`checkpoint`], [`outputs`], [`metrics`], [`plots`]: the optimizer
 //!   and schedule, checkpoints, the run folder's one writer, metrics records, PNG plots.
-//! - [`dist`], [`parallel`], [`ext`]: data-parallel runs over c10d (the C++ extension's FFI).
+//! - [`dist`], [`parallel`], [`ext`]: data-parallel runs over c10d (the C++ extension's FFI);
+//!   [`buckets`]: the hand-written step's all-reduce in buckets during its backward pass.
 //! - [`fused`]: the hand-written RTD step (`--step fused`); [`rng`]: named RNG domains.
 //! - [`tensorboard`]: TensorBoard event files (the run folder's `tensorboard/`).
 //! - [`finetune`]: `trainer finetune`, downstream fine-tuning and its results.
+pub mod buckets;
 pub mod checkpoint;
 pub mod cli;
 pub mod commands;

@@ -15,11 +15,14 @@
 //! DDP `Reducer` (`csrc/reducer.cpp`) all-reduces the gradients in buckets launched from
 //! autograd's hooks during the last micro-batch's backward pass; it *averages*, so the trainer
 //! multiplies each rank's loss weight by the world size ([`Parallel::reduces_in_backward`]).
+//! With `--step fused` (and `--bucket-mb` > 0) the hand-written backward starts bucket
+//! all-reduces itself as it finishes layers (`crate::buckets`; summing, as the flat path).
 //! Otherwise [`Parallel::sum`] all-reduces the flat gradient buffer after the backward pass.
 use anyhow::bail;
 use std::time::Duration;
 use tch::{Device, Tensor};
 
+use crate::buckets::FusedBuckets;
 use crate::dist::{Dist, Launch};
 use crate::ext::{BucketTime, Reducer, ReducerOptions};
 use crate::loader::HostBatch;
@@ -31,6 +34,10 @@ pub struct Parallel {
     dist: Option<Dist>,
     /// `--bucket-mb`: the gradients are all-reduced in buckets during the backward pass.
     reducer: Option<Reducer>,
+    /// The Reducer's parameters' names, in its order.
+    reducer_names: Vec<String>,
+    /// `--step fused --bucket-mb`: likewise, started by the hand-written backward.
+    fused_buckets: Option<FusedBuckets>,
 }
 
 impl Parallel {
@@ -41,6 +48,8 @@ impl Parallel {
             world: 1,
             dist: None,
             reducer: None,
+            reducer_names: Vec::new(),
+            fused_buckets: None,
         }
     }
 
@@ -63,6 +72,8 @@ impl Parallel {
             world: l.world_size,
             dist: Some(dist),
             reducer: None,
+            reducer_names: Vec::new(),
+            fused_buckets: None,
         })
     }
 
@@ -82,6 +93,28 @@ impl Parallel {
             return 1.0;
         }
         mine.loss_terms() as f64 / global.loss_terms().max(1) as f64
+    }
+
+    /// The factor of a corrupting objective's MLM term (`DeviceBatch::masked_term_factor`):
+    /// [`Parallel::loss_weight`] weighs by real tokens, the MLM term of electra is a mean over
+    /// the masked positions, so it is multiplied by this rank's share of the global batch's
+    /// masked positions over its share of the real tokens. 1 in one process and for batches
+    /// without such a term.
+    pub fn masked_term_factor(&self, global: &HostBatch, mine: &HostBatch) -> f64 {
+        if self.world == 1 {
+            return 1.0;
+        }
+        match (global.masked_positions(), mine.masked_positions()) {
+            (Some(g), Some(m)) => {
+                let real = self.loss_weight(global, mine);
+                if real > 0.0 {
+                    m as f64 / g.max(1) as f64 / real
+                } else {
+                    0.0
+                }
+            }
+            _ => 1.0,
+        }
     }
 
     /// Builds c10d's DDP Reducer over the trainable variables of `vars` (more than one rank
@@ -108,6 +141,7 @@ impl Parallel {
         named.sort_by_cached_key(|(n, _)| forward_order(n));
         let (names, params): (Vec<String>, Vec<Tensor>) = named.into_iter().unzip();
         let r = d.reducer(&params, &names, opts)?;
+        self.reducer_names = names;
         if self.rank == 0 {
             eprintln!(
                 "trainer: gradients all-reduced during the backward pass by c10d's Reducer: {} bucket(s) of at most {:.2} MB{}",
@@ -118,6 +152,65 @@ impl Parallel {
         }
         self.reducer = Some(r);
         Ok(())
+    }
+
+    /// `--step fused`: all-reduces the gradients of `vars` (views into `flat`, the optimizer's
+    /// flat gradient buffer) in buckets of whole layers of at most `opts.bucket_bytes`, started
+    /// by the hand-written backward pass of the synchronising micro-batch (more than one rank
+    /// only): [`Parallel::before_sync_backward`], [`Parallel::grad_ready`] for the backward,
+    /// then [`Parallel::finish_buckets`].
+    pub fn use_fused_buckets(
+        &mut self,
+        vars: &tch::nn::VarStore,
+        flat: &Tensor,
+        opts: ReducerOptions,
+    ) -> anyhow::Result<()> {
+        if self.dist.is_none() || self.world == 1 {
+            return Ok(());
+        }
+        let b = FusedBuckets::new(
+            crate::buckets::named_grads(vars)?,
+            flat,
+            opts.bucket_bytes,
+            opts.bf16,
+            opts.timing,
+        )?;
+        if self.rank == 0 {
+            eprintln!(
+                "trainer: gradients all-reduced during the hand-written backward pass: {} bucket(s) of whole layers of at most {:.2} MB ({} in place, {} copied){}: {}",
+                b.len(),
+                opts.bucket_bytes as f64 / 1e6,
+                b.in_place(),
+                b.len() - b.in_place(),
+                if opts.bf16 { ", sent in bf16" } else { "" },
+                b.describe()
+            );
+        }
+        self.fused_buckets = Some(b);
+        Ok(())
+    }
+
+    /// Whether the hand-written backward starts the all-reduce in buckets.
+    pub fn buckets_in_fused_backward(&self) -> bool {
+        self.fused_buckets.is_some()
+    }
+
+    /// What the synchronising micro-batch's hand-written backward tells as it finishes
+    /// layers (armed by [`Parallel::before_sync_backward`]); None otherwise.
+    pub fn grad_ready(&mut self) -> Option<crate::buckets::Ready<'_>> {
+        match (&mut self.fused_buckets, &self.dist) {
+            (Some(b), Some(d)) if b.armed() => Some(b.ready(d)),
+            _ => None,
+        }
+    }
+
+    /// After the synchronising micro-batch: waits for the bucket all-reduces of
+    /// [`Parallel::use_fused_buckets`] (starting those the backward did not); their times.
+    pub fn finish_buckets(&mut self, what: &str) -> anyhow::Result<Vec<BucketTime>> {
+        match (&mut self.fused_buckets, &mut self.dist) {
+            (Some(b), Some(d)) => b.finish(d, what),
+            _ => Ok(Vec::new()),
+        }
     }
 
     /// Refuses to start when this rank's gradient communication (`what`: `--step`,
@@ -142,6 +235,9 @@ impl Parallel {
     /// Before the forward and backward pass whose gradients are to be all-reduced (the last
     /// micro-batch of an update); the earlier ones only accumulate (DDP's no_sync).
     pub fn before_sync_backward(&mut self) -> anyhow::Result<()> {
+        if let Some(b) = &mut self.fused_buckets {
+            b.arm();
+        }
         let Some(r) = &mut self.reducer else {
             return Ok(());
         };
@@ -154,6 +250,30 @@ impl Parallel {
             );
         }
         Ok(())
+    }
+
+    /// After the synchronising backward pass of update `update`: refuses to go on when the
+    /// Reducer did not finish it because some parameter got no gradient (DDP's
+    /// find_unused_parameters case: its buckets were not all-reduced), naming the objective, the
+    /// parameters and the flag that avoids the Reducer.
+    pub fn after_sync_backward(&mut self, objective: &str, update: u64) -> anyhow::Result<()> {
+        let Some(r) = &mut self.reducer else {
+            return Ok(());
+        };
+        let Err(e) = r.check_finished() else {
+            return Ok(());
+        };
+        let unused = unused_parameters(&format!("{e:#}"), &self.reducer_names);
+        bail!(
+            "rank {}: --objective {objective}: {} parameter(s) got no gradient in the backward pass of update {update} ({}), but the bucketed all-reduce of --step autograd (c10d's DDP Reducer, --bucket-mb above 0) needs every parameter's gradient in every update: run with --bucket-mb 0 (one flat all-reduce after the backward pass). c10d: {e:#}",
+            self.rank,
+            unused.len(),
+            if unused.is_empty() {
+                "see c10d's message".to_string()
+            } else {
+                unused.join(", ")
+            }
+        );
     }
 
     /// The Reducer's bucket times of the last synchronised backward pass (timing on).
@@ -236,6 +356,24 @@ fn forward_order(name: &str) -> (u8, u64, String) {
     }
 }
 
+/// The names of the parameters c10d's Reducer lists as without gradient in its error
+/// ("... did not receive grad for rank R: 3 7 ..."; indices into `names`).
+fn unused_parameters(message: &str, names: &[String]) -> Vec<String> {
+    let Some(at) = message.find("did not receive grad for rank") else {
+        return Vec::new();
+    };
+    let rest = &message[at..];
+    let Some(colon) = rest.find(':') else {
+        return Vec::new();
+    };
+    rest[colon + 1..]
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+        .map_while(|t| t.parse::<usize>().ok())
+        .map(|i| names.get(i).cloned().unwrap_or_else(|| format!("#{i}")))
+        .collect()
+}
+
 /// The flag behind a field of the run configuration, for error messages.
 fn flag_of(field: &str) -> String {
     match field {
@@ -250,7 +388,65 @@ fn flag_of(field: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::forward_order;
+    use super::*;
+
+    #[test]
+    fn the_reducers_unused_parameters_are_named() {
+        let names: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let m = "Expected to have finished reduction in the prior iteration before starting a new one. ... Parameter indices which did not receive grad for rank 1: 0 2\n In addition, you can set the environment variable TORCH_DISTRIBUTED_DEBUG to either INFO or DETAIL";
+        assert_eq!(unused_parameters(m, &names), vec!["a", "c"]);
+        assert!(unused_parameters("something else: 1", &names).is_empty());
+    }
+
+    /// Two Gloo ranks in threads, a Reducer over `used.weight` and `unused.weight`; the loss
+    /// reads only the first: the check after the backward pass refuses, naming the objective,
+    /// the parameter and `--bucket-mb 0`.
+    #[test]
+    fn a_parameter_without_gradient_stops_the_reducer_with_a_clear_error() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let rank = move |rank: usize| -> String {
+            let l = Launch {
+                rank,
+                world_size: 2,
+                local_rank: rank,
+                master_addr: "127.0.0.1".into(),
+                master_port: port,
+                agent_store: false,
+                attempt: 0,
+            };
+            let mut p = Parallel::join(&l, Device::Cpu, Duration::from_secs(30)).unwrap();
+            let vs = tch::nn::VarStore::new(Device::Cpu);
+            let used = vs.root().sub("used").ones("weight", &[4]);
+            let _unused = vs.root().sub("unused").ones("weight", &[4]);
+            p.use_reducer(
+                &vs,
+                ReducerOptions {
+                    bucket_bytes: 1 << 20,
+                    bf16: false,
+                    timing: false,
+                },
+            )
+            .unwrap();
+            p.before_sync_backward().unwrap();
+            (&used * 2.0).sum(tch::Kind::Float).backward();
+            p.after_sync_backward("test", 1).unwrap_err().to_string()
+        };
+        let peer = std::thread::spawn(move || rank(1));
+        let e0 = rank(0);
+        let e1 = peer.join().unwrap();
+        for e in [e0, e1] {
+            assert!(
+                e.contains("--objective test: 1 parameter(s) got no gradient")
+                    && e.contains("update 1 (unused.weight)")
+                    && e.contains("--bucket-mb 0"),
+                "{e}"
+            );
+        }
+    }
 
     #[test]
     fn parameters_sort_in_forward_order() {

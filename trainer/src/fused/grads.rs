@@ -7,6 +7,41 @@ use super::weights::{adjacent, Grads};
 use std::collections::{HashMap, HashSet};
 use tch::{Kind, Tensor};
 
+/// A part of the model whose gradients the backward finishes at once, in the order it does:
+/// the head, the encoder layers from the last to the first, then the embeddings (with their
+/// projection, when the model has one): the reverse of their use in the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Unit {
+    Head,
+    Layer(usize),
+    Embeddings,
+}
+
+impl Unit {
+    /// The unit of a discriminator parameter, by its Hugging Face name.
+    pub fn of(name: &str) -> Unit {
+        if name.contains("embeddings") {
+            return Unit::Embeddings;
+        }
+        let parts: Vec<&str> = name.split('.').collect();
+        match parts
+            .windows(2)
+            .find(|w| w[0] == "layer")
+            .and_then(|w| w[1].parse::<usize>().ok())
+        {
+            Some(l) => Unit::Layer(l),
+            None => Unit::Head,
+        }
+    }
+}
+
+/// Told by the backward each time a [`Unit`]'s gradients are final (added to their `.grad()`
+/// for the last time in this backward pass): the data-parallel bucketed all-reduce
+/// (`crate::buckets`) launches a bucket when its last unit is done.
+pub trait GradReady {
+    fn ready(&mut self, unit: Unit);
+}
+
 /// A gradient sink.
 pub enum Sink {
     /// Gradients by name, fp32 (summed when a name comes twice).
@@ -110,6 +145,28 @@ mod tests {
             Vec::<f32>::try_from(grads["q"].view([-1])).unwrap(),
             vec![8.0, 10.0, 12.0, 14.0]
         );
+    }
+
+    #[test]
+    fn parameters_belong_to_their_units() {
+        for (name, unit) in [
+            ("discriminator_predictions.dense.weight", Unit::Head),
+            (
+                "electra.encoder.layer.10.output.LayerNorm.bias",
+                Unit::Layer(10),
+            ),
+            (
+                "electra.encoder.layer.0.attention.self.key.weight",
+                Unit::Layer(0),
+            ),
+            (
+                "electra.embeddings.word_embeddings.weight",
+                Unit::Embeddings,
+            ),
+            ("electra.embeddings_project.bias", Unit::Embeddings),
+        ] {
+            assert_eq!(Unit::of(name), unit, "{name}");
+        }
     }
 
     #[test]

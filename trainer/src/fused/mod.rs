@@ -119,6 +119,7 @@ impl FusedStep {
             train,
             scale,
             &mut sink,
+            None,
         );
         let grads::Sink::Collect(g) = sink else {
             unreachable!("a collecting sink")
@@ -136,6 +137,7 @@ impl FusedStep {
         train: bool,
         scale: f64,
         sink: &mut grads::Sink,
+        ready: Option<&mut dyn grads::GradReady>,
     ) -> (Tensor, Tensor) {
         let f = step::forward(
             &self.weights,
@@ -148,12 +150,14 @@ impl FusedStep {
             scale,
             self.kind,
         );
-        step::backward(&self.weights, self.ops.as_ref(), &f, self.kind, sink);
+        step::backward(&self.weights, self.ops.as_ref(), &f, self.kind, sink, ready);
         (f.logits, f.loss)
     }
 
     /// [`FusedStep::gradients`] of a training micro-batch, added to the `.grad()` of the
-    /// variables of `vs` as the backward computes them (one in-place addition per gradient).
+    /// variables of `vs` as the backward computes them (one in-place addition per gradient);
+    /// `ready` is told as each part of the model's gradients is final ([`grads::Unit`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn accumulate(
         &self,
         vs: &VarStore,
@@ -162,6 +166,7 @@ impl FusedStep {
         padded: bool,
         targets: &Tensor,
         scale: f64,
+        ready: Option<&mut dyn grads::GradReady>,
     ) -> (Tensor, Tensor) {
         let targets_of_grads = tch::no_grad(|| {
             vs.variables()
@@ -179,7 +184,16 @@ impl FusedStep {
                 .collect()
         });
         let mut sink = grads::Sink::Into(targets_of_grads, Default::default());
-        let out = self.run(ids, attention_mask, padded, targets, true, scale, &mut sink);
+        let out = self.run(
+            ids,
+            attention_mask,
+            padded,
+            targets,
+            true,
+            scale,
+            &mut sink,
+            ready,
+        );
         sink.check_complete();
         out
     }

@@ -24,7 +24,7 @@
 //! Dropout sites are numbered in that order (0 = embeddings, then 3 per layer: attention
 //! probabilities, attention output, feed-forward output), which is also the order in which the
 //! autograd model draws its masks from torch's generator.
-use super::grads::Sink;
+use super::grads::{GradReady, Sink, Unit};
 use super::ops::{AttnSaved, Drop, LnSaved, Ops, Resid, ResidGrad};
 use super::weights::{Lin, Weights};
 use tch::{Kind, Tensor};
@@ -216,8 +216,21 @@ fn linear_backward(dy: &Tensor, x: &Tensor, l: &Lin, grads: &mut Sink) -> Tensor
     dy.matmul(&l.wc.borrow())
 }
 
-/// The backward pass: the gradient of every parameter of `scale` x loss into `grads`.
-pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind, grads: &mut Sink) {
+/// The backward pass: the gradient of every parameter of `scale` x loss into `grads`; `ready`
+/// is told as each [`Unit`]'s gradients are final (head, layers from the last, embeddings).
+pub fn backward(
+    w: &Weights,
+    ops: &dyn Ops,
+    f: &Forward,
+    kind: Kind,
+    grads: &mut Sink,
+    mut ready: Option<&mut dyn GradReady>,
+) {
+    let mut done = |u: Unit| {
+        if let Some(r) = ready.as_deref_mut() {
+            r.ready(u);
+        }
+    };
     tch::no_grad(|| {
         let (b, s) = f.ids.size2().expect("ids are [B, S]");
         let dz = f.dz.view([b * s, 1]).to_kind(kind);
@@ -227,10 +240,11 @@ pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind, grads: &mut
             f: None,
             c: Some(linear_backward(&dpre, &f.h_last, &w.head_dense, grads)),
         };
+        done(Unit::Head);
         let hidden = w.head_dense.w.size()[1];
         let heads = w.heads;
         let d = hidden / heads;
-        for (l, sv) in w.layers.iter().zip(&f.layers).rev() {
+        for (i, (l, sv)) in w.layers.iter().zip(&f.layers).enumerate().rev() {
             // h = LN2(drop(f + bf) + a)
             let g2 = ops.residual_ln_backward(&dh, &sv.ln2, &l.out_ln.w, &sv.drop2);
             grads.add(&format!("{}.weight", l.out_ln.name), &g2.dw);
@@ -269,6 +283,7 @@ pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind, grads: &mut
                 f: Some(g1.dx),
                 c: Some(dkqv.matmul(&l.kqv.w.borrow())),
             };
+            done(Unit::Layer(i));
         }
         let dx0 = match &w.project {
             Some(p) => {
@@ -294,5 +309,6 @@ pub fn backward(w: &Weights, ops: &dyn Ops, f: &Forward, kind: Kind, grads: &mut
         grads.add(&format!("{e}.token_type_embeddings.weight"), &dtyp);
         grads.add(&format!("{}.weight", w.emb_ln.name), &dw);
         grads.add(&format!("{}.bias", w.emb_ln.name), &db);
+        done(Unit::Embeddings);
     })
 }

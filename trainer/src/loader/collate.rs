@@ -134,8 +134,18 @@ impl HostBatch {
         }
     }
 
+    /// The masked positions of a corrupting objective's batch (the terms of electra's MLM
+    /// loss); None for the other kinds.
+    pub fn masked_positions(&self) -> Option<u64> {
+        match &self.labels {
+            Labels::Corrupt(c) => Some(c.inputs.positions.len() as u64),
+            _ => None,
+        }
+    }
+
     /// The number of terms the objective's mean loss is taken over: masked positions (MLM) or
-    /// real tokens (RTD; the corrupting objectives' RTD term, electra's MLM term weighted alike).
+    /// real tokens (RTD; the corrupting objectives' RTD term; electra's MLM term is corrected by
+    /// `DeviceBatch::masked_term_factor`).
     pub fn loss_terms(&self) -> u64 {
         match &self.labels {
             Labels::Mlm { positions, .. } => positions.len() as u64,

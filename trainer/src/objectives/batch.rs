@@ -25,6 +25,11 @@ pub struct DeviceBatch {
     /// host so that `--step fused` never waits for the device to find out.
     pub key_padding: bool,
     pub labels: DeviceLabels,
+    /// What a corrupting objective multiplies its MLM term by in training (electra's generator
+    /// loss, a mean over the masked positions): this rank's share of the global batch's masked
+    /// positions over its share of the real tokens, which the trainer's loss weight is
+    /// (`crate::parallel`), so that each term weighs by its own share. 1 in one process.
+    pub masked_term_factor: f64,
 }
 
 fn upload(t: Tensor, device: Device) -> Tensor {
@@ -58,6 +63,7 @@ impl DeviceBatch {
             attention_mask: mask,
             key_padding: crate::fused::key_padding(&b.attention_mask, b.len),
             labels,
+            masked_term_factor: 1.0,
         }
     }
 

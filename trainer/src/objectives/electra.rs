@@ -321,6 +321,13 @@ impl TrainObjective for Electra {
             });
             g.1 += 1;
         }
+        // In a data-parallel run each term weighs by this rank's share of its own terms
+        // (masked positions for MLM, real tokens for RTD: crate::parallel); 1 otherwise.
+        let mlm = if train && b.masked_term_factor != 1.0 {
+            mlm * b.masked_term_factor
+        } else {
+            mlm
+        };
         StepOutput {
             loss: mlm + rtd.loss * self.rtd_weight,
             counts: rtd.counts,

@@ -292,6 +292,19 @@ pub trait TrainObjective {
         })
     }
 
+    /// [`Self::train_micro_batch`] telling `ready` as each part of the model's gradients is
+    /// final, so that a data-parallel run all-reduces them during the backward pass
+    /// (`crate::buckets`; the hand-written step of `--objective rtd --step fused` does). By
+    /// default nothing is told: the buckets all start after the backward pass.
+    fn train_micro_batch_telling(
+        &self,
+        batch: &DeviceBatch,
+        scale: f64,
+        _ready: &mut dyn crate::fused::grads::GradReady,
+    ) -> anyhow::Result<StepOutput> {
+        self.train_micro_batch(batch, scale)
+    }
+
     /// The validation output of one micro-batch (no dropout, no gradient needed); by default
     /// the step's, without scores.
     fn evaluate(&self, batch: &DeviceBatch) -> EvalOutput {

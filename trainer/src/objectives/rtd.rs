@@ -10,6 +10,7 @@ use super::{
     no_checks, no_settings, BatchContext, BenchInput, DataKind, DeviceBatch, EvalOutput,
     ExportedModel, ObjectiveInit, ObjectiveSpec, Reports, StepOutput, TrainObjective,
 };
+use crate::fused::grads::GradReady;
 use crate::fused::{FusedStep, StepKind};
 use crate::loader::BatchKind;
 use crate::metrics::CountTensors;
@@ -97,6 +98,41 @@ pub fn loss_and_counts(logits: &Tensor, targets: &Tensor, mask: &Tensor) -> Step
 }
 
 impl Rtd {
+    /// A training micro-batch: autograd, or the hand-written step telling `ready` as each
+    /// part of the model's gradients is final.
+    fn train(
+        &self,
+        b: &DeviceBatch,
+        scale: f64,
+        ready: Option<&mut dyn GradReady>,
+    ) -> anyhow::Result<StepOutput> {
+        let Some(fused) = &self.fused else {
+            let out = self.step(b, true);
+            let loss = out.loss * scale;
+            loss.f_backward()?;
+            return Ok(StepOutput {
+                loss: loss.detach(),
+                counts: out.counts,
+            });
+        };
+        let (logits, loss) = fused.accumulate(
+            &self.model.vs,
+            &b.input_ids,
+            &b.attention_mask,
+            b.key_padding,
+            targets(b),
+            scale,
+            ready,
+        );
+        // The counts of the logits (the loss of loss_and_counts is recomputed: cheap, [B, L]).
+        let counts =
+            tch::no_grad(|| loss_and_counts(&logits, targets(b), &b.attention_mask).counts);
+        Ok(StepOutput {
+            loss: loss * scale,
+            counts,
+        })
+    }
+
     fn logits(&self, b: &DeviceBatch, train: bool) -> Tensor {
         self.model
             .model
@@ -134,30 +170,16 @@ impl TrainObjective for Rtd {
     }
 
     fn train_micro_batch(&self, b: &DeviceBatch, scale: f64) -> anyhow::Result<StepOutput> {
-        let Some(fused) = &self.fused else {
-            let out = self.step(b, true);
-            let loss = out.loss * scale;
-            loss.f_backward()?;
-            return Ok(StepOutput {
-                loss: loss.detach(),
-                counts: out.counts,
-            });
-        };
-        let (logits, loss) = fused.accumulate(
-            &self.model.vs,
-            &b.input_ids,
-            &b.attention_mask,
-            b.key_padding,
-            targets(b),
-            scale,
-        );
-        // The counts of the logits (the loss of loss_and_counts is recomputed: cheap, [B, L]).
-        let counts =
-            tch::no_grad(|| loss_and_counts(&logits, targets(b), &b.attention_mask).counts);
-        Ok(StepOutput {
-            loss: loss * scale,
-            counts,
-        })
+        self.train(b, scale, None)
+    }
+
+    fn train_micro_batch_telling(
+        &self,
+        b: &DeviceBatch,
+        scale: f64,
+        ready: &mut dyn GradReady,
+    ) -> anyhow::Result<StepOutput> {
+        self.train(b, scale, Some(ready))
     }
 
     fn evaluate(&self, b: &DeviceBatch) -> EvalOutput {

@@ -90,21 +90,24 @@ pub struct TrainArgs {
     /// collective) before it stops with an error naming the lost ranks.
     #[arg(long, default_value_t = 600)]
     pub dist_timeout: u64,
-    /// Data-parallel runs, `--step autograd`: all-reduce the gradients in buckets of at most
-    /// this many MB (the first 1 MB) launched during the backward pass as their gradients are
-    /// final (c10d's DDP Reducer), overlapping communication with computation; same result as
-    /// one all-reduce after the backward pass (bit for bit with 2, 4, 8... ranks). 0: one flat
-    /// all-reduce after the backward pass (the hand-written step always does that).
+    /// Data-parallel runs: all-reduce the gradients in buckets of at most this many MB
+    /// launched during the backward pass as their gradients are final, overlapping
+    /// communication with computation: `--step autograd` through c10d's DDP Reducer (the first
+    /// bucket 1 MB), `--step fused` by the hand-written backward (buckets of whole layers); same
+    /// result as one all-reduce after the backward pass (bit for bit with 2 ranks). 0: one flat
+    /// all-reduce after the backward pass.
     #[arg(long, default_value_t = 25.0)]
     pub bucket_mb: f64,
     /// Data-parallel runs with buckets: the precision the gradients travel in. `bf16` halves the
-    /// traffic (each bucket is divided by the world size, cast to bf16, summed, cast back), at
+    /// traffic (each bucket cast to bf16, summed, cast back; `--step autograd` divides it by the
+    /// world size first, as the Reducer averages), at
     /// the cost of bf16 rounding of every gradient (measured in the README).
     #[arg(long, value_enum, default_value_t = GradComm::Fp32)]
     pub grad_comm: GradComm,
-    /// Data-parallel runs with buckets: time each update's bucketed all-reduce and write it to
+    /// Data-parallel runs: time each update's gradient all-reduce and write it to
     /// metrics.jsonl (`allreduce`: launch and completion of each bucket and the tail after the
-    /// last gradient; use with --log-every 1 to get every update).
+    /// last gradient; with --bucket-mb 0 the one flat all-reduce, all tail; use with
+    /// --log-every 1 to get every update).
     #[arg(long)]
     pub comm_timing: bool,
     /// Seed of initialisation, shuffling, dropout and MLM masking.

@@ -140,13 +140,16 @@ impl Trainer {
         if parallel.world > 1 {
             let autograd = s.runtime.step == crate::fused::StepKind::Autograd;
 
-            if autograd && buckets.bucket_bytes > 0 {
-                parallel.use_reducer(s.objective.vars(), buckets)?;
-            } else if buckets.bf16 || buckets.timing {
+            if buckets.bucket_bytes > 0 {
+                if autograd {
+                    parallel.use_reducer(s.objective.vars(), buckets)?;
+                } else {
+                    parallel.use_fused_buckets(s.objective.vars(), opt.grads(), buckets)?;
+                }
+            } else if buckets.bf16 {
                 bail!(
-                    "--grad-comm bf16 and --comm-timing need the bucketed all-reduce: --step autograd and --bucket-mb above 0 (found --step {}, --bucket-mb {})",
+                    "--grad-comm bf16 needs the bucketed all-reduce: --bucket-mb above 0 (found --step {}, --bucket-mb 0)",
                     if autograd { "autograd" } else { "fused" },
-                    buckets.bucket_bytes as f64 / (1024.0 * 1024.0)
                 );
             }
         }
@@ -303,6 +306,9 @@ impl Trainer {
         // pass and arrive averaged over the ranks: each rank's loss is scaled by the world size
         // so that the average is the sum the loss weights are made for (crate::parallel).
         let reducing = self.parallel.reduces_in_backward();
+        // `--step fused --bucket-mb`: the hand-written backward starts the bucket all-reduces
+        // (summing, as the flat all-reduce: no world factor).
+        let fused_buckets = self.parallel.buckets_in_fused_backward();
         let world_factor = if reducing {
             self.parallel.world as f64
         } else {
@@ -323,19 +329,26 @@ impl Trainer {
             // the sum over the ranks is the global batch's mean loss (crate::parallel).
             let mine = self.parallel.share(&global);
             let weight = self.parallel.loss_weight(&global, &mine);
-            let batch = DeviceBatch::new(&mine, device);
+            let mut batch = DeviceBatch::new(&mine, device);
+            batch.masked_term_factor = self.parallel.masked_term_factor(&global, &mine);
             let mut scale = weight * world_factor / k as f64;
             if self.runtime.debug.nan_at_step == Some(self.step + 1) {
                 scale = f64::NAN;
             }
             self.objective.prepare(&batch, true)?;
-            let sync = reducing && micro + 1 == k;
+            let sync = (reducing || fused_buckets) && micro + 1 == k;
             if sync {
                 self.parallel.before_sync_backward()?;
             }
-            let out = shared::runtime::device::with_autocast(device, || {
-                self.objective.train_micro_batch(&batch, scale)
-            });
+            let objective = &self.objective;
+            let out = match self.parallel.grad_ready() {
+                Some(mut ready) => shared::runtime::device::with_autocast(device, || {
+                    objective.train_micro_batch_telling(&batch, scale, &mut ready)
+                }),
+                None => shared::runtime::device::with_autocast(device, || {
+                    objective.train_micro_batch(&batch, scale)
+                }),
+            };
             let out = match out {
                 Ok(out) => out,
                 Err(e) if sync => {
@@ -351,6 +364,10 @@ impl Trainer {
             };
             if sync {
                 backward_end = crate::ext::now_ns();
+                if reducing {
+                    self.parallel
+                        .after_sync_backward(self.run.objective.name(), self.step + 1)?;
+                }
             }
             // The loss as today's semantics weigh it (the Reducer's factor taken out).
             let detached = if reducing {
@@ -364,12 +381,25 @@ impl Trainer {
             });
             self.interval.add_counts(out.counts);
         }
+        let timing = self.runtime.buckets.timing && self.parallel.world > 1;
         if reducing {
-            if self.runtime.buckets.timing {
+            if timing {
                 self.last_comm = comm_timing(&self.parallel.take_bucket_times()?, backward_end);
+            }
+        } else if fused_buckets {
+            // The buckets the backward started (and the rest), waited for before clipping.
+            let t_sync = Instant::now();
+            let times = self.parallel.finish_buckets(&format!(
+                "the bucketed all-reduce of the gradients of update {}",
+                self.step + 1
+            ))?;
+            self.allreduce_time += t_sync.elapsed();
+            if timing {
+                self.last_comm = comm_timing(&times, crate::ext::now_ns());
             }
         } else {
             let t_sync = Instant::now();
+            let launched_ns = crate::ext::now_ns();
             self.parallel.sum(
                 self.opt.grads(),
                 &format!(
@@ -378,6 +408,16 @@ impl Trainer {
                 ),
             )?;
             self.allreduce_time += t_sync.elapsed();
+            if timing {
+                // One all-reduce, launched when the backward pass ended: all of it is tail.
+                let done_ns = crate::ext::now_ns();
+                let flat = crate::ext::BucketTime {
+                    bucket: 0,
+                    launched_ns,
+                    done_ns,
+                };
+                self.last_comm = comm_timing(&[flat], done_ns);
+            }
         }
         self.lr_now = self.sched.at(self.step);
         let norm = self
@@ -518,7 +558,14 @@ impl Trainer {
             let total = self.started.elapsed().as_secs_f64();
             let sync = self.allreduce_time.as_secs_f64();
             // One write, so that the ranks' lines do not interleave.
-            let line = if self.parallel.reduces_in_backward() {
+            let line = if self.parallel.buckets_in_fused_backward() {
+                format!(
+                    "trainer: rank {}: {} updates in {total:.2} s, {sync:.2} s of it waiting for the bucketed gradient all-reduce after the backward pass ({:.1}%)\n",
+                    self.parallel.rank,
+                    self.step - self.first_step,
+                    100.0 * sync / total.max(1e-9)
+                )
+            } else if self.parallel.reduces_in_backward() {
                 format!(
                     "trainer: rank {}: {} updates in {total:.2} s, the gradient all-reduce in buckets during the backward pass (--comm-timing times it)\n",
                     self.parallel.rank,
