@@ -19,10 +19,11 @@ use e2e_tests::support::files::copy_dir;
 /// be added to one list: run here, or shown to take its data only as arguments.
 const RUN_HERE: [&str; 5] = ["ablation", "compare", "demo", "gpu-check.sh", "test"];
 /// Take every path as an argument from the scripts above (or use random data: `bench/`).
-const ARGUMENTS_ONLY: [&str; 10] = [
+const ARGUMENTS_ONLY: [&str; 11] = [
     "ablation_plots.py",
     "comm_share.py",
     "compare_table.py",
+    "diagnose_cls.py",
     "summary.py",
     "bench/finetune_speed.py",
     "bench/reference_finetune.py",
