@@ -12,7 +12,8 @@ probe, not the benchmark):
   tokens, and the embedding layer's mean (a bag of word vectors);
 - how alike the [CLS] vectors of different sentences are (mean pairwise cosine similarity;
   near 1: [CLS] says about the same for every sentence);
-- the word embeddings' mean row norm (their scale after pre-training).
+- the word embeddings' mean row norm (their scale after pre-training);
+and, for scale, a bag of words: logistic regression on binary unigram counts of the same split.
 
 A pre-trained model whose mean-pooled features probe well but whose [CLS] probes badly holds
 the information the task needs where the fine-tuning head does not read it.
@@ -25,6 +26,7 @@ import random
 
 import numpy as np
 import torch
+from sklearn.feature_extraction.text import CountVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from tokenizers import Tokenizer
@@ -102,6 +104,10 @@ def main():
     dy = np.array([y for _, y in dev])
     print(f"mr probe: {len(train)} train / {len(dev)} dev sentences (positive share "
           f"{ty.mean():.3f} / {dy.mean():.3f})")
+    words = CountVectorizer(binary=True).fit([t for t, _ in train])
+    bow = LogisticRegression(C=1.0, max_iter=3000).fit(words.transform([t for t, _ in train]), ty)
+    print(f"bag of words (logistic regression on binary unigrams): dev accuracy "
+          f"{bow.score(words.transform([t for t, _ in dev]), dy):.3f}")
     print("| model | probe: [CLS] | probe: mean of last layer | probe: mean of embeddings "
           "| [CLS] mean cosine | word-embedding row norm |")
     print("|---|---|---|---|---|---|")

@@ -41,6 +41,8 @@ def probe(tmp_path, shuffled):
         capture_output=True, text=True, timeout=300, check=True)
     lines = out.stdout.splitlines()
     assert lines[0].startswith("mr probe: 480 train / 120 dev sentences"), out.stdout
+    bow = float(lines[1].rsplit(" ", 1)[1])
+    assert (bow >= 0.95) if not shuffled else (bow < 0.65), out.stdout
     rows = [l.strip("|").split("|") for l in lines if l.startswith("| saved") or
             l.startswith(f"| random:{model}")]
     assert len(rows) == 2, out.stdout
