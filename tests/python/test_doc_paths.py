@@ -1,7 +1,8 @@
 """The documents point at files that exist: every relative Markdown link resolves, every path in
 docs/design.md's layout is there, and every repository path a document names in backticks
 (`trainer/src/...`, `scripts/...`, ...) exists. A renamed or deleted file that a document still
-names fails here, naming the document, the line and the path."""
+names fails here, naming the document, the line and the path; a link to a heading (`#anchor`,
+here or in another document) must name one of its headings."""
 import re
 from pathlib import Path
 
@@ -102,3 +103,38 @@ def test_design_layout_names_existing_paths():
     assert {"Cargo.toml", "shared/src/", "trainer/src/train/", "preprocess/src/corrupt/"} <= set(paths)
     missing = [p for p in paths if not (REPO / p).exists()]
     assert not missing, "docs/design.md's layout names paths that do not exist: " + ", ".join(missing)
+
+
+ANCHOR = re.compile(r"\]\(([^)\s#]*)#([^)\s]+)\)")
+
+
+def slugs(doc: Path) -> set:
+    """GitHub's heading anchors of `doc`: lower case, punctuation but `-` and `_` dropped, spaces
+    to `-`; a repeated heading gets `-1`, `-2`, ..."""
+    seen, out = {}, set()
+    in_code = False
+    for line in doc.read_text(encoding="utf-8").splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        if in_code or not re.match(r"#{1,6} ", line):
+            continue
+        text = line.lstrip("#").strip().lower()
+        slug = re.sub(r"[^\w\- ]", "", text).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_anchors_name_headings(doc: Path):
+    text = doc.read_text(encoding="utf-8")
+    bad = []
+    for m in ANCHOR.finditer(text):
+        target = (doc.parent / m.group(1)) if m.group(1) else doc
+        if m.group(1).startswith(("http://", "https://")) or target.suffix != ".md":
+            continue
+        if target.is_file() and m.group(2) not in slugs(target):
+            bad.append(f"{where(doc, text, m.start())}: #{m.group(2)} is no heading of "
+                       f"{target.relative_to(REPO)}")
+    assert not bad, "\n".join(bad)
