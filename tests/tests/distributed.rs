@@ -312,56 +312,7 @@ fn bucketed_all_reduce_overlaps_the_backward_pass_and_trains_the_same_weights() 
         timings[19]
     );
 
-    // Gradient accumulation: the first micro-batch only accumulates (no_sync).
-    let accum = [
-        "--max-steps",
-        "10",
-        "--clip-norm",
-        CLIP,
-        "--bucket-mb",
-        "0.25",
-        "--grad-accum",
-        "2",
-    ];
-    let one_accum = runs.join("one-accum");
-    ok(single(&args(&one_accum, "8", &accum)));
-    let two_accum = runs.join("two-accum");
-    ok(torchrun(2, &args(&two_accum, "4", &accum)));
-    assert_same(
-        &one_accum,
-        &two_accum,
-        "2 ranks x 4, 3 buckets, 2 micro-batches per update",
-    );
-
-    // 3 ranks of 5 against one process of 15.
-    let one15 = runs.join("one-15");
-    ok(single(&args(&one15, "15", &steps)));
-    let three = runs.join("three");
-    ok(torchrun(3, &args(&three, "5", &small)));
-    assert_same(&one15, &three, "3 ranks x 5, 3 buckets vs 1 process");
-
-    // bf16 all-reduce: close to fp32, not equal.
-    let bf16 = runs.join("bf16");
-    ok(torchrun(
-        2,
-        &args(&bf16, "8", &[&small[..], &["--grad-comm", "bf16"]].concat()),
-    ));
-    let (a, b) = (updates(&buckets), updates(&bf16));
-    let last = |u: &[e2e_tests::support::equivalence::Update]| u.last().unwrap().loss;
-    let diff = (last(&a) - last(&b)).abs();
-    eprintln!(
-        "--grad-comm bf16: final loss {} vs fp32 {} (difference {diff:.2e}, relative {:.2e})",
-        last(&b),
-        last(&a),
-        diff / last(&a)
-    );
-    assert!(a != b, "bf16 changed nothing");
-    assert!(
-        diff / last(&a) < 0.05,
-        "bf16 final loss {} vs {}",
-        last(&b),
-        last(&a)
-    );
+    accumulation_three_ranks_and_bf16(&runs, &[], &buckets, "");
     std::fs::remove_dir_all(&runs).unwrap();
 }
 
@@ -440,19 +391,23 @@ fn fused_step_all_reduces_in_buckets_during_its_backward_and_trains_the_same_wei
         timings[19]
     );
 
-    // Gradient accumulation: the first micro-batch only accumulates.
+    accumulation_three_ranks_and_bf16(&runs, &["--step", "fused"], &buckets, "fused ");
+    std::fs::remove_dir_all(&runs).unwrap();
+}
+
+/// What both bucket tests check after their 2-rank runs (`step`: the step's flags, none for
+/// autograd; `buckets`: the 2-rank run with 3 buckets): with `--grad-accum 2` (the first
+/// micro-batch only accumulates: `no_sync`) and with 3 ranks, the bucketed all-reduce trains what
+/// one process trains within `SAME`; `--grad-comm bf16` trains close to fp32, not equal to it.
+fn accumulation_three_ranks_and_bf16(runs: &Path, step: &[&str], buckets: &Path, what: &str) {
+    let steps = [&["--max-steps", "20", "--clip-norm", CLIP][..], step].concat();
+    let small = [&steps[..], &["--bucket-mb", "0.25", "--comm-timing"]].concat();
     let accum = [
-        "--max-steps",
-        "10",
-        "--clip-norm",
-        CLIP,
-        "--step",
-        "fused",
-        "--bucket-mb",
-        "0.25",
-        "--grad-accum",
-        "2",
-    ];
+        &["--max-steps", "10", "--clip-norm", CLIP][..],
+        step,
+        &["--bucket-mb", "0.25", "--grad-accum", "2"],
+    ]
+    .concat();
     let one_accum = runs.join("one-accum");
     ok(single(&args(&one_accum, "8", &accum)));
     let two_accum = runs.join("two-accum");
@@ -460,7 +415,7 @@ fn fused_step_all_reduces_in_buckets_during_its_backward_and_trains_the_same_wei
     assert_same(
         &one_accum,
         &two_accum,
-        "fused, 2 ranks x 4, 3 buckets, 2 micro-batches per update",
+        &format!("{what}2 ranks x 4, 3 buckets, 2 micro-batches per update"),
     );
 
     // 3 ranks of 5 against one process of 15.
@@ -468,31 +423,33 @@ fn fused_step_all_reduces_in_buckets_during_its_backward_and_trains_the_same_wei
     ok(single(&args(&one15, "15", &steps)));
     let three = runs.join("three");
     ok(torchrun(3, &args(&three, "5", &small)));
-    assert_same(&one15, &three, "fused, 3 ranks x 5, 3 buckets vs 1 process");
+    assert_same(
+        &one15,
+        &three,
+        &format!("{what}3 ranks x 5, 3 buckets vs 1 process"),
+    );
 
-    // bf16 all-reduce: close to fp32, not equal.
     let bf16 = runs.join("bf16");
     ok(torchrun(
         2,
         &args(&bf16, "8", &[&small[..], &["--grad-comm", "bf16"]].concat()),
     ));
-    let (a, b) = (updates(&buckets), updates(&bf16));
+    let (a, b) = (updates(buckets), updates(&bf16));
     let last = |u: &[e2e_tests::support::equivalence::Update]| u.last().unwrap().loss;
     let diff = (last(&a) - last(&b)).abs();
     eprintln!(
-        "fused --grad-comm bf16: final loss {} vs fp32 {} (difference {diff:.2e}, relative {:.2e})",
+        "{what}--grad-comm bf16: final loss {} vs fp32 {} (difference {diff:.2e}, relative {:.2e})",
         last(&b),
         last(&a),
         diff / last(&a)
     );
-    assert!(a != b, "bf16 changed nothing");
+    assert!(a != b, "{what}bf16 changed nothing");
     assert!(
         diff / last(&a) < 0.05,
-        "bf16 final loss {} vs {}",
+        "{what}bf16 final loss {} vs {}",
         last(&b),
         last(&a)
     );
-    std::fs::remove_dir_all(&runs).unwrap();
 }
 
 /// `trainer --objective OBJECTIVE` arguments on the fixture's token folder (mlm, electra;

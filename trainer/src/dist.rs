@@ -333,7 +333,7 @@ impl Drop for Dist {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
     use tch::{Device, Kind};
@@ -397,7 +397,8 @@ mod tests {
         assert!(e.contains("RANK=\"x\""), "{e}");
     }
 
-    fn free_port() -> u16 {
+    /// A TCP port free on this machine now (for a test's store).
+    pub(crate) fn free_port() -> u16 {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -405,7 +406,8 @@ mod tests {
             .port()
     }
 
-    fn launch(rank: usize, port: u16) -> Launch {
+    /// Rank `rank` of a 2-rank group on this machine whose store listens on `port`.
+    pub(crate) fn launch(rank: usize, port: u16) -> Launch {
         Launch {
             rank,
             world_size: 2,

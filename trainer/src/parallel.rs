@@ -403,21 +403,9 @@ mod tests {
     /// the parameter and `--bucket-mb 0`.
     #[test]
     fn a_parameter_without_gradient_stops_the_reducer_with_a_clear_error() {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::dist::tests::free_port();
         let rank = move |rank: usize| -> String {
-            let l = Launch {
-                rank,
-                world_size: 2,
-                local_rank: rank,
-                master_addr: "127.0.0.1".into(),
-                master_port: port,
-                agent_store: false,
-                attempt: 0,
-            };
+            let l = crate::dist::tests::launch(rank, port);
             let mut p = Parallel::join(&l, Device::Cpu, Duration::from_secs(30)).unwrap();
             let vs = tch::nn::VarStore::new(Device::Cpu);
             let used = vs.root().sub("used").ones("weight", &[4]);
