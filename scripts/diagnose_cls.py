@@ -18,6 +18,9 @@ and, for scale, a bag of words: logistic regression on binary unigram counts of 
 A pre-trained model whose mean-pooled features probe well but whose [CLS] probes badly holds
 the information the task needs where the fine-tuning head does not read it.
 
+Needs transformers, tokenizers and scikit-learn (scripts/requirements-test.txt; `source
+scripts/setup.sh --test` installs them).
+
 Usage: python3 scripts/diagnose_cls.py --tokenizer T/tokenizer.json --mr MR.txt \
            --model fast=runs/fast-electra/export --model random:runs/fast-electra/export
 """

@@ -28,7 +28,7 @@ if [ -f "$NVIDIA_DIR/nccl/include/nccl.h" ] && [ ! -f "$NVIDIA_DIR/cu13/include/
 fi
 
 if [ "${1:-}" = "--test" ]; then
-  if ! "$PYTHON" -c 'import transformers, pyarrow, safetensors, pytest, tensorboard' 2>/dev/null; then
+  if ! "$PYTHON" -c 'import transformers, pyarrow, safetensors, pytest, tensorboard, sklearn' 2>/dev/null; then
     echo "setup: installing the test requirements (scripts/requirements-test.txt)" >&2
     "$PYTHON" -m pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
   fi
