@@ -38,10 +38,27 @@ struct Bucket {
     grads: Vec<Tensor>,
     /// The region of the flat buffer they tile, when they do.
     region: Option<Tensor>,
+    /// What is sent when the region cannot be (no region, or `--grad-comm bf16`): a buffer of
+    /// `numel` in the wire's kind, allocated once, that the gradients are copied into at each
+    /// start and the sums copied back from.
+    send: Option<Tensor>,
     numel: i64,
 }
 
 /// A started bucket all-reduce.
+impl Bucket {
+    /// Each gradient with its piece of `buf` (a tensor of `numel` elements), in offset order.
+    fn pieces<'a>(&'a self, buf: &'a Tensor) -> impl Iterator<Item = (&'a Tensor, Tensor)> + 'a {
+        let mut off = 0;
+        self.grads.iter().map(move |g| {
+            let n = g.numel() as i64;
+            let piece = buf.narrow(0, off, n);
+            off += n;
+            (g, piece)
+        })
+    }
+}
+
 struct Started {
     work: Work,
     /// What travels: the region itself, or a copy (fp32 or bf16) to copy back.
@@ -125,6 +142,9 @@ impl FusedBuckets {
                     .windows(2)
                     .all(|p| offset(&p[1]) == offset(&p[0]) + p[0].numel() as i64);
             let region = tiles.then(|| flat.narrow(0, offset(&gs[0]), numel));
+            let wire = if bf16 { Kind::BFloat16 } else { Kind::Float };
+            let send =
+                (region.is_none() || bf16).then(|| Tensor::zeros([numel], (wire, flat.device())));
             for u in &us {
                 of_unit.insert(*u, i);
             }
@@ -133,6 +153,7 @@ impl FusedBuckets {
                 units: us,
                 grads: gs,
                 region,
+                send,
                 numel,
             });
         }
@@ -200,16 +221,19 @@ impl FusedBuckets {
     fn start(&mut self, i: usize, dist: &Dist) -> anyhow::Result<()> {
         let b = &self.buckets[i];
         let launched_ns = now_ns();
-        let sent = tch::no_grad(|| {
-            let flat = match &b.region {
-                Some(r) => r.shallow_clone(),
-                None => Tensor::cat(&b.grads.iter().map(|g| g.view([-1])).collect::<Vec<_>>(), 0),
-            };
-            if self.bf16 {
-                flat.to_kind(Kind::BFloat16)
-            } else {
-                flat
+        let sent = tch::no_grad(|| match (&b.send, &b.region) {
+            (None, Some(r)) => r.shallow_clone(),
+            (Some(buf), Some(r)) => {
+                buf.shallow_clone().copy_(r);
+                buf.shallow_clone()
             }
+            (Some(buf), None) => {
+                for (g, piece) in b.pieces(buf) {
+                    piece.shallow_clone().copy_(&g.view([-1]));
+                }
+                buf.shallow_clone()
+            }
+            (None, None) => unreachable!("a bucket without a region has a send buffer"),
         });
         let work = dist.start_all_reduce_sum(&sent)?;
         if self.timing {
@@ -254,19 +278,14 @@ impl FusedBuckets {
             dist.wait_for(&s.work, what)?;
             let waited = now_ns();
             let b = &self.buckets[i];
-            tch::no_grad(|| {
-                match &b.region {
-                    Some(_) if !self.bf16 => {} // reduced in place
-                    Some(r) => {
-                        r.shallow_clone().copy_(&s.sent);
-                    }
-                    None => {
-                        let mut off = 0;
-                        for g in &b.grads {
-                            let n = g.numel() as i64;
-                            g.view([-1]).copy_(&s.sent.narrow(0, off, n));
-                            off += n;
-                        }
+            tch::no_grad(|| match &b.region {
+                Some(_) if !self.bf16 => {} // reduced in place
+                Some(r) => {
+                    r.shallow_clone().copy_(&s.sent);
+                }
+                None => {
+                    for (g, piece) in b.pieces(&s.sent) {
+                        g.view([-1]).copy_(&piece);
                     }
                 }
             });
