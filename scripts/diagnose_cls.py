@@ -62,9 +62,8 @@ def load(spec, seed):
     if spec.startswith("random:"):
         folder = spec[len("random:"):]
         torch.manual_seed(seed)
-        config = AutoConfig.from_pretrained(folder)
-        return AutoModel.from_config(config), folder
-    return AutoModel.from_pretrained(spec), spec
+        return AutoModel.from_config(AutoConfig.from_pretrained(folder))
+    return AutoModel.from_pretrained(spec)
 
 
 @torch.no_grad()
@@ -101,8 +100,8 @@ def main():
     ap.add_argument("--max-len", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train, dev = sentences(args.mr, args.seed)
+    tok = Tokenizer.from_file(args.tokenizer)
     ty = np.array([y for _, y in train])
     dy = np.array([y for _, y in dev])
     print(f"mr probe: {len(train)} train / {len(dev)} dev sentences (positive share "
@@ -115,10 +114,9 @@ def main():
           "| [CLS] mean cosine | word-embedding row norm |")
     print("|---|---|---|---|---|---|")
     for spec in args.model:
-        name, _, path = spec.rpartition("=") if "=" in spec else (spec, "", spec)
-        model, _ = load(path, args.seed)
+        name, _, path = spec.partition("=") if "=" in spec else (spec, "", spec)
+        model = load(path, args.seed)
         model.eval()
-        tok = Tokenizer.from_file(args.tokenizer)
         tr = features(model, tok, train, args.max_len)
         dv = features(model, tok, dev, args.max_len)
         accs = [probe(a, ty, b, dy) for a, b in zip(tr, dv)]
